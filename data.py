@@ -1,0 +1,175 @@
+"""Loading and validating instruction files (the paper's AlpacaFarm format and its variants).
+
+A record has either `instruction` (+ optional `input`) or the seed's single `input` field, which holds the
+instruction and, after "\\n\\n### Input:\\n", its input. `output` is the reference answer; `qtype` is
+OPENENDED or CONSTRAINED (needed only when the reward branches on it). Files may be a JSON array or JSONL;
+anything else is read with `datasets.load_dataset` (a local dataset folder or a hub name).
+
+Bad input raises DataError with one line naming the file, the record and the field; scripts turn it into
+`error: ...` on stderr and exit code 2 (see `exit_on_data_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+QTYPES = ("OPENENDED", "CONSTRAINED")
+SEED_INPUT_SEPARATOR = "\n\n### Input:\n"
+
+
+class DataError(ValueError):
+    """Bad input data; the message is a complete one-line explanation."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One instruction with what the reward needs beside the prompt: never re-parsed from prompt text."""
+
+    instruction: str
+    input: str = ""
+    reference: str = ""
+    qtype: str | None = None
+
+    @property
+    def query(self) -> str:
+        """The raw query the relevance feature compares with: instruction and input, whitespace collapsed."""
+        return " ".join(f"{self.instruction} {self.input}".split())
+
+    @property
+    def seed_input(self) -> str:
+        """The instruction in the paper's single-field form (the key outputs are joined on)."""
+        return f"{self.instruction}{SEED_INPUT_SEPARATOR}{self.input}" if self.input else self.instruction
+
+
+@contextlib.contextmanager
+def exit_on_data_error() -> Iterator[None]:
+    """Turn a DataError into one line on stderr and exit code 2, with no traceback."""
+    try:
+        yield
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _field(rec: dict[str, Any], name: str, where: str) -> str:
+    value = rec.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{name}': expected a string, got {type(value).__name__}")
+    return value
+
+
+def parse_record(rec: Any, where: str, require_qtype: bool = False, require_reference: bool = True) -> Example:
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    if "instruction" in rec:
+        instruction, inp = _field(rec, "instruction", where), _field(rec, "input", where)
+        field = "instruction"
+    elif "input" in rec:
+        instruction, _, inp = _field(rec, "input", where).partition(SEED_INPUT_SEPARATOR)
+        field = "input"
+    else:
+        raise DataError(f"{where}: field 'instruction': missing (a record needs 'instruction' or 'input')")
+    if not instruction.strip():
+        raise DataError(f"{where}: field '{field}': empty instruction")
+    if require_reference and "output" not in rec:
+        raise DataError(f"{where}: field 'output': missing (the reference answer)")
+    reference = _field(rec, "output", where)
+    qtype = rec.get("qtype")
+    if qtype is None and require_qtype:
+        raise DataError(f"{where}: field 'qtype': missing (needed with --reward_branching=true)")
+    if qtype is not None and qtype not in QTYPES:
+        raise DataError(f"{where}: field 'qtype': unknown value {qtype!r} (expected OPENENDED or CONSTRAINED)")
+    return Example(instruction.strip(), inp.strip(), reference, qtype)
+
+
+def _read_json_records(path: Path) -> list[tuple[str, Any]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: not valid UTF-8 (byte {err.start})") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty file")
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+        return [(f"{path}: record {i}", rec) for i, rec in enumerate(records)]
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((f"{path}: line {lineno} (record {len(out)})", json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {lineno}: malformed JSON ({err.msg})") from None
+    return out
+
+
+def read_records(path: str | Path, split: str = "train") -> list[tuple[str, Any]]:
+    """Raw records with a location string each: JSON / JSONL files directly, anything else via datasets."""
+    p = Path(path)
+    if p.is_file():
+        return _read_json_records(p)
+    if p.suffix in (".json", ".jsonl"):
+        raise DataError(f"{path}: file not found")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(str(path), split=split)
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+        raise DataError(f"{path}: cannot load as a file or dataset ({type(err).__name__}: {err})".splitlines()[0]) from None
+    return [(f"{path}[{split}]: record {i}", rec) for i, rec in enumerate(ds)]
+
+
+def load_examples(
+    path: str | Path, require_qtype: bool = False, require_reference: bool = True, split: str = "train"
+) -> list[Example]:
+    records = read_records(path, split)
+    if not records:
+        raise DataError(f"{path}: no records")
+    return [parse_record(rec, where, require_qtype, require_reference) for where, rec in records]
+
+
+def load_outputs(path: str | Path) -> list[dict[str, str]]:
+    """An alpaca_eval-style outputs file: a list of {instruction, output, ...}."""
+    out = []
+    for where, rec in read_records(path):
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        for name in ("instruction", "output"):
+            if not isinstance(rec.get(name), str):
+                raise DataError(f"{where}: field '{name}': missing or not a string")
+        out.append(rec)
+    if not out:
+        raise DataError(f"{path}: no records")
+    return out
+
+
+def join_outputs(outputs: list[dict[str, str]], examples: list[Example], outputs_path: str | Path) -> list[Example]:
+    """Match each output to its annotated instruction (qtype, reference) by the instruction text.
+
+    alpaca_eval outputs carry the instruction either in the seed single-field form or as the bare
+    instruction; both are accepted.
+    """
+    index: dict[str, Example] = {}
+    for ex in examples:
+        index.setdefault(ex.seed_input, ex)
+        index.setdefault(ex.query, ex)
+    joined = []
+    for i, rec in enumerate(outputs):
+        key = rec["instruction"]
+        ex = index.get(key) or index.get(" ".join(key.replace(SEED_INPUT_SEPARATOR, " ").split()))
+        if ex is None:
+            raise DataError(f"{outputs_path}: record {i}: field 'instruction': not found in the annotated file ({key[:60]!r})")
+        joined.append(ex)
+    return joined

@@ -1,0 +1,299 @@
+"""Reward models.
+
+1. `ReversedEngineeredRewardForInference` (RER): the paper's white-box proxy reward, built from interpretable
+   features of a (query, response, reference, qtype) sample:
+
+       LI  = |tokens(response)| / 100                      length incentive (1.0 when off)
+       RP  = |distinct trigrams| / |trigrams|              repetition penalty (1.0 under 3 tokens)
+       QR  = e(query) . e(response)                        query relevance
+       RAR = e(reference) . e(response)                    reference-answer relevance
+
+       score  = LI                                         without relevance
+              = LI x QR                                    relevance, no branching (or OPENENDED)
+              = interp(RAR, [0, rar_max_dot] -> [0, max_sequence_length/100])   CONSTRAINED, branching
+       reward = score x RP                                 when RP is on
+
+   Tokens are `nltk.wordpunct_tokenize` of the cleaned response (stripped, cut at the prompt format's role
+   markers and the stop strings). e(.) is the relevance encoder (`RelevanceEncoder`).
+
+2. Gold reward models (black-box judges for the monotonicity check) live further down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from nltk.tokenize import wordpunct_tokenize
+from tqdm.auto import tqdm
+
+from data import Example
+from prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
+
+
+@dataclass
+class RewardConfig:
+    """Flags of the white-box reward; names follow the paper's training arguments."""
+
+    length_incentive: bool = field(default=True, metadata={"help": "LI: multiply by #tokens/100"})
+    repetition_penalty: bool = field(default=True, metadata={"help": "RP: multiply by distinct/all trigrams"})
+    relevance_scaling: bool = field(default=True, metadata={"help": "QR: multiply by e(query).e(response)"})
+    reward_branching: bool = field(
+        default=True, metadata={"help": "CONSTRAINED instructions score RAR against the reference instead"}
+    )
+    do_strip: bool = field(default=True, metadata={"help": "strip and cut responses at role markers/stop strings"})
+    max_sequence_length: int = field(
+        default=512, metadata={"help": "top of the RAR interpolation range is max_sequence_length/100"}
+    )
+    rar_max_dot: float = field(
+        default=3.5,
+        metadata={
+            "help": "RAR dot product mapped to the top of the range. 3.5 is calibrated for Contriever's raw "
+            "dot products; for a normalized (cosine) encoder such as MiniLM use about 1.0"
+        },
+    )
+    relevance_model: str | None = field(
+        default=None,
+        metadata={"help": "relevance encoder: hub name or folder (default: offline all-MiniLM-L6-v2; "
+                  "the paper used facebook/contriever)"},
+    )
+    relevance_model_type: str = field(
+        default="auto",
+        metadata={"help": "auto | sentence_transformers | contriever (mean pooling, raw dot product)"},
+    )
+    reward_model_batch_size: int = field(default=64, metadata={"help": "relevance encoder batch size"})
+    reward_device: str = field(default="auto", metadata={"help": "device of the relevance encoder"})
+
+    @property
+    def uses_relevance(self) -> bool:
+        return self.relevance_scaling
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The white-box features, each one named as in the paper.
+
+
+def tokenize(response: str) -> list[str]:
+    return wordpunct_tokenize(response)
+
+
+def length_incentive(tokens: Sequence[str]) -> float:
+    """LI: longer answers score higher, in units of 100 tokens."""
+    return len(tokens) / 100.0
+
+
+def repetition_penalty(tokens: Sequence[str]) -> float:
+    """RP: share of distinct word trigrams; 1.0 when there is no trigram to repeat."""
+    if len(tokens) < 3:
+        return 1.0
+    trigrams = list(zip(tokens, tokens[1:], tokens[2:]))
+    return len(set(trigrams)) / len(trigrams)
+
+
+def interpolate_rar(rar: float, rar_max_dot: float, max_sequence_length: int) -> float:
+    """Map RAR linearly from [0, rar_max_dot] onto [0, max_sequence_length/100] (clipped at both ends, as
+    np.interp does), so a CONSTRAINED answer that matches its reference earns what a maximal-length
+    OPENENDED answer could."""
+    return float(np.interp(rar, [0.0, rar_max_dot], [0.0, max_sequence_length / 100.0]))
+
+
+def paper_reward(f: dict[str, float | str | None], config: RewardConfig) -> float:
+    """Combine the features exactly as the paper does (see the module docstring)."""
+    li = f["LI"] if config.length_incentive else 1.0  # LI and RP are 1.0 when off
+    if config.relevance_scaling and config.reward_branching and f["qtype"] == "CONSTRAINED":
+        score = interpolate_rar(f["RAR"], config.rar_max_dot, config.max_sequence_length)
+    elif config.relevance_scaling:
+        score = li * f["QR"]
+    else:
+        score = li
+    return score * (f["RP"] if config.repetition_penalty else 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# e(.): the relevance encoder.
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class RelevanceEncoder:
+    """e(.) with an embedding cache, so instructions and references seen before are not encoded again
+    (PPO revisits prompts every epoch and the dev set at every evaluation).
+
+    - sentence-transformers models are used as their own modules define them (all-MiniLM-L6-v2 normalizes,
+      so its dot product is a cosine);
+    - plain transformer encoders (facebook/contriever) get Contriever semantics: mean pooling over the last
+      hidden state, raw dot product, truncation from the left to the encoder's max length.
+    """
+
+    def __init__(self, name_or_path: str | None = None, model_type: str = "auto", batch_size: int = 64,
+                 device: str = "auto", cache_size: int = 200_000):
+        if name_or_path is None:
+            from offline_models import minilm_path
+
+            name_or_path = minilm_path()
+        self.name = name_or_path
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache_size = cache_size
+        if model_type == "auto":
+            local_st = (Path(name_or_path) / "modules.json").exists()
+            model_type = "sentence_transformers" if local_st or name_or_path.startswith("sentence-transformers/") else "contriever"
+        if model_type not in ("sentence_transformers", "contriever"):
+            raise ValueError(f"relevance_model_type must be auto, sentence_transformers or contriever, got {model_type!r}")
+        self.model_type = model_type
+        if model_type == "sentence_transformers":
+            from sentence_transformers import SentenceTransformer
+
+            self.st_model = SentenceTransformer(name_or_path, device=self.device)
+        else:
+            from transformers import AutoModel, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, truncation_side="left")
+            self.model = AutoModel.from_pretrained(name_or_path).to(self.device).eval()
+            self.max_length = min(self.tokenizer.model_max_length, 512)
+
+    @torch.inference_mode()
+    def _encode_uncached(self, texts: list[str]) -> torch.Tensor:
+        if self.model_type == "sentence_transformers":
+            return self.st_model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                        show_progress_bar=False).float().cpu()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+        out = torch.empty(len(texts), self.model.config.hidden_size)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            hidden = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out[idx] = ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()  # mean pooling
+        return out
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of texts, one encoder pass over the distinct texts not cached yet."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            for text, emb in zip(missing, self._encode_uncached(missing)):
+                self.cache[text] = emb
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        for t in texts:
+            self.cache.move_to_end(t)
+        return torch.stack([self.cache[t] for t in texts]) if texts else torch.empty(0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The proxy reward.
+
+# A white-box feature: a function of one sample's cleaned response and its context.
+FeatureFn = Callable[["Sample"], float]
+# A combination rule: the sample's feature values (LI, RP, QR, RAR, qtype, paper_reward, your features) -> reward.
+CombineFn = Callable[[dict], float]
+
+
+@dataclass(frozen=True)
+class Sample:
+    query: str
+    response: str  # cleaned when do_strip is on
+    reference: str
+    qtype: str | None
+    tokens: tuple[str, ...]
+
+
+class ReversedEngineeredRewardForInference:
+    """The white-box reward. Call it on a batch; every encoder call is batched over the whole batch.
+
+    Extend it without editing the class: `extra_features={"name": fn}` adds a feature computed per sample
+    (fn gets a `Sample`), and `combine=fn` replaces the combination rule; it gets every feature value,
+    including `paper_reward`, the paper's own combination. Example (README): halve the reward of
+    responses that apologise.
+    """
+
+    def __init__(self, config: RewardConfig | None = None, stop_strings: Sequence[str] | None = None,
+                 extra_features: dict[str, FeatureFn] | None = None, combine: CombineFn | None = None,
+                 encoder: RelevanceEncoder | None = None):
+        self.config = config or RewardConfig()
+        self.stop_strings = tuple(stop_strings) if stop_strings is not None else ALPACA_ROLE_MARKERS + STOP_STRINGS
+        self.extra_features = dict(extra_features or {})
+        clash = set(self.extra_features) & {"LI", "RP", "QR", "RAR", "qtype", "branch", "paper_reward", "reward"}
+        if clash:
+            raise ValueError(f"extra feature names clash with built-in ones: {sorted(clash)}")
+        self.combine = combine
+        self.encoder = encoder
+        if self.encoder is None and self.config.uses_relevance:
+            self.encoder = RelevanceEncoder(self.config.relevance_model, self.config.relevance_model_type,
+                                            self.config.reward_model_batch_size, self.config.reward_device)
+
+    def _branch(self, qtype: str | None) -> str:
+        c = self.config
+        if c.relevance_scaling and c.reward_branching:
+            if qtype not in ("OPENENDED", "CONSTRAINED"):
+                raise ValueError(f"reward_branching needs qtype OPENENDED or CONSTRAINED, got {qtype!r}")
+            return "RAR" if qtype == "CONSTRAINED" else "LIxQR"
+        return "LIxQR" if c.relevance_scaling else "LI"
+
+    def __call__(self, queries: Sequence[str], responses: Sequence[str], references: Sequence[str] | None = None,
+                 qtypes: Sequence[str | None] | None = None, return_features: bool = False):
+        n = len(responses)
+        references = list(references) if references is not None else [""] * n
+        qtypes = list(qtypes) if qtypes is not None else [None] * n
+        if not (len(queries) == n == len(references) == len(qtypes)):
+            raise ValueError("queries, responses, references and qtypes must have the same length")
+        cleaned = [clean_response(r, self.stop_strings) if self.config.do_strip else r for r in responses]
+        tokens = [tokenize(r) for r in cleaned]
+        branches = [self._branch(q) for q in qtypes]
+        qr = [math.nan] * n
+        rar = [math.nan] * n
+        if self.config.relevance_scaling:
+            # Only what the formula needs is encoded (QR for LI x QR samples, RAR for CONSTRAINED ones), all
+            # in one encoder pass; asking for the features computes both for every sample.
+            need_qr = [i for i in range(n) if return_features or branches[i] == "LIxQR"]
+            need_rar = [i for i in range(n) if return_features or branches[i] == "RAR"]
+            texts = [cleaned[i] for i in range(n)] + [queries[i] for i in need_qr] + [references[i] for i in need_rar]
+            emb = self.encoder.encode(texts)
+            resp, rest = emb[:n], emb[n:]
+            if need_qr:
+                dots = (resp[need_qr] * rest[: len(need_qr)]).sum(-1).tolist()
+                for i, d in zip(need_qr, dots):
+                    qr[i] = d
+            if need_rar:
+                dots = (resp[need_rar] * rest[len(need_qr):]).sum(-1).tolist()
+                for i, d in zip(need_rar, dots):
+                    rar[i] = d
+        rewards, features = [], []
+        for i in range(n):
+            # LI and RP are reported as used: 1.0 when that feature is off.
+            f = {"LI": length_incentive(tokens[i]) if self.config.length_incentive else 1.0,
+                 "RP": repetition_penalty(tokens[i]) if self.config.repetition_penalty else 1.0, "QR": qr[i],
+                 "RAR": rar[i], "qtype": qtypes[i], "branch": branches[i]}
+            f["paper_reward"] = paper_reward(f, self.config)
+            if self.extra_features:
+                sample = Sample(queries[i], cleaned[i], references[i], qtypes[i], tuple(tokens[i]))
+                for name, fn in self.extra_features.items():
+                    f[name] = fn(sample)
+            f["reward"] = float(self.combine(f)) if self.combine else f["paper_reward"]
+            rewards.append(f["reward"])
+            features.append(f)
+        return (rewards, features) if return_features else rewards
+
+    def score_examples(self, examples: Sequence[Example], responses: Sequence[str], batch_size: int = 256,
+                       return_features: bool = False, progress: bool = True, desc: str = "proxy reward"):
+        """Score a whole file in batches, with a progress bar."""
+        rewards, features = [], []
+        for start in tqdm(range(0, len(examples), batch_size), desc=desc, disable=not progress or len(examples) <= batch_size,
+                          unit="batch"):
+            exs = examples[start:start + batch_size]
+            r, f = self([e.query for e in exs], responses[start:start + batch_size], [e.reference for e in exs],
+                        [e.qtype for e in exs], return_features=True)
+            rewards += r
+            features += f
+        return (rewards, features) if return_features else rewards
