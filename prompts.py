@@ -29,14 +29,14 @@ PROMPT_FORMATS = ("alpaca", "chat")
 
 
 def clean_response(text: str, stop_strings: tuple[str, ...]) -> str:
-    """Strip, cut at the first stop string (role marker or separator), strip again."""
-    text = text.strip()
+    """Strip spaces and newlines, cut at the first stop string (role marker or separator), strip again."""
+    text = text.strip("\n ")
     cut = len(text)
     for stop in stop_strings:
         idx = text.find(stop)
         if idx != -1:
             cut = min(cut, idx)
-    return text[:cut].strip()
+    return text[:cut].strip("\n ")
 
 
 def _chat_role_markers(tokenizer: Any) -> tuple[str, ...]:

@@ -1,0 +1,119 @@
+"""Score an outputs file with the white-box proxy reward and summarise every feature by qtype.
+
+This is the feature-design loop: edit a feature (or write one in a small Python file passed with
+`--features_module`), re-score existing outputs in seconds, and see which feature moved.
+
+    python score_outputs.py --outputs_path runs/quickstart/policy_step_4/alpaca-eval-policy_step_4.json \
+        --annotations_path data/eval.json --features_module examples/my_features.py
+
+`--outputs_path` is an alpaca_eval-style list of {instruction, output}; it is joined with the annotated
+instruction file (qtype, reference answer) by instruction. Without `--outputs_path`, the annotated file's own
+reference answers are scored, which is a quick look at what the reward thinks of good answers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from data import DataError, exit_on_data_error, join_outputs, load_examples, load_outputs
+from prompts import PROMPT_FORMATS, get_prompt_format
+from reward_model import RewardConfig, ReversedEngineeredRewardForInference
+
+FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
+
+
+@dataclass
+class ScoreArguments:
+    annotations_path: str = field(default="data/eval.json", metadata={"help": "instructions with qtype and reference"})
+    outputs_path: str | None = field(default=None, metadata={"help": "alpaca_eval-style outputs to score"})
+    prompt_format: str = field(default="alpaca", metadata={"help": f"one of {PROMPT_FORMATS}: sets the role markers to cut at"})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer whose chat template gives the markers (chat format)"})
+    features_module: str | None = field(
+        default=None, metadata={"help": "Python file defining EXTRA_FEATURES = {name: fn(sample)} and optionally combine(f)"}
+    )
+    save_path: str | None = field(default=None, metadata={"help": "write per-sample rewards and features here (JSON)"})
+    batch_size: int = field(default=256, metadata={"help": "samples per reward call"})
+
+
+def load_features_module(path: str) -> tuple[dict, object]:
+    """Import a researcher's feature file (their own code, run as any script they write would be)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{path}: file not found")
+    spec = importlib.util.spec_from_file_location(p.stem, p)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    features = getattr(module, "EXTRA_FEATURES", {})
+    if not isinstance(features, dict):
+        raise DataError(f"{path}: EXTRA_FEATURES must be a dict of name -> function")
+    return features, getattr(module, "combine", None)
+
+
+def summarize(features: list[dict], extra: list[str]) -> list[tuple[str, int, dict[str, float]]]:
+    """Mean of each feature and of the reward per qtype (NaN-free: features not computed are left out)."""
+    rows = []
+    groups = sorted({f["qtype"] for f in features}, key=str) + ["all"]
+    for group in groups:
+        members = [f for f in features if group == "all" or f["qtype"] == group]
+        means = {}
+        for col in (*FEATURE_COLUMNS, *extra, "reward"):
+            values = [float(f[col]) for f in members if not (isinstance(f[col], float) and math.isnan(f[col]))]
+            means[col] = statistics.fmean(values) if values else math.nan
+        rows.append((str(group), len(members), means))
+    return rows
+
+
+def print_summary(rows, extra: list[str], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("qtype", "n", *FEATURE_COLUMNS, *extra, "reward"):
+        table.add_column(col, justify="left" if col == "qtype" else "right")
+    for group, n, means in rows:
+        table.add_row(group, str(n), *(f"{means[c]:.3f}" for c in (*FEATURE_COLUMNS, *extra, "reward")))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = HfArgumentParser((ScoreArguments, RewardConfig))
+    args, reward_config = parser.parse_args_into_dataclasses(args=argv)
+    with exit_on_data_error():
+        needs_qtype = reward_config.reward_branching and reward_config.relevance_scaling
+        examples = load_examples(args.annotations_path, require_qtype=needs_qtype)
+        if args.outputs_path:
+            outputs = load_outputs(args.outputs_path)
+            examples = join_outputs(outputs, examples, args.outputs_path)
+            responses = [o["output"] for o in outputs]
+        else:
+            responses = [e.reference for e in examples]
+        extra_features, combine = load_features_module(args.features_module) if args.features_module else ({}, None)
+    tokenizer = None
+    if args.prompt_format == "chat":
+        from transformers import AutoTokenizer
+
+        from offline_models import smollm2_path
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
+    prompt_format = get_prompt_format(args.prompt_format, tokenizer)
+    rer = ReversedEngineeredRewardForInference(reward_config, prompt_format.stop_strings, extra_features, combine)
+    rewards, features = rer.score_examples(examples, responses, args.batch_size, return_features=True)
+    extra = list(extra_features)
+    source = args.outputs_path or f"{args.annotations_path} (reference answers)"
+    print_summary(summarize(features, extra), extra, f"proxy reward of {source}")
+    if args.save_path:
+        rows = [{"instruction": e.seed_input, "output": r, **f} for e, r, f in zip(examples, responses, features)]
+        Path(args.save_path).write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(f"per-sample features written to {args.save_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
