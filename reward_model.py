@@ -10,7 +10,7 @@
 
        score  = LI                                         without relevance
               = LI x QR                                    relevance, no branching (or OPENENDED)
-              = interp(RAR, [0, rar_max_dot] -> [0, max_sequence_length/100])   CONSTRAINED, branching
+              = RAR / rar_max_dot x max_sequence_length/100   CONSTRAINED, with branching
        reward = score x RP                                 when RP is on
 
    Tokens are `nltk.wordpunct_tokenize` of the cleaned response (stripped, cut at the prompt format's role
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from nltk.tokenize import wordpunct_tokenize
 from tqdm.auto import tqdm
@@ -96,10 +95,10 @@ def repetition_penalty(tokens: Sequence[str]) -> float:
 
 
 def interpolate_rar(rar: float, rar_max_dot: float, max_sequence_length: int) -> float:
-    """Map RAR linearly from [0, rar_max_dot] onto [0, max_sequence_length/100] (clipped at both ends, as
-    np.interp does), so a CONSTRAINED answer that matches its reference earns what a maximal-length
-    OPENENDED answer could."""
-    return float(np.interp(rar, [0.0, rar_max_dot], [0.0, max_sequence_length / 100.0]))
+    """Map RAR linearly from [0, rar_max_dot] onto [0, max_sequence_length/100], so a CONSTRAINED answer that
+    matches its reference earns what a maximal-length OPENENDED answer could. Not clipped, as in the paper:
+    a dot product above rar_max_dot earns more than the top of the range."""
+    return rar / rar_max_dot * (max_sequence_length / 100.0)
 
 
 def paper_reward(f: dict[str, float | str | None], config: RewardConfig) -> float:
@@ -255,9 +254,9 @@ class ReversedEngineeredRewardForInference:
         rar = [math.nan] * n
         if self.config.relevance_scaling:
             # Only what the formula needs is encoded (QR for LI x QR samples, RAR for CONSTRAINED ones), all
-            # in one encoder pass; asking for the features computes both for every sample.
+            # in one encoder pass; asking for the features computes both wherever there is a text to compare with.
             need_qr = [i for i in range(n) if return_features or branches[i] == "LIxQR"]
-            need_rar = [i for i in range(n) if return_features or branches[i] == "RAR"]
+            need_rar = [i for i in range(n) if branches[i] == "RAR" or (return_features and references[i])]
             texts = [cleaned[i] for i in range(n)] + [queries[i] for i in need_qr] + [references[i] for i in need_rar]
             emb = self.encoder.encode(texts)
             resp, rest = emb[:n], emb[n:]
@@ -297,3 +296,193 @@ class ReversedEngineeredRewardForInference:
             rewards += r
             features += f
         return (rewards, features) if return_features else rewards
+
+
+# =========================================================================================================
+# Gold reward models (issue 4): the black-box judges of the monotonicity check and the offline win rate.
+#
+# Both score (instruction, response) pairs in length-sorted batches: sorting puts sequences of similar length
+# together, so a batch wastes little compute on padding, and one forward pass scores `batch_size` responses
+# (the paper's script scored them one at a time). Imports for this section are kept here, beside the code.
+
+from torch import nn  # noqa: E402
+from transformers import LlamaModel, LlamaPreTrainedModel  # noqa: E402
+
+from data import DataError  # noqa: E402
+
+GOLD_TYPES = ("starling", "classifier")
+STARLING_TOKENIZER = "01-ai/Yi-34B-Chat"  # Starling-RM-34B was fine-tuned from Yi-34B-Chat and uses its tokenizer
+STARLING_TEMPLATE = "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>"
+STARLING_PAD_ID = 0  # the model card pads with id 0 (Yi's <unk>)
+GOLD_MAX_LENGTH = 2048  # the model card's max length; longer inputs lose their beginning (left truncation)
+
+
+class StarlingRewardModel(LlamaPreTrainedModel):
+    """Starling-RM-34B as its model card defines it: Yi-34B-Chat without its LM head (a Llama-architecture
+    `transformer`), plus a bias-free linear `v_head` that maps a hidden state to a scalar. The reward is the
+    head's output at the last non-pad token. The attribute names match the checkpoint's weight names."""
+
+    base_model_prefix = "transformer"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer = LlamaModel(config)
+        self.v_head = nn.Linear(config.hidden_size, 1, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Rewards of a right-padded batch, shape (batch,)."""
+        return last_token_scores(self.transformer, self.v_head, input_ids, attention_mask.sum(-1))
+
+
+def last_token_scores(backbone: nn.Module, head: nn.Linear, input_ids: torch.Tensor,
+                      lengths: torch.Tensor) -> torch.Tensor:
+    """A scalar head read at the last real token of each row of a right-padded batch, shape (batch,).
+
+    Right padding puts every pad after the real tokens, and causal attention never looks forward: no real token
+    attends to a pad, so the backbone runs without an attention mask (SDPA then takes its fast causal path) and
+    the real tokens' hidden states are exactly those of the unpadded text. The last real token sits at
+    length - 1; it is found from the lengths, never from a pad id, which may also occur inside a text (Starling
+    pads with 0; SmolLM2's pad is its end-of-turn token).
+    """
+    hidden = backbone(input_ids=input_ids, use_cache=False).last_hidden_state
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return head(hidden[rows, lengths.to(hidden.device) - 1]).squeeze(-1)
+
+
+def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token id lists into (input_ids, attention_mask), padded on the right."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids, mask
+
+
+def _gold_load_kwargs(device: str) -> dict:
+    """bf16 sharded over the GPUs (a 34B model needs it), float32 on CPU."""
+    if device.startswith("cuda"):
+        return {"dtype": torch.bfloat16, "device_map": "auto" if device == "cuda" else device}
+    return {"dtype": torch.float32}
+
+
+class GoldRewardModel:
+    """Shared batching: encode every pair, sort by token length, score `batch_size` at a time."""
+
+    name: str
+    batch_size: int
+    max_length: int
+
+    def encode(self, instructions: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
+        """Token ids of every (instruction, response) pair, untruncated."""
+        raise NotImplementedError
+
+    def forward_batch(self, seqs: list[list[int]]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def score(self, instructions: Sequence[str], responses: Sequence[str], progress: bool = True,
+              desc: str = "gold reward") -> list[float]:
+        if len(instructions) != len(responses):
+            raise ValueError("instructions and responses must have the same length")
+        # Left truncation keeps the end of the text: the response and the final token the score is read at.
+        seqs = [ids[-self.max_length:] for ids in self.encode(instructions, responses)]
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))  # longest first: memory errors show early
+        scores = [math.nan] * len(seqs)
+        with tqdm(total=len(seqs), desc=desc, unit="resp", disable=not progress) as bar:
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                out = self.forward_batch([seqs[i] for i in idx]).float().cpu().tolist()
+                for i, s in zip(idx, out):
+                    scores[i] = s
+                bar.update(len(idx))
+        return scores
+
+
+class StarlingGoldReward(GoldRewardModel):
+    def __init__(self, name_or_path: str, batch_size: int = 8, device: str = "auto", tokenizer_name: str | None = None,
+                 max_length: int = GOLD_MAX_LENGTH):
+        from transformers import AutoTokenizer
+
+        device = resolve_device(device)
+        if tokenizer_name is None:
+            # A local folder that ships its tokenizer uses it; otherwise the model card's tokenizer.
+            has_tokenizer = (Path(name_or_path) / "tokenizer_config.json").exists()
+            tokenizer_name = name_or_path if has_tokenizer else STARLING_TOKENIZER
+        self.name, self.batch_size, self.max_length = name_or_path, batch_size, max_length
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+        self.model = StarlingRewardModel.from_pretrained(name_or_path, use_safetensors=True,
+                                                         **_gold_load_kwargs(device)).eval()
+        if not device.startswith("cuda"):
+            self.model.to(device)
+
+    def encode(self, instructions: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
+        texts = [STARLING_TEMPLATE.format(instruction=i, response=r) for i, r in zip(instructions, responses)]
+        return self.tokenizer(texts).input_ids if texts else []
+
+    def forward_batch(self, seqs: list[list[int]]) -> torch.Tensor:
+        ids, mask = _right_pad(seqs, STARLING_PAD_ID)
+        first = self.model.get_input_embeddings().weight.device  # with device_map="auto", where inputs go
+        return self.model(ids.to(first), mask.to(first))
+
+
+class ClassifierGoldReward(GoldRewardModel):
+    """Any AutoModelForSequenceClassification with one output (Skywork-Reward style), fed the conversation in
+    its tokenizer's chat template ("instruction\\n\\nresponse" when the tokenizer has none)."""
+
+    def __init__(self, name_or_path: str, batch_size: int = 8, device: str = "auto", tokenizer_name: str | None = None,
+                 trust_remote_code: bool = False, max_length: int = GOLD_MAX_LENGTH):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        device = resolve_device(device)
+        self.name, self.batch_size = name_or_path, batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or name_or_path,
+                                                       trust_remote_code=trust_remote_code)
+        self.max_length = min(max_length, self.tokenizer.model_max_length)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **_gold_load_kwargs(device)
+        ).eval()
+        if self.model.config.num_labels != 1:
+            raise DataError(f"{name_or_path}: a gold classifier must output one score (num_labels=1), "
+                            f"this one has num_labels={self.model.config.num_labels}")
+        if not device.startswith("cuda"):
+            self.model.to(device)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # Decoder reward models (Llama/Qwen/Gemma/...ForSequenceClassification) put a linear `score` head on the
+        # last token. transformers finds that token by looking for the pad id, which fails when the pad id is
+        # also the end-of-turn id (SmolLM2: both are 2). So we read the head at the last real token ourselves
+        # (`last_token_scores`). Other classifiers (encoders pooling a first [CLS] token) use their own forward.
+        self.last_token_head = self.model.score if isinstance(getattr(self.model, "score", None), nn.Linear) else None
+
+    def encode(self, instructions: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
+        if not instructions:
+            return []
+        if self.tokenizer.chat_template:
+            texts = [self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": i}, {"role": "assistant", "content": r}], tokenize=False
+            ) for i, r in zip(instructions, responses)]
+            return self.tokenizer(texts, add_special_tokens=False).input_ids  # the template has its special tokens
+        return self.tokenizer([f"{i}\n\n{r}" for i, r in zip(instructions, responses)]).input_ids
+
+    def forward_batch(self, seqs: list[list[int]]) -> torch.Tensor:
+        first = self.model.get_input_embeddings().weight.device
+        ids, mask = _right_pad(seqs, self.pad_id)
+        if self.last_token_head is None:
+            return self.model(input_ids=ids.to(first), attention_mask=mask.to(first)).logits[:, 0]
+        return last_token_scores(self.model.base_model, self.last_token_head, ids.to(first), mask.sum(-1))
+
+
+def load_gold_reward_model(name_or_path: str, gold_type: str = "starling", batch_size: int = 8, device: str = "auto",
+                           tokenizer_name: str | None = None, trust_remote_code: bool = False,
+                           max_length: int = GOLD_MAX_LENGTH) -> GoldRewardModel:
+    """The gold judge: `starling` (Starling-RM-34B layout) or `classifier` (one-label sequence classifier).
+    The result's `score(instructions, responses)` returns one float per pair."""
+    if gold_type == "starling":
+        if trust_remote_code:
+            raise DataError("--trust_remote_code applies to --gold_type=classifier only (Starling is defined here)")
+        return StarlingGoldReward(name_or_path, batch_size, device, tokenizer_name, max_length)
+    if gold_type == "classifier":
+        return ClassifierGoldReward(name_or_path, batch_size, device, tokenizer_name, trust_remote_code, max_length)
+    raise DataError(f"unknown --gold_type {gold_type!r}; expected one of {GOLD_TYPES}")

@@ -1,0 +1,406 @@
+"""The paper's check: as PPO against the white-box proxy goes on, do the proxy reward and a black-box gold reward
+model rise together?
+
+    python eval_monotonicity.py --output_dir=. --model_prefix=alpaca_test
+
+For every `{output_dir}/{model_prefix}_step_N` folder (or `--steps`), the AlpacaEval outputs that evaluation.py
+wrote are joined with the eval set (qtype, reference) and scored by the proxy (the same RewardConfig flags as
+training, all on by default) and by the gold model (Starling-RM-34B by default). The result is the Spearman
+correlation of the per-checkpoint means, printed as scipy returns it, with Kendall's tau and a bootstrap 95%
+interval over instructions. The gold model also judges each checkpoint against the eval set's reference answers:
+an offline win rate computed with alpaca_eval's own metric.
+
+Scores are cached beside each outputs file (`scores-proxy-{config hash}.json`, `scores-gold-{model}.json`), keyed
+by a hash of exactly what was scored, so adding one checkpoint only scores that one, and no model is loaded
+when everything is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from evaluation import REPO, resolve_prompt_format
+from prompts import clean_response
+from reward_model import (GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
+                          load_gold_reward_model)
+
+
+@dataclass
+class MonotonicityArguments:
+    output_dir: str = field(default=".", metadata={"help": "folder holding the {model_prefix}_step_N checkpoints"})
+    model_prefix: str = field(default="alpaca_test", metadata={"help": "experiment name of the checkpoints"})
+    steps: list[int] | None = field(default=None, metadata={"help": "steps to use (default: every one found)"})
+    eval_path: str = field(default=str(REPO / "data" / "eval.json"), metadata={"help": "annotated eval set"})
+    gold_model: str = field(default="Nexusflow/Starling-RM-34B", metadata={"help": "gold reward model"})
+    gold_type: str = field(default="starling", metadata={"help": "starling | classifier"})
+    gold_tokenizer: str | None = field(
+        default=None, metadata={"help": "gold tokenizer (starling default: 01-ai/Yi-34B-Chat)"}
+    )
+    gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
+    gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
+    prompt_format: str = field(
+        default="auto",
+        metadata={"help": "prompt format whose stop strings cut responses (as evaluation.py: auto = chat when the "
+                  "policy tokenizer has a chat template)"},
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "policy tokenizer for the chat stop strings (default: the checkpoint's own, else its base)"},
+    )
+    win_rate: bool = field(default=True, metadata={"help": "offline win rate: gold(model) vs gold(reference)"})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples over instructions"})
+    bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finding the checkpoints and what the reward models read.
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    folder: Path
+    outputs_path: Path
+    examples: list[Example]  # the annotated example of each output, in the outputs file's order
+    responses: list[str]
+
+
+def find_outputs_file(folder: Path) -> Path:
+    """The folder's `alpaca-eval-*.json`; with several, the one named after the folder (evaluation.py's name)."""
+    files = sorted(p for p in folder.glob("alpaca-eval-*.json"))
+    own = folder / f"alpaca-eval-{folder.name}.json"
+    if own in files:
+        return own
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise DataError(f"{folder}: no alpaca-eval-*.json (run evaluation.py --evaluations alpaca on it first)")
+    raise DataError(f"{folder}: several outputs files ({', '.join(p.name for p in files)}); keep one")
+
+
+def find_checkpoints(output_dir: str | Path, prefix: str, steps: Sequence[int] | None) -> list[tuple[int, Path]]:
+    root = Path(output_dir)
+    if steps:
+        found = [(s, root / f"{prefix}_step_{s}") for s in steps]
+        missing = [str(p) for _, p in found if not p.is_dir()]
+        if missing:
+            raise DataError(f"checkpoint folder(s) not found: {', '.join(missing)}")
+    else:
+        pattern = re.compile(rf"^{re.escape(prefix)}_step_(\d+)$")
+        found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := pattern.match(p.name))]
+    found.sort()
+    if len(found) < 2:
+        raise DataError(f"{root}: found {len(found)} {prefix}_step_N folder(s); a correlation needs at least 2")
+    return found
+
+
+def load_checkpoints(found: list[tuple[int, Path]], examples: list[Example], stop_strings: Sequence[str],
+                     do_strip: bool) -> list[Checkpoint]:
+    """Outputs of every checkpoint joined with the eval set. Every checkpoint must answer the same instructions
+    (the bootstrap resamples instructions across checkpoints); responses are cleaned as the proxy cleans them,
+    so both reward models judge the same text."""
+    position = {id(ex): k for k, ex in enumerate(examples)}  # join_outputs returns these very objects
+    checkpoints = []
+    for step, folder in found:
+        path = find_outputs_file(folder)
+        outputs = load_outputs(path)
+        joined = join_outputs(outputs, examples, path)
+        responses = [clean_response(o["output"], tuple(stop_strings)) if do_strip else o["output"] for o in outputs]
+        # One fixed order (the eval set's) for every checkpoint, so column j is the same instruction everywhere.
+        order = sorted(range(len(joined)), key=lambda i: position[id(joined[i])])
+        checkpoints.append(Checkpoint(step, folder, path, [joined[i] for i in order], [responses[i] for i in order]))
+    first = checkpoints[0]
+    for ck in checkpoints[1:]:
+        if [e.seed_input for e in ck.examples] != [e.seed_input for e in first.examples]:
+            raise DataError(f"{ck.outputs_path}: answers other instructions than {first.outputs_path}; "
+                            "every checkpoint must answer the same eval set")
+    return checkpoints
+
+
+def gold_instruction(example: Example) -> str:
+    """What the gold model reads as the user's turn: the instruction and its input, as the chat format shows it."""
+    return f"{example.instruction}\n\n{example.input}" if example.input else example.instruction
+
+
+def resolve_stop_strings(args: MonotonicityArguments, first_checkpoint: Path) -> tuple[str, tuple[str, ...]]:
+    """The prompt format evaluation.py used: `auto` resolves against the policy tokenizer, found as
+    evaluation.py finds it (the adapter folder's own, else the adapter's base model)."""
+    tokenizer = None
+    if args.prompt_format in ("auto", "chat"):
+        source = args.tokenizer_name
+        if source is None and (first_checkpoint / "tokenizer_config.json").is_file():
+            source = str(first_checkpoint)
+        if source is None and (first_checkpoint / "adapter_config.json").is_file():
+            source = json.loads((first_checkpoint / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if source is None and args.prompt_format == "chat":
+            raise DataError("--prompt_format=chat: no tokenizer found; pass --tokenizer_name")
+        if source is not None:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+            except OSError as err:
+                first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise DataError(f"cannot load the policy tokenizer {source!r} for the chat stop strings "
+                                f"({first_line}); pass --tokenizer_name or --prompt_format") from None
+    fmt = resolve_prompt_format(args.prompt_format, tokenizer)
+    return fmt.name, fmt.stop_strings
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cached scoring.
+
+
+def content_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]]) -> list[float]:
+    """Scores from `cache` when its key (a hash of exactly what is scored) matches, else computed and stored."""
+    key = content_hash(key_obj)
+    if cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return stored["scores"]
+    scores = compute()
+    tmp = cache.with_name(f".{cache.name}.tmp")
+    tmp.write_text(json.dumps({"key": key, "scores": scores}))
+    tmp.replace(cache)
+    return scores
+
+
+def gold_slug(args: MonotonicityArguments) -> str:
+    """Readable and unique: the model's basename plus a hash of everything that changes its scores."""
+    ident = [args.gold_model, args.gold_type, args.gold_tokenizer]
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(args.gold_model).name)}-{content_hash(ident)[:8]}"
+
+
+class LazyScorers:
+    """The proxy and the gold model, each loaded on first use: a fully cached re-run loads neither."""
+
+    def __init__(self, args: MonotonicityArguments, config: RewardConfig, stop_strings: Sequence[str],
+                 encoder: RelevanceEncoder | None = None):
+        self.args, self.config, self.stop_strings, self.encoder = args, config, tuple(stop_strings), encoder
+        self._proxy: ReversedEngineeredRewardForInference | None = None
+        self._gold = None
+
+    @property
+    def proxy(self) -> ReversedEngineeredRewardForInference:
+        if self._proxy is None:
+            self._proxy = ReversedEngineeredRewardForInference(self.config, stop_strings=self.stop_strings,
+                                                               encoder=self.encoder)
+        return self._proxy
+
+    @property
+    def gold(self):
+        if self._gold is None:
+            a = self.args
+            try:
+                self._gold = load_gold_reward_model(a.gold_model, a.gold_type, a.gold_batch_size, a.gold_device,
+                                                    a.gold_tokenizer, a.trust_remote_code)
+            except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
+                first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise DataError(f"cannot load the gold model {a.gold_model!r} ({first_line}); download it or pass "
+                                "--gold_model (a folder or hub name) and --gold_type") from None
+        return self._gold
+
+
+def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str,
+                     gold_tag: str) -> tuple[list[float], list[float]]:
+    proxy_inputs = [[e.query, r, e.reference, e.qtype] for e, r in zip(ck.examples, ck.responses)]
+    proxy = cached_scores(
+        ck.folder / f"scores-proxy-{proxy_tag}.json", proxy_inputs,
+        lambda: scorers.proxy.score_examples(ck.examples, ck.responses, desc=f"proxy step {ck.step}"),
+    )
+    instructions = [gold_instruction(e) for e in ck.examples]
+    gold = cached_scores(
+        ck.folder / f"scores-gold-{gold_tag}.json", [instructions, ck.responses],
+        lambda: scorers.gold.score(instructions, ck.responses, desc=f"gold step {ck.step}"),
+    )
+    return proxy, gold
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def offline_win_rate(model_scores: Sequence[float], reference_scores: Sequence[float]) -> dict[str, float]:
+    """Win rate against the reference answers, judged by the gold model, with alpaca_eval's own metric.
+
+    alpaca_eval's preference convention: 1 = the reference (its "base") is better, 2 = the model is better,
+    1.5 = tie; `get_winrate` reports the mean of (preference - 1) x 100, so a tie counts half."""
+    with warnings.catch_warnings():  # alpaca_eval imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        from alpaca_eval.metrics import get_winrate
+
+    preferences = [2.0 if m > r else 1.0 if m < r else 1.5 for m, r in zip(model_scores, reference_scores)]
+    metrics = get_winrate([{"preference": p} for p in preferences])
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def bootstrap_spearman(proxy: np.ndarray, gold: np.ndarray, n_resamples: int, seed: int) -> dict[str, Any]:
+    """95% percentile interval of the Spearman correlation of per-step means, resampling instructions (columns)
+    with replacement. Resamples where a mean vector is constant have no correlation; they are counted."""
+    rng = np.random.default_rng(seed)
+    n = proxy.shape[1]
+    stats = []
+    for _ in range(n_resamples):
+        cols = rng.integers(0, n, size=n)
+        rho = spearmanr(proxy[:, cols].mean(1), gold[:, cols].mean(1)).statistic
+        if not math.isnan(rho):
+            stats.append(rho)
+    lo, hi = (np.percentile(stats, [2.5, 97.5]).tolist() if stats else [None, None])
+    return {"n_resamples": n_resamples, "seed": seed, "n_valid": len(stats), "ci95": [lo, hi]}
+
+
+def _num(x: Any) -> float | None:
+    """JSON-safe float: NaN (undefined correlation) becomes null."""
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def print_table(rows: list[dict[str, Any]], qtypes: list[str], with_win_rate: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="proxy vs gold reward per checkpoint (mean; per qtype: OPEN = OPENENDED, CONS = CONSTRAINED)")
+    for col in ["step", "n", "proxy", "gold"] + [f"{k} {q[:4]}" for q in qtypes for k in ("proxy", "gold")] + (
+            ["win rate %"] if with_win_rate else []):
+        table.add_column(col, justify="right")
+    for r in rows:
+        cells = [str(r["step"]), str(r["n"]), f"{r['mean_proxy']:.4f}", f"{r['mean_gold']:.4f}"]
+        for q in qtypes:
+            cells += [f"{r['per_qtype'][q]['proxy']:.4f}", f"{r['per_qtype'][q]['gold']:.4f}"]
+        if with_win_rate:
+            cells.append(f"{r['win_rate']['win_rate']:.1f}")
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    ax1.plot(steps, proxy, "o-", color="tab:blue", label="proxy (white-box)")
+    ax1.set_xlabel("PPO step")
+    ax1.set_ylabel("mean proxy reward", color="tab:blue")
+    ax2 = ax1.twinx()  # the two rewards live on different scales
+    ax2.plot(steps, gold, "s--", color="tab:red", label="gold")
+    ax2.set_ylabel("mean gold reward", color="tab:red")
+    ax1.set_title(title)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.85))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
+    """The whole check; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
+    if args.gold_type not in GOLD_TYPES:
+        raise DataError(f"--gold_type: unknown value {args.gold_type!r} (expected {' / '.join(GOLD_TYPES)})")
+    found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
+    examples = load_examples(args.eval_path, require_qtype=config.relevance_scaling and config.reward_branching)
+    format_name, stop_strings = resolve_stop_strings(args, found[0][1])
+    checkpoints = load_checkpoints(found, examples, stop_strings, config.do_strip)
+    scorers = LazyScorers(args, config, stop_strings, encoder)
+    # Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder.
+    proxy_tag = content_hash([asdict(config), list(stop_strings), encoder.name if encoder else None])[:12]
+    gold_tag = gold_slug(args)
+
+    proxy_rows, gold_rows = [], []
+    for ck in checkpoints:
+        p, g = score_checkpoint(ck, scorers, proxy_tag, gold_tag)
+        proxy_rows.append(p)
+        gold_rows.append(g)
+    P, G = np.array(proxy_rows, dtype=float), np.array(gold_rows, dtype=float)  # (steps, instructions)
+
+    reference_scores = None
+    if args.win_rate:
+        refs = checkpoints[0].examples
+        instructions = [gold_instruction(e) for e in refs]
+        references = [e.reference for e in refs]
+        reference_scores = cached_scores(
+            Path(args.output_dir) / f"scores-gold-{gold_tag}-references.json", [instructions, references],
+            lambda: scorers.gold.score(instructions, references, desc="gold references"),
+        )
+
+    qtypes = sorted({e.qtype or "unknown" for e in checkpoints[0].examples})
+    rows = []
+    for k, ck in enumerate(checkpoints):
+        row: dict[str, Any] = {"step": ck.step, "folder": str(ck.folder), "outputs": str(ck.outputs_path),
+                               "n": len(ck.responses), "mean_proxy": float(P[k].mean()),
+                               "mean_gold": float(G[k].mean()), "per_qtype": {}}
+        for q in qtypes:
+            cols = [j for j, e in enumerate(ck.examples) if (e.qtype or "unknown") == q]
+            row["per_qtype"][q] = {"n": len(cols), "proxy": float(P[k, cols].mean()), "gold": float(G[k, cols].mean())}
+        if reference_scores is not None:
+            row["win_rate"] = offline_win_rate(G[k].tolist(), reference_scores)
+        rows.append(row)
+
+    steps = [r["step"] for r in rows]
+    steps_mean_proxy = [r["mean_proxy"] for r in rows]
+    steps_mean_gold = [r["mean_gold"] for r in rows]
+    print_table(rows, qtypes, reference_scores is not None)
+    spearman = spearmanr(steps_mean_proxy, steps_mean_gold)
+    print(spearman)  # exactly as scipy returns it, as the paper's script prints it
+    kendall = kendalltau(steps_mean_proxy, steps_mean_gold)
+    print(kendall)
+    boot = bootstrap_spearman(P, G, args.bootstrap_samples, args.bootstrap_seed)
+    lo, hi = boot["ci95"]
+    print(f"bootstrap 95% CI of Spearman over instructions ({boot['n_valid']}/{boot['n_resamples']} resamples): "
+          + (f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "undefined"))
+    if reference_scores is not None:
+        for r in rows:
+            w = r["win_rate"]
+            print(f"step {r['step']}: offline win rate vs reference {w['win_rate']:.1f}% "
+                  f"(+/- {w['standard_error']:.1f}; {w['n_wins']:.0f} wins, {w['n_draws']:.0f} draws, "
+                  f"{w['n_wins_base']:.0f} losses)")
+
+    result = {
+        "model_prefix": args.model_prefix, "steps": steps, "steps_mean_proxy": steps_mean_proxy,
+        "steps_mean_gold": steps_mean_gold, "checkpoints": rows,
+        "spearman": {"statistic": _num(spearman.statistic), "pvalue": _num(spearman.pvalue)},
+        "kendall": {"statistic": _num(kendall.statistic), "pvalue": _num(kendall.pvalue)},
+        "bootstrap": boot, "gold_model": args.gold_model, "gold_type": args.gold_type,
+        "prompt_format": format_name, "reward_config": asdict(config), "eval_path": args.eval_path,
+    }
+    out = Path(args.output_dir)
+    (out / "monotonicity.json").write_text(json.dumps(result, indent=2))
+    title = f"{args.model_prefix}: Spearman {spearman.statistic:.2f}, Kendall {kendall.statistic:.2f}"
+    plot(steps, steps_mean_proxy, steps_mean_gold, title, out / "monotonicity.png")
+    print(f"wrote {out / 'monotonicity.json'} and {out / 'monotonicity.png'}")
+    return result
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[MonotonicityArguments, RewardConfig]:
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser((MonotonicityArguments, RewardConfig)).parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args, config = parse_args(argv)
+    with exit_on_data_error():
+        return run(args, config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""Evaluate one checkpoint: AlpacaEval rollouts (for the gold reward model and the alpaca_eval CLI) and the
+Super-NaturalInstructions alignment tax.
+
+    python evaluation.py --base_model_name=$BASE --peft_model_name=./alpaca_test_step_500 --batch_size=16 \
+        --evaluations alpaca
+    python evaluation.py --base_model_name=$BASE --peft_model_name=./alpaca_test_step_5000 --evaluations superni
+
+- The LoRA adapter is merged into the base model (a plain model generates faster than a PeftModel); without
+  `--peft_model_name` the base model itself is evaluated.
+- `alpaca` answers every instruction of `--eval_path` (sampling, temperature 0.7, top_p 1.0, 512 new tokens) and
+  writes `alpaca-eval-{name}.json` into the adapter folder: a list of {instruction, output, generator, dataset}
+  that `alpaca_eval --model_outputs` reads. Answers are appended to `alpaca-eval-{name}.partial.jsonl` batch by
+  batch, so an interrupted run resumes where it stopped; the final file is written atomically.
+- `superni` answers the first `--superni_max_instances` instances of every test task of a local
+  allenai/natural-instructions checkout greedily and scores them with ROUGE-L (see `superni_rouge_l`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import set_seed
+
+from data import DataError, Example, exit_on_data_error, load_examples
+from prompts import PROMPT_FORMATS, PromptFormat, get_prompt_format
+
+REPO = Path(__file__).resolve().parent
+EVALUATIONS = ("alpaca", "superni")
+SUPERNI_URL = "https://github.com/allenai/natural-instructions"
+
+
+@dataclass
+class EvalArguments:
+    base_model_name: str = field(metadata={"help": "base (SFT) model: hub name or folder"})
+    peft_model_name: str | None = field(
+        default=None, metadata={"help": "LoRA adapter folder (a {exp}_step_N checkpoint); none = the base model"}
+    )
+    evaluations: list[str] = field(default_factory=lambda: ["alpaca"], metadata={"help": "alpaca and/or superni"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
+    eval_path: str = field(default=str(REPO / "data" / "eval.json"), metadata={"help": "AlpacaEval instructions"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "where results go (default: the adapter folder, else ./eval_outputs)"}
+    )
+    prompt_format: str = field(
+        default="auto", metadata={"help": "chat | alpaca | auto (chat when the tokenizer has a chat template)"}
+    )
+    max_new_tokens: int = field(default=512, metadata={"help": "AlpacaEval answer length limit"})
+    temperature: float = field(default=0.7, metadata={"help": "AlpacaEval sampling temperature"})
+    top_p: float = field(default=1.0, metadata={"help": "AlpacaEval nucleus sampling"})
+    top_k: int = field(default=0, metadata={"help": "0 = off (plain temperature sampling; HF's own default is 50)"})
+    seed: int = field(default=42, metadata={"help": "sampling seed"})
+    overwrite: bool = field(default=False, metadata={"help": "regenerate results that already exist"})
+    superni_dir: str = field(
+        default=str(REPO / "data" / "natural-instructions"),
+        metadata={"help": f"local checkout of {SUPERNI_URL} (the default is a tiny bundled fixture)"},
+    )
+    superni_max_instances: int = field(default=100, metadata={"help": "instances per SuperNI test task"})
+    superni_max_new_tokens: int = field(default=128, metadata={"help": "SuperNI answer length limit (greedy)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code from the hub"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model, tokenizer, prompt format.
+
+
+def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_remote_code: bool = False):
+    """The base model with the adapter merged in, and the tokenizer (the adapter's own if it saved one)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    on_gpu = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model_name, dtype=torch.bfloat16 if on_gpu else torch.float32, device_map="auto" if on_gpu else None,
+        trust_remote_code=trust_remote_code,
+    )
+    if peft_model_name:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, peft_model_name).merge_and_unload()
+    has_own = peft_model_name and (Path(peft_model_name) / "tokenizer_config.json").exists()
+    tokenizer = AutoTokenizer.from_pretrained(peft_model_name if has_own else base_model_name,
+                                              trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"  # generation continues from the right end of every row
+    tokenizer.truncation_side = "left"  # an over-long prompt keeps its end, where the question is
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def resolve_prompt_format(name: str, tokenizer: Any) -> PromptFormat:
+    """`auto` = the tokenizer's chat template when it has one (SmolLM2-Instruct), else the Alpaca template."""
+    if name == "auto":
+        name = "chat" if tokenizer is not None and getattr(tokenizer, "chat_template", None) else "alpaca"
+    if name not in PROMPT_FORMATS:
+        raise DataError(f"--prompt_format: unknown value {name!r} (expected auto, chat or alpaca)")
+    try:
+        return get_prompt_format(name, tokenizer)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+
+
+def checkpoint_name(base_model_name: str, peft_model_name: str | None) -> str:
+    """The generator name: the adapter folder's basename, or the base model's name without an adapter."""
+    return Path((peft_model_name or base_model_name).rstrip("/")).name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batched generation.
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+@torch.inference_mode()
+def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[str], batch_size: int,
+                       max_new_tokens: int, do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
+                       top_k: int = 0, on_batch: Callable[[list[int], list[str]], None] | None = None,
+                       desc: str = "generate") -> list[str]:
+    """Answer every prompt; returns the cleaned responses in prompt order.
+
+    Prompts are sorted by token length (longest first, so an out-of-memory error shows at once) and batched with
+    left padding. Generation stops at the prompt format's stop strings; each answer is cut at the first EOS id,
+    then `fmt.clean` strips it and cuts it at the first stop string. `on_batch(positions, responses)` runs after
+    every batch with the batch's positions in `prompts` (the alpaca evaluation appends them to its partial file).
+    """
+    # The chat template already contains its special tokens; the Alpaca template is plain text.
+    add_special = fmt.name == "alpaca"
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    max_prompt = max_positions - max_new_tokens if max_positions and max_positions > max_new_tokens else None
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=add_special).input_ids]
+    truncated = sum(1 for n in lengths if max_prompt and n > max_prompt)
+    if truncated:
+        print(f"note: {truncated} prompt(s) longer than {max_prompt} tokens lose their beginning", file=sys.stderr)
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {
+        "do_sample": False}
+    eos_ids = _eos_ids(model, tokenizer)
+    device = model.get_input_embeddings().weight.device
+    responses: list[str] = [""] * len(prompts)
+    with tqdm(total=len(prompts), desc=desc, unit="prompt") as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                            add_special_tokens=add_special, truncation=max_prompt is not None,
+                            max_length=max_prompt).to(device)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, stop_strings=list(fmt.stop_strings),
+                                 tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id, **sampling)
+            texts = []
+            for row in out[:, enc["input_ids"].shape[1]:].tolist():
+                cut = next((k for k, t in enumerate(row) if t in eos_ids), len(row))  # the rest is EOS/padding
+                texts.append(fmt.clean(tokenizer.decode(row[:cut], skip_special_tokens=False)))
+            for i, text in zip(idx, texts):
+                responses[i] = text
+            if on_batch is not None:
+                on_batch(idx, texts)
+            bar.update(len(idx))
+    return responses
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temp file beside `path`, then rename: a reader never sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    _write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# AlpacaEval rollouts.
+
+
+def alpaca_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
+    return out_dir / f"alpaca-eval-{name}.json", out_dir / f"alpaca-eval-{name}.partial.jsonl"
+
+
+def output_record(example: Example, output: str, generator: str, dataset: str) -> dict[str, str]:
+    """One alpaca_eval record. The instruction is the example's seed form, which `data.join_outputs` maps back
+    to the annotated example (qtype, reference) and alpaca_eval matches against the reference outputs."""
+    return {"instruction": example.seed_input, "output": output, "generator": generator, "dataset": dataset}
+
+
+def read_partial(partial: Path, examples: Sequence[Example]) -> dict[int, dict[str, str]]:
+    """Records of an interrupted run, by example index. A torn last line (killed mid-write) is dropped and
+    regenerated; a partial file from another eval set is an error."""
+    done: dict[int, dict[str, str]] = {}
+    torn = 0
+    for lineno, line in enumerate(partial.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        i = rec.pop("index", None)
+        if not isinstance(i, int) or not 0 <= i < len(examples) or rec.get("instruction") != examples[i].seed_input:
+            raise DataError(f"{partial}: line {lineno}: does not match the eval set; rerun with --overwrite")
+        done[i] = rec
+    if torn:
+        print(f"note: {partial.name}: dropped {torn} unreadable line(s) (interrupted write); regenerating them",
+              file=sys.stderr)
+    return done
+
+
+def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir: Path, name: str) -> Path:
+    final, partial = alpaca_paths(out_dir, name)
+    examples = load_examples(args.eval_path, require_reference=False)
+    dataset = Path(args.eval_path).stem
+    done = read_partial(partial, examples) if partial.exists() else {}
+    todo = [i for i in range(len(examples)) if i not in done]
+    if done:
+        print(f"resuming {partial}: {len(done)} done, {len(todo)} to go")
+    # Start the partial file afresh from what was read, so a torn last line is not continued.
+    _write_text_atomic(partial, "".join(json.dumps({"index": i, **rec}, ensure_ascii=False) + "\n"
+                                        for i, rec in done.items()))
+    with partial.open("a", encoding="utf-8") as f:
+        def append(positions: list[int], texts: list[str]) -> None:
+            for j, text in zip(positions, texts):  # positions in `todo`
+                i = todo[j]
+                done[i] = output_record(examples[i], text, name, dataset)
+                f.write(json.dumps({"index": i, **done[i]}, ensure_ascii=False) + "\n")
+            f.flush()
+
+        if todo:
+            set_seed(args.seed)
+            prompts = [fmt.build(examples[i].instruction, examples[i].input) for i in todo]
+            generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.max_new_tokens, do_sample=True,
+                               temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, on_batch=append,
+                               desc=f"alpaca {name}")
+    _write_json_atomic(final, [done[i] for i in range(len(examples))])
+    partial.unlink()
+    print(f"wrote {final} ({len(examples)} outputs)")
+    return final
+
+
+def write_reference_outputs(eval_path: str | Path, out_path: str | Path, generator: str = "reference") -> Path:
+    """The eval set's reference answers as alpaca_eval `--reference_outputs` (its default reference set is
+    downloaded from the hub, which fails offline)."""
+    examples = load_examples(eval_path)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(out, [output_record(ex, ex.reference, generator, Path(eval_path).stem) for ex in examples])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Super-NaturalInstructions.
+
+
+@dataclass
+class SuperNITask:
+    name: str
+    definition: str
+    instances: list[dict[str, Any]]  # {"id", "input", "output": [references]}
+
+
+def load_superni(superni_dir: str | Path, max_instances: int) -> list[SuperNITask]:
+    """The test tasks of the default split, first `max_instances` instances each, as the SuperNI paper evaluates."""
+    root = Path(superni_dir)
+    split = root / "splits" / "default" / "test_tasks.txt"
+    if not split.is_file():
+        raise DataError(f"SuperNI checkout not found at {root} (no splits/default/test_tasks.txt); "
+                        f"get it with: git clone {SUPERNI_URL} {root}")
+    tasks = []
+    for name in (line.strip() for line in split.read_text(encoding="utf-8").splitlines()):
+        if not name:
+            continue
+        path = root / "tasks" / f"{name}.json"
+        if not path.is_file():
+            raise DataError(f"{path}: task listed in {split} is missing")
+        task = json.loads(path.read_text(encoding="utf-8"))
+        definition = task.get("Definition")
+        if not isinstance(definition, list) or not definition or not isinstance(definition[0], str):
+            raise DataError(f"{path}: field 'Definition': expected a non-empty list of strings")
+        instances = task.get("Instances")
+        if not isinstance(instances, list) or not instances:
+            raise DataError(f"{path}: field 'Instances': expected a non-empty list")
+        for k, inst in enumerate(instances[:max_instances]):
+            ok = isinstance(inst, dict) and isinstance(inst.get("input"), str)
+            refs = inst.get("output") if ok else None
+            if not ok or not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+                raise DataError(f"{path}: instance {k}: expected 'input' (string) and 'output' (non-empty list)")
+        tasks.append(SuperNITask(name, definition[0], instances[:max_instances]))
+    if not tasks:
+        raise DataError(f"{split}: no tasks listed")
+    return tasks
+
+
+def superni_prompt(task: SuperNITask, instance: dict[str, Any]) -> str:
+    """The SuperNI instruction: the task's first definition, two newlines, the instance input."""
+    return f"{task.definition}\n\n{instance['input']}"
+
+
+_ROUGE = None
+
+
+def superni_rouge_l(prediction: str, references: Sequence[str]) -> float:
+    """ROUGE-L F1 with Porter stemming (rouge-score), the best over the instance's references, as SuperNI's own
+    compute_metrics does (it reports the mean x 100)."""
+    global _ROUGE
+    if _ROUGE is None:
+        from rouge_score import rouge_scorer
+
+        _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return max(_ROUGE.score(ref, prediction)["rougeL"].fmeasure for ref in references)
+
+
+def score_superni(tasks: Sequence[SuperNITask], predictions: Sequence[str]) -> dict[str, Any]:
+    """Mean ROUGE-L (x 100) over all instances, per-task means, and every prediction with its score.
+    `predictions` follow the order of the tasks' instances."""
+    rows, per_task, k = [], {}, 0
+    for task in tasks:
+        scores = []
+        for inst in task.instances:
+            score = superni_rouge_l(predictions[k], inst["output"])
+            rows.append({"task": task.name, "id": inst.get("id"), "input": inst["input"], "prediction": predictions[k],
+                         "references": inst["output"], "rougeL": 100 * score})
+            scores.append(score)
+            k += 1
+        per_task[task.name] = {"rougeL": 100 * sum(scores) / len(scores), "n": len(scores)}
+    if k != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions for {k} instances")
+    return {"rougeL": sum(r["rougeL"] for r in rows) / len(rows), "n_instances": len(rows), "n_tasks": len(tasks),
+            "tasks": per_task, "predictions": rows}
+
+
+def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir: Path, name: str) -> Path:
+    tasks = load_superni(args.superni_dir, args.superni_max_instances)
+    if (Path(args.superni_dir) / "FIXTURE.md").exists():
+        print(f"note: {args.superni_dir} is the tiny bundled test fixture, not SuperNI; for the real benchmark run: "
+              f"git clone {SUPERNI_URL} data/natural-instructions-full and pass --superni_dir", file=sys.stderr)
+    prompts = [fmt.build(superni_prompt(t, inst)) for t in tasks for inst in t.instances]
+    predictions = generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.superni_max_new_tokens,
+                                     do_sample=False, desc=f"superni {name}")
+    result = {"generator": name, "superni_dir": str(args.superni_dir), "prompt_format": fmt.name,
+              "max_instances": args.superni_max_instances, "max_new_tokens": args.superni_max_new_tokens,
+              **score_superni(tasks, predictions)}
+    path = out_dir / "superni_eval.json"
+    _write_json_atomic(path, result)
+    print(f"SuperNI ROUGE-L {result['rougeL']:.2f} over {result['n_instances']} instances "
+          f"of {result['n_tasks']} tasks; wrote {path}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    with exit_on_data_error():
+        unknown = [e for e in args.evaluations if e not in EVALUATIONS]
+        if unknown:
+            raise DataError(f"--evaluations: unknown value(s) {unknown} (expected {' / '.join(EVALUATIONS)})")
+        if args.peft_model_name and not (Path(args.peft_model_name) / "adapter_config.json").is_file():
+            raise DataError(f"{args.peft_model_name}: not a LoRA adapter folder (no adapter_config.json)")
+        name = checkpoint_name(args.base_model_name, args.peft_model_name)
+        out_dir = Path(args.output_dir or args.peft_model_name or "eval_outputs")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # Validate the inputs and skip finished work before paying for the model load.
+        todo = []
+        if "alpaca" in args.evaluations:
+            load_examples(args.eval_path, require_reference=False)
+            final, partial = alpaca_paths(out_dir, name)
+            if args.overwrite:
+                final.unlink(missing_ok=True)
+                partial.unlink(missing_ok=True)
+            if final.exists():
+                print(f"kept {final} (complete; --overwrite to regenerate)")
+            else:
+                todo.append("alpaca")
+        if "superni" in args.evaluations:
+            load_superni(args.superni_dir, args.superni_max_instances)
+            if (out_dir / "superni_eval.json").exists() and not args.overwrite:
+                print(f"kept {out_dir / 'superni_eval.json'} (--overwrite to regenerate)")
+            else:
+                todo.append("superni")
+        if not todo:
+            return
+        print(f"evaluating {name}: {', '.join(todo)}; settings {json.dumps(asdict(args))}")
+        model, tokenizer = load_policy(args.base_model_name, args.peft_model_name, args.trust_remote_code)
+        fmt = resolve_prompt_format(args.prompt_format, tokenizer)
+        if "alpaca" in todo:
+            run_alpaca(model, tokenizer, fmt, args, out_dir, name)
+        if "superni" in todo:
+            run_superni(model, tokenizer, fmt, args, out_dir, name)
+
+
+if __name__ == "__main__":
+    main()

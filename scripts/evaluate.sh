@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The paper's evaluation loop: answer the AlpacaEval instructions with every PPO checkpoint
+# {OUTPUT_DIR}/{PREFIX}_step_N (ordered by N), writing alpaca-eval-{PREFIX}_step_N.json into each folder.
+# Finished checkpoints are skipped and interrupted ones resume, so the script can simply be rerun.
+#
+#   BASE=HuggingFaceTB/SmolLM2-135M-Instruct PREFIX=alpaca_test scripts/evaluate.sh [extra evaluation.py flags]
+#
+# BASE defaults to the base model recorded in the first checkpoint's adapter_config.json.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PREFIX="${PREFIX:-alpaca_test}"
+OUTPUT_DIR="${OUTPUT_DIR:-.}"
+BATCH_SIZE="${BATCH_SIZE:-16}"
+
+# Checkpoint folders sorted by their step number (a plain sort would put step_1000 before step_500).
+mapfile -t CKPTS < <(for d in "$OUTPUT_DIR/${PREFIX}"_step_*/; do
+  [ -f "$d/adapter_config.json" ] && printf '%s\t%s\n' "$(basename "$d" | sed 's/.*_step_//')" "${d%/}"
+done | sort -n | cut -f2-)
+if [ "${#CKPTS[@]}" -eq 0 ]; then
+  echo "error: no LoRA checkpoints $OUTPUT_DIR/${PREFIX}_step_N (folders with adapter_config.json)" >&2
+  exit 2
+fi
+if [ -z "${BASE:-}" ]; then
+  BASE="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["base_model_name_or_path"])' \
+    "${CKPTS[0]}/adapter_config.json")"
+  echo "BASE not set; using the adapters' base model: $BASE"
+fi
+for ckpt in "${CKPTS[@]}"; do
+  python "$ROOT/evaluation.py" --base_model_name="$BASE" --peft_model_name="$ckpt" --batch_size="$BATCH_SIZE" \
+    --evaluations alpaca "$@"
+done
