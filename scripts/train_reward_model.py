@@ -1,0 +1,466 @@
+"""Train a small Bradley-Terry reward model: the offline gold stand-in (or a reward model on your own pairs).
+
+The monotonicity check needs a gold reward model that is independent of the white-box proxy. The paper's gold
+is Starling-RM-34B; offline we train a learned stand-in instead, so that a neural model, not hand-written
+length/repetition/relevance features, decides which response is better.
+
+    loss = -log sigmoid(r(x, chosen) - r(x, rejected))          (Bradley-Terry on preference pairs)
+
+r is `AutoModelForSequenceClassification` with one label: a fresh linear `score` head read at the last token
+that is not `config.pad_token_id`, on the chat-template text of (instruction, response) from
+`format_for_classifier`; a gold RM that loads the output must format its inputs the same way. To fit a few
+minutes on a laptop CPU, the embeddings and the lower layers stay frozen (and in bfloat16): only the last
+`trainable_layers` transformer layers, the final norm and the score head learn. Whole prompts are held out to
+measure pairwise accuracy (chosen scored above rejected).
+
+Pairs come from `--pairs_path` (your preference data: `prompt` or `instruction` [+ `input`], `chosen`,
+`rejected`), or, by default, are built from the project's own instruction data: chosen = the reference
+answer, rejected = a deterministic corruption of it (see CORRUPTIONS).
+
+    python scripts/train_reward_model.py                      # offline stand-in -> runs/gold_standin
+    python scripts/train_reward_model.py --pairs_path prefs.jsonl --output_dir runs/my_rm
+
+The output folder loads with `AutoModelForSequenceClassification.from_pretrained(output_dir)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python scripts/train_reward_model.py` from anywhere
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser  # noqa: E402
+
+from data import DataError, Example, exit_on_data_error, load_examples, read_records  # noqa: E402
+from reward_model import resolve_device  # noqa: E402
+
+INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
+
+
+@dataclass
+class TrainRewardModelConfig:
+    pairs_path: str = field(
+        default="", metadata={"help": "JSON/JSONL preference pairs {prompt|instruction, chosen, rejected}; "
+                              "empty: build pairs from --data_path"})
+    data_path: str = field(default="data/train.json", metadata={"help": "instruction data for the built pairs"})
+    pairs_per_example: int = field(
+        default=3, metadata={"help": "built pairs per instruction, each with a different corruption kind"})
+    model_name: str = field(
+        default="", metadata={"help": "base model folder or hub name; empty: the offline SmolLM2-135M-Instruct"})
+    output_dir: str = field(
+        default="runs/gold_standin", metadata={"help": "the finished model; reused if already there"})
+    trainable_layers: int = field(
+        default=4, metadata={"help": "train the last N transformer layers + final norm + score head"})
+    max_length: int = field(default=256, metadata={"help": "tokens per (instruction, response) text"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per optimizer step"})
+    epochs: int = field(default=1, metadata={"help": "passes over the training pairs"})
+    learning_rate: float = field(
+        default=3e-4, metadata={"help": "AdamW; linear warm-up over the first tenth of steps, then linear decay"})
+    heldout_fraction: float = field(default=0.15, metadata={"help": "share of prompts held out for accuracy"})
+    max_pairs: int = field(default=0, metadata={"help": "use at most this many pairs (0: all)"})
+    seed: int = field(default=0, metadata={"help": "pairs, held-out split, head init and batch order"})
+    num_threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available) | cpu | cuda"})
+    bf16: bool = field(
+        default=True, metadata={"help": "frozen layers in bfloat16 and bf16 autocast (about 3x faster on CPUs with "
+                                "native bf16, e.g. AVX512-BF16; set false where bf16 is emulated)"})
+    overwrite: bool = field(default=False, metadata={"help": "retrain even if output_dir holds a finished model"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run model code shipped with --model_name"})
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: str
+    chosen: str
+    rejected: str
+    kind: str  # the corruption that made `rejected`, or "user" for --pairs_path data
+
+
+@dataclass(frozen=True)
+class TextPair(Pair):
+    """A pair with both sides already rendered by format_for_classifier."""
+
+    chosen_text: str = ""
+    rejected_text: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Formatting: the one text layout used for training here and for scoring as a gold RM later.
+
+
+def format_for_classifier(tokenizer, instruction: str, response: str) -> str:
+    """The user/assistant chat-template text the classifier scores ("instruction\\n\\nresponse" without one)."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    return f"{instruction}\n\n{response}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Offline pairs: the reference answer beats a corrupted answer. Each corruption is a typical failure of a
+# policy (off-topic, cut short, scrambled, degenerate loop, evasive); the model has to learn them from text.
+
+CORRUPTIONS = ("off_topic", "truncated", "shuffled", "repetition", "evasive")
+
+EVASIVE_ANSWERS = (
+    "I'm not sure I can help with that.",
+    "That is a good question. There are many ways to look at it, and the answer depends on the situation.",
+    "It depends on many factors, so it is hard to say.",
+    "I would need more information before I could answer this.",
+    "There are different opinions about this, and everyone has to decide for themselves.",
+    "Sorry, I cannot answer that right now.",
+    "This is a complex topic. You may want to consult other sources for more details.",
+    "Let me think about it. In general, it varies from case to case.",
+)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def corrupt(kind: str, i: int, examples: list[Example], rng: random.Random) -> str | None:
+    """A worse answer to examples[i] of the given kind, or None where the kind does not apply to it."""
+    reference = examples[i].reference
+    words = reference.split()
+    if kind == "off_topic":  # a fluent answer to another instruction
+        others = [ex.reference for j, ex in enumerate(examples) if j != i and ex.reference.strip() != reference.strip()]
+        return rng.choice(others) if others else None
+    if kind == "truncated":  # only the first few words
+        if len(words) < 4:
+            return None
+        return " ".join(words[: rng.randint(2, max(2, min(6, len(words) // 2)))])
+    if kind == "shuffled":  # sentence order (word order for one sentence) scrambled, about a quarter of words dropped
+        if len(words) < 3:
+            return None
+        sentences = _SENTENCE_END.split(reference.strip())
+        if len(sentences) >= 2:
+            rng.shuffle(sentences)
+            words = " ".join(sentences).split()
+        else:
+            rng.shuffle(words)
+        kept = [w for w in words if rng.random() >= 0.25] or words[:1]
+        text = " ".join(kept)
+        return text if text != " ".join(reference.split()) else None
+    if kind == "repetition":  # a degenerate loop of the answer's opening phrase
+        phrase = " ".join(words[: rng.randint(2, 5)]).rstrip(".,;:!?") if words else "the answer"
+        return " ".join([phrase] * rng.randint(6, 12))
+    if kind == "evasive":  # a generic non-answer
+        return rng.choice(EVASIVE_ANSWERS)
+    raise ValueError(f"unknown corruption kind {kind!r}")
+
+
+def build_pairs(examples: list[Example], pairs_per_example: int, seed: int) -> list[Pair]:
+    """(reference, corruption) pairs; each example gets distinct kinds, drawn in a seeded random order."""
+    rng = random.Random(seed)
+    pairs = []
+    for i, ex in enumerate(examples):
+        if not ex.reference.strip():
+            continue  # no reference to prefer (the caller reports how many pairs are short)
+        kinds = list(CORRUPTIONS)
+        rng.shuffle(kinds)
+        made = 0
+        for kind in kinds:
+            if made == pairs_per_example:
+                break
+            rejected = corrupt(kind, i, examples, rng)
+            if rejected is None or rejected.strip() == ex.reference.strip():
+                continue
+            pairs.append(Pair(ex.query, ex.reference, rejected, kind))
+            made += 1
+    return pairs
+
+
+def load_pairs(path: str) -> tuple[list[Pair], int]:
+    """User preference pairs; bad records raise DataError naming file, record and field. Returns (pairs, ties)."""
+    records = read_records(path)
+    if not records:
+        raise DataError(f"{path}: no records")
+    pairs, ties = [], 0
+    for where, rec in records:
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        if "prompt" in rec:
+            prompt_field, prompt = "prompt", rec["prompt"]
+        elif "instruction" in rec:
+            prompt_field, prompt = "instruction", rec["instruction"]
+        else:
+            raise DataError(f"{where}: field 'prompt': missing (a pair needs 'prompt' or 'instruction')")
+        texts = {}
+        for name, value in ((prompt_field, prompt), ("input", rec.get("input", "")), ("chosen", rec.get("chosen")),
+                            ("rejected", rec.get("rejected"))):
+            if value is None:
+                raise DataError(f"{where}: field '{name}': missing")
+            if not isinstance(value, str):
+                raise DataError(f"{where}: field '{name}': expected a string, got {type(value).__name__}")
+            texts[name] = value
+        if not texts[prompt_field].strip():
+            raise DataError(f"{where}: field '{prompt_field}': empty")
+        if texts["chosen"].strip() == texts["rejected"].strip():
+            ties += 1  # no preference signal; dropped and reported
+            continue
+        # Same prompt text as the built pairs: instruction and input, whitespace collapsed (Example.query).
+        prompt_text = Example(texts[prompt_field], texts["input"]).query
+        pairs.append(Pair(prompt_text, texts["chosen"], texts["rejected"], "user"))
+    if not pairs:
+        raise DataError(f"{path}: no usable pairs (all {ties} have chosen == rejected)")
+    return pairs, ties
+
+
+def split_by_prompt(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """Hold out whole prompts, so no held-out prompt (or its chosen answer) is seen in training."""
+    prompts = list(dict.fromkeys(p.prompt for p in pairs))
+    random.Random(seed).shuffle(prompts)
+    n_held = 0
+    if fraction > 0 and len(prompts) >= 2:  # at least one prompt on each side
+        n_held = min(max(round(fraction * len(prompts)), 1), len(prompts) - 1)
+    held = set(prompts[:n_held])
+    return [p for p in pairs if p.prompt not in held], [p for p in pairs if p.prompt in held]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model: which parameters learn, and scoring.
+
+
+def freeze_all_but_top(model, trainable_layers: int) -> int:
+    """Train only the last N transformer layers, the final norm and the head; return the trainable count."""
+    base = model.base_model
+    n_layers = model.config.num_hidden_layers
+    if not 0 <= trainable_layers <= n_layers:
+        raise DataError(f"--trainable_layers={trainable_layers}: must be between 0 and {n_layers} for this model")
+    # The transformer blocks are the ModuleList with one entry per hidden layer (`layers` in Llama, `h` in GPT-2).
+    layers = next((m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers), None)
+    if layers is None:
+        raise DataError(f"{type(model).__name__}: no list of {n_layers} transformer layers found to unfreeze")
+    model.requires_grad_(False)
+    for layer in list(layers)[n_layers - trainable_layers:]:
+        layer.requires_grad_(True)
+    for name in ("norm", "ln_f", "final_layernorm", "final_layer_norm"):  # final norm, named per architecture
+        if isinstance(getattr(base, name, None), torch.nn.Module):
+            getattr(base, name).requires_grad_(True)
+    for name, module in model.named_children():  # the head: everything outside the base model (Llama: `score`)
+        if module is not base:
+            module.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def rewards_of(model, tokenizer, texts: list[str], max_length: int, bf16: bool) -> torch.Tensor:
+    """One scalar per text; the classifier pools the last non-pad token (needs config.pad_token_id)."""
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
+    return logits.squeeze(-1).float()
+
+
+@torch.no_grad()
+def score_texts(model, tokenizer, texts: list[str], max_length: int, bf16: bool, batch_size: int = 16) -> list[float]:
+    model.eval()
+    scores: list[float] = []
+    for start in range(0, len(texts), batch_size):
+        scores += rewards_of(model, tokenizer, texts[start:start + batch_size], max_length, bf16).tolist()
+    return scores
+
+
+def evaluate_pairs(model, tokenizer, pairs: list[TextPair], max_length: int, bf16: bool) -> dict:
+    """Pairwise accuracy (chosen scored above rejected) and mean margin, overall and per kind."""
+    if not pairs:
+        return {"pairs": 0, "accuracy": None, "mean_margin": None, "by_kind": {}}
+    texts = list(dict.fromkeys(t for p in pairs for t in (p.chosen_text, p.rejected_text)))
+    score = dict(zip(texts, score_texts(model, tokenizer, texts, max_length, bf16)))
+    margins = [score[p.chosen_text] - score[p.rejected_text] for p in pairs]
+
+    def summary(ms: list[float]) -> dict:
+        return {"pairs": len(ms), "accuracy": sum(m > 0 for m in ms) / len(ms), "mean_margin": sum(ms) / len(ms)}
+
+    by_kind = {k: summary([m for m, p in zip(margins, pairs) if p.kind == k])
+               for k in dict.fromkeys(p.kind for p in pairs)}
+    return {**summary(margins), "by_kind": by_kind}
+
+
+def render(pairs: list[Pair], tokenizer) -> list[TextPair]:
+    return [TextPair(p.prompt, p.chosen, p.rejected, p.kind, format_for_classifier(tokenizer, p.prompt, p.chosen),
+                     format_for_classifier(tokenizer, p.prompt, p.rejected)) for p in pairs]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def settings_of(cfg: TrainRewardModelConfig, model_name: str) -> dict:
+    """The flags that define the trained model (compared before reusing a finished one)."""
+    s = asdict(cfg)
+    for name in ("output_dir", "overwrite", "num_threads", "device"):
+        s.pop(name)
+    s["model_name"] = model_name
+    for name in ("pairs_path", "data_path"):
+        s[name] = str(Path(s[name]).resolve()) if s[name] else ""
+    if cfg.pairs_path:  # built-pair flags do not matter for user pairs
+        s.pop("data_path"), s.pop("pairs_per_example")
+    return s
+
+
+def main(cfg: TrainRewardModelConfig) -> None:
+    t0 = time.time()
+    out = Path(cfg.output_dir)
+    if cfg.model_name:
+        model_name = cfg.model_name
+    else:
+        from offline_models import smollm2_path
+
+        model_name = smollm2_path()
+    settings = settings_of(cfg, model_name)
+
+    if (out / INFO_FILE).exists() and not cfg.overwrite:
+        info = json.loads((out / INFO_FILE).read_text())
+        changed = sorted(k for k in settings.keys() | info["settings"].keys()
+                         if settings.get(k) != info["settings"].get(k))
+        if changed:
+            raise DataError(f"{out}: holds a stand-in trained with other settings ({', '.join(changed)}); "
+                            "pass --overwrite=true or choose another --output_dir")
+        accuracy = info["heldout"]["accuracy"]
+        print(f"reusing the trained reward model at {out} (held-out accuracy "
+              f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}); pass --overwrite=true to retrain")
+        return
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:  # never replace a folder we did not write
+        raise DataError(f"{out}: exists but holds no finished reward model ({INFO_FILE} missing); "
+                        "pass --overwrite=true or choose another --output_dir")
+
+    for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
+        if getattr(cfg, name) < 1:
+            raise DataError(f"--{name}={getattr(cfg, name)}: must be at least 1")
+    if not 0 <= cfg.heldout_fraction < 1:
+        raise DataError(f"--heldout_fraction={cfg.heldout_fraction}: must be in [0, 1)")
+
+    # --- pairs -------------------------------------------------------------------------------------------
+    if cfg.pairs_path:
+        pairs, ties = load_pairs(cfg.pairs_path)
+        source = f"user preference pairs from {cfg.pairs_path} ({ties} ties with chosen == rejected dropped)"
+    else:
+        examples = load_examples(cfg.data_path)
+        pairs = build_pairs(examples, cfg.pairs_per_example, cfg.seed)
+        short = cfg.pairs_per_example * len(examples) - len(pairs)
+        if short:  # empty references, or short answers where fewer corruption kinds apply
+            print(f"note: {short} fewer pairs than {cfg.pairs_per_example} per instruction (empty references or "
+                  "answers too short for some corruptions)")
+        source = (f"built from {cfg.data_path} ({len(examples)} instructions): chosen = reference answer, "
+                  f"rejected = one of {', '.join(CORRUPTIONS)}; {cfg.pairs_per_example} per instruction")
+    if cfg.max_pairs:
+        random.Random(cfg.seed).shuffle(pairs)
+        pairs = pairs[: cfg.max_pairs]
+    train_pairs, heldout_pairs = split_by_prompt(pairs, cfg.heldout_fraction, cfg.seed)
+    if not train_pairs:
+        raise DataError(f"no training pairs left (from {len(pairs)} pairs)")
+    print(f"pairs: {len(pairs)} ({len(train_pairs)} train, {len(heldout_pairs)} held out); {source}")
+
+    # --- model -------------------------------------------------------------------------------------------
+    torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_name, num_labels=1, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
+    # The classifier reads its score at the last token that is not pad_token_id, so the config must name it.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    n_trainable = freeze_all_but_top(model, cfg.trainable_layers)
+    model.to(resolve_device(cfg.device))
+    if cfg.bf16:
+        # Frozen weights are only read, so bfloat16 costs nothing in learning; trainable ones stay float32 (the
+        # optimizer's copy) and autocast runs their matmuls in bf16. Saved as float32 at the end.
+        for param in model.parameters():
+            if not param.requires_grad:
+                param.data = param.data.to(torch.bfloat16)
+    print(f"base model {model_name}: training the last {cfg.trainable_layers} of "
+          f"{model.config.num_hidden_layers} layers + final norm + score head ({n_trainable / 1e6:.1f}M parameters)")
+
+    train_pairs, heldout_pairs = render(train_pairs, tokenizer), render(heldout_pairs, tokenizer)
+    texts = list(dict.fromkeys(t for p in train_pairs + heldout_pairs for t in (p.chosen_text, p.rejected_text)))
+    n_tokens = {text: len(ids) for text, ids in zip(texts, tokenizer(texts)["input_ids"])}
+    n_long = sum(n > cfg.max_length for n in n_tokens.values())
+    if n_long:
+        print(f"note: {n_long} of {len(n_tokens)} texts exceed --max_length={cfg.max_length} tokens and are truncated")
+
+    # --- Bradley-Terry training ----------------------------------------------------------------------------
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  weight_decay=0.0)
+    steps_per_epoch = -(-len(train_pairs) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = max(1, total_steps // 10)  # linear warm-up over the first tenth, then linear decay to zero
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
+    # Length-bucketed batches: pairs of similar token length share a batch, so little compute goes to padding
+    # (the frozen forward pass is most of the cost). The batch order is reshuffled every epoch.
+    rng = random.Random(cfg.seed)
+    by_length = sorted(rng.sample(range(len(train_pairs)), len(train_pairs)),
+                       key=lambda i: max(n_tokens[train_pairs[i].chosen_text], n_tokens[train_pairs[i].rejected_text]))
+    batches = [[train_pairs[i] for i in by_length[start:start + cfg.batch_size]]
+               for start in range(0, len(by_length), cfg.batch_size)]
+    bar = tqdm(total=total_steps, desc="reward model", unit="step")
+    for epoch in range(cfg.epochs):
+        model.train()
+        rng.shuffle(batches)
+        for batch in batches:
+            # Chosen and rejected texts go through the model in one padded batch: [chosen..., rejected...].
+            rewards = rewards_of(model, tokenizer, [p.chosen_text for p in batch] + [p.rejected_text for p in batch],
+                                 cfg.max_length, cfg.bf16)
+            margin = rewards[: len(batch)] - rewards[len(batch):]
+            loss = -F.logsigmoid(margin).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", acc=f"{(margin > 0).float().mean().item():.2f}")
+    bar.close()
+
+    heldout = evaluate_pairs(model, tokenizer, heldout_pairs, cfg.max_length, cfg.bf16)
+    if heldout["pairs"]:
+        per_kind = ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in heldout["by_kind"].items())
+        print(f"held-out pairs: {heldout['pairs']}  accuracy {heldout['accuracy']:.3f}  "
+              f"mean margin {heldout['mean_margin']:.3f}  ({per_kind})")
+    else:
+        print("held-out pairs: 0 (no accuracy measured)")
+
+    # --- save atomically: temp folder next to output_dir, renamed when complete ------------------------------
+    kinds = {k: sum(p.kind == k for p in pairs) for k in dict.fromkeys(p.kind for p in pairs)}
+    info = {
+        "what": "Bradley-Terry reward model (AutoModelForSequenceClassification, num_labels=1)",
+        "training_data": source,
+        "pairs": {"total": len(pairs), "train": len(train_pairs), "heldout": len(heldout_pairs), "by_kind": kinds},
+        "heldout": heldout,
+        "base_model": model_name,
+        "trainable_layers": cfg.trainable_layers,
+        "num_hidden_layers": model.config.num_hidden_layers,
+        "trainable_parameters": n_trainable,
+        "bf16": cfg.bf16,
+        "text_format": "chat_template" if getattr(tokenizer, "chat_template", None) else "instruction\\n\\nresponse",
+        "truncated_texts": n_long,
+        "train_seconds": round(time.time() - t0, 1),
+        "settings": settings,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should read like any other
+    model.float().cpu().save_pretrained(tmp)  # safetensors, all float32
+    tokenizer.save_pretrained(tmp)
+    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    print(f"saved the reward model to {out} ({time.time() - t0:.0f}s)")
+
+
+if __name__ == "__main__":
+    (config,) = HfArgumentParser(TrainRewardModelConfig).parse_args_into_dataclasses()
+    with exit_on_data_error():
+        main(config)

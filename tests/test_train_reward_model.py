@@ -1,0 +1,200 @@
+"""The Bradley-Terry reward-model trainer (offline gold stand-in): pair building, bad input, train/save/reuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train_reward_model.py"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import train_reward_model as trm  # noqa: E402
+from data import DataError, Example  # noqa: E402
+
+
+def make_examples(n: int) -> list[Example]:
+    """Varied references: multi-sentence, one sentence, and one-word answers (where some kinds do not apply)."""
+    out = []
+    for i in range(n):
+        if i % 3 == 0:
+            ref = f"Answer {i} starts here. It has a second sentence about topic {i}. A third one closes it."
+        elif i % 3 == 1:
+            ref = f"The result for question {i} is a single plain sentence with several words."
+        else:
+            ref = f"Yes{i}."
+        out.append(Example(instruction=f"Question number {i}?", reference=ref, qtype="OPENENDED"))
+    return out
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pair construction
+
+
+def test_build_pairs_is_seeded_and_covers_every_corruption():
+    examples = make_examples(30)
+    pairs = trm.build_pairs(examples, pairs_per_example=3, seed=0)
+    assert pairs == trm.build_pairs(examples, pairs_per_example=3, seed=0)  # deterministic for a seed
+    assert pairs != trm.build_pairs(examples, pairs_per_example=3, seed=1)
+    assert {p.kind for p in pairs} == set(trm.CORRUPTIONS)
+    for p in pairs:
+        assert p.rejected.strip() and p.rejected.strip() != p.chosen.strip()
+    by_prompt: dict[str, list[str]] = {}
+    for p in pairs:
+        by_prompt.setdefault(p.prompt, []).append(p.kind)
+    assert len(by_prompt) == 30
+    for kinds in by_prompt.values():
+        assert len(kinds) == 3 and len(set(kinds)) == 3  # distinct kinds per instruction, even for "Yes2."
+    # The prompt is the reward's query form; chosen is the reference.
+    assert pairs[0].prompt == examples[0].query and pairs[0].chosen == examples[0].reference
+
+
+def test_corruptions_do_what_they_say():
+    examples = make_examples(6)
+    rng = random.Random(0)
+    ref_words = examples[0].reference.split()
+    truncated = trm.corrupt("truncated", 0, examples, rng)
+    assert ref_words[: len(truncated.split())] == truncated.split() and len(truncated.split()) < len(ref_words)
+    assert trm.corrupt("off_topic", 0, examples, rng) in {ex.reference for ex in examples[1:]}
+    assert trm.corrupt("evasive", 0, examples, rng) in trm.EVASIVE_ANSWERS
+    repeated = trm.corrupt("repetition", 0, examples, rng)
+    assert len(repeated.split()) > len(set(repeated.split())) * 3
+    shuffled = trm.corrupt("shuffled", 0, examples, rng)
+    assert set(shuffled.split()) <= set(ref_words) and shuffled != examples[0].reference
+    assert trm.corrupt("truncated", 2, examples, rng) is None  # "Yes2." is too short to truncate
+
+
+def test_split_by_prompt_keeps_prompts_apart():
+    pairs = trm.build_pairs(make_examples(20), pairs_per_example=2, seed=0)
+    train, held = trm.split_by_prompt(pairs, 0.15, seed=0)
+    assert len(train) + len(held) == len(pairs) and held
+    assert not {p.prompt for p in train} & {p.prompt for p in held}
+
+
+def test_format_for_classifier(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    text = trm.format_for_classifier(tok, "What is 2+2?", "4.")
+    assert "<|im_start|>user\nWhat is 2+2?<|im_end|>" in text and "<|im_start|>assistant\n4.<|im_end|>" in text
+    tok.chat_template = None
+    assert trm.format_for_classifier(tok, "What is 2+2?", "4.") == "What is 2+2?\n\n4."
+
+
+# ---------------------------------------------------------------------------------------------------------
+# User preference pairs: bad input is one line naming file, record and field, exit code 2
+
+
+def test_load_pairs_accepts_prompt_or_instruction(tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    rows = [{"prompt": "Say hi.", "chosen": "Hi!", "rejected": "No."},
+            {"instruction": "Fix it.", "input": "teh cat", "chosen": "the cat", "rejected": "teh cat"},
+            {"prompt": "Tie.", "chosen": "same", "rejected": "same"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    pairs, ties = trm.load_pairs(str(path))
+    assert ties == 1 and [p.prompt for p in pairs] == ["Say hi.", "Fix it. teh cat"]
+    assert pairs[1].chosen == "the cat" and pairs[1].kind == "user"
+
+
+def test_load_pairs_errors_name_file_record_field(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a", "chosen": 3,
+                                                                                 "rejected": "c"}]))
+    with pytest.raises(DataError, match=r"bad\.json: record 1: field 'chosen': expected a string"):
+        trm.load_pairs(str(path))
+    path.write_text(json.dumps([{"chosen": "b", "rejected": "c"}]))
+    with pytest.raises(DataError, match=r"record 0: field 'prompt': missing"):
+        trm.load_pairs(str(path))
+
+
+def test_missing_chosen_exits_2_with_one_line(tmp_path, tiny_llama_dir):
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n"
+                    + json.dumps({"prompt": "p2", "rejected": "b"}) + "\n")
+    result = run_script("--pairs_path", str(path), "--model_name", tiny_llama_dir,
+                        "--output_dir", str(tmp_path / "rm"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"error: {path}: line 2 (record 1): field 'chosen': missing"
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "rm").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End to end on a tiny model: trains, saves a loadable classifier with its info file, and is reused
+
+
+def test_train_save_load_and_reuse(tmp_path, tiny_llama_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps([{"input": ex.instruction, "output": ex.reference, "qtype": ex.qtype}
+                                for ex in make_examples(12)]))
+    out = tmp_path / "standin"
+    args = ["--data_path", str(data), "--model_name", tiny_llama_dir, "--output_dir", str(out),
+            "--pairs_per_example", "2", "--max_pairs", "20", "--epochs", "1", "--batch_size", "4",
+            "--max_length", "96", "--trainable_layers", "1", "--heldout_fraction", "0.2", "--seed", "3"]
+    first = run_script(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "held-out pairs:" in first.stdout and "saved the reward model" in first.stdout
+
+    info = json.loads((out / "standin_info.json").read_text())
+    for key in ("training_data", "pairs", "heldout", "base_model", "trainable_layers", "settings"):
+        assert key in info
+    assert info["pairs"]["total"] == 20 and info["pairs"]["train"] + info["pairs"]["heldout"] == 20
+    assert info["pairs"]["heldout"] > 0 and 0.0 <= info["heldout"]["accuracy"] <= 1.0
+    assert info["base_model"] == tiny_llama_dir and info["trainable_layers"] == 1
+    assert (out / "model.safetensors").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".standin-")]  # temp folder renamed away
+
+    # Loads as an ordinary classifier and gives one score per input, the same alone or padded in a batch.
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
+    texts = [trm.format_for_classifier(tok, "Question number 1?", r) for r in
+             ("A short answer.", "A much longer answer that goes on for quite a few more words than the first.")]
+    with torch.no_grad():
+        enc = tok(texts, padding=True, return_tensors="pt")
+        batch_scores = model(**enc).logits
+        alone = model(**tok(texts[:1], return_tensors="pt")).logits
+    assert batch_scores.shape == (2, 1) and torch.isfinite(batch_scores).all()
+    assert torch.allclose(batch_scores[0], alone[0], atol=1e-4)
+
+    # Second run: reuses the finished model without retraining.
+    mtime = (out / "model.safetensors").stat().st_mtime_ns
+    second = run_script(*args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "reusing the trained reward model" in second.stdout
+    assert "reward model:" not in second.stderr  # no training progress bar
+    assert (out / "model.safetensors").stat().st_mtime_ns == mtime
+
+    # Different settings on a finished folder are refused rather than silently reused.
+    third = run_script(*[a if a != "3" else "4" for a in args])
+    assert third.returncode == 2 and "other settings (seed)" in third.stderr
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path, tiny_llama_dir):
+    out = tmp_path / "not_a_model"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = run_script("--model_name", tiny_llama_dir, "--output_dir", str(out), "--max_pairs", "4")
+    assert result.returncode == 2 and "holds no finished reward model" in result.stderr
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_help_renders():
+    result = run_script("--help")
+    assert result.returncode == 0 and "--pairs_path" in result.stdout and "--trainable_layers" in result.stdout
