@@ -67,6 +67,11 @@ class RewardConfig:
     )
     reward_model_batch_size: int = field(default=64, metadata={"help": "relevance encoder batch size"})
     reward_device: str = field(default="auto", metadata={"help": "device of the relevance encoder"})
+    reward_dtype: str = field(
+        default="auto",
+        metadata={"help": "relevance encoder precision: float32 | bfloat16 (autocast; weights stay float32) | auto: "
+                  "bfloat16 on a CPU with native bf16 (about 2x faster; dot products agree to ~1e-3), else float32"},
+    )
 
     @property
     def uses_relevance(self) -> bool:
@@ -123,6 +128,19 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
+    """bf16 autocast where the hardware runs it natively on CPU; None means plain float32."""
+    if dtype == "float32":
+        return None
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if dtype != "auto":
+        raise ValueError(f"reward_dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    if device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
 class RelevanceEncoder:
     """e(.) with an embedding cache, so instructions and references seen before are not encoded again
     (PPO revisits prompts every epoch and the dev set at every evaluation).
@@ -134,13 +152,14 @@ class RelevanceEncoder:
     """
 
     def __init__(self, name_or_path: str | None = None, model_type: str = "auto", batch_size: int = 64,
-                 device: str = "auto", cache_size: int = 200_000):
+                 device: str = "auto", cache_size: int = 200_000, dtype: str = "auto"):
         if name_or_path is None:
             from offline_models import minilm_path
 
             name_or_path = minilm_path()
         self.name = name_or_path
         self.device = resolve_device(device)
+        self.autocast_dtype = resolve_autocast_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.cache_size = cache_size
@@ -161,8 +180,13 @@ class RelevanceEncoder:
             self.model = AutoModel.from_pretrained(name_or_path).to(self.device).eval()
             self.max_length = min(self.tokenizer.model_max_length, 512)
 
-    @torch.inference_mode()
     def _encode_uncached(self, texts: list[str]) -> torch.Tensor:
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.inference_mode(), torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
+                                                    enabled=self.autocast_dtype is not None):
+            return self._forward(texts)
+
+    def _forward(self, texts: list[str]) -> torch.Tensor:
         if self.model_type == "sentence_transformers":
             return self.st_model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
                                         show_progress_bar=False).float().cpu()
@@ -230,7 +254,8 @@ class ReversedEngineeredRewardForInference:
         self.encoder = encoder
         if self.encoder is None and self.config.uses_relevance:
             self.encoder = RelevanceEncoder(self.config.relevance_model, self.config.relevance_model_type,
-                                            self.config.reward_model_batch_size, self.config.reward_device)
+                                            self.config.reward_model_batch_size, self.config.reward_device,
+                                            dtype=self.config.reward_dtype)
 
     def _branch(self, qtype: str | None) -> str:
         c = self.config

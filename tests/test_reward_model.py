@@ -210,7 +210,7 @@ def test_contriever_style_encoder_mean_pools_and_truncates_left(tmp_path, minilm
                          intermediate_size=64, max_position_embeddings=64)).save_pretrained(tmp_path)
     tok.model_max_length = 16
     tok.save_pretrained(tmp_path)
-    enc = RelevanceEncoder(str(tmp_path), model_type="auto", batch_size=2, device="cpu")
+    enc = RelevanceEncoder(str(tmp_path), model_type="auto", batch_size=2, device="cpu", dtype="float32")
     assert enc.model_type == "contriever"
     texts = ["short one", "a somewhat longer sentence to pool", " ".join(f"w{i}" for i in range(40)) + " end"]
     got = enc.encode(texts)
@@ -237,3 +237,11 @@ def test_score_outputs_cli(tmp_path):
         assert word in proc.stdout
     rows = json.loads(save.read_text())
     assert len(rows) == 30 and {"LI", "RP", "QR", "RAR", "hedging", "reward"} <= set(rows[0])
+
+
+def test_bf16_autocast_encoder_agrees_with_float32(minilm_encoder):
+    texts = ["How do I boil an egg?", "Put the egg in boiling water for nine minutes, then cool it.", "Paris"]
+    fp32 = RelevanceEncoder(minilm_encoder.name, dtype="float32").encode(texts)
+    bf16 = RelevanceEncoder(minilm_encoder.name, dtype="bfloat16").encode(texts)
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16 @ bf16.T, fp32 @ fp32.T, atol=1e-2, rtol=0)
