@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import torch
 from nltk.tokenize import wordpunct_tokenize
 from tqdm.auto import tqdm
 
-from data import Example
+from data import DataError, Example
 from prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
 
 
@@ -323,6 +324,21 @@ class ReversedEngineeredRewardForInference:
         return (rewards, features) if return_features else rewards
 
 
+def load_features_module(path: str) -> tuple[dict[str, FeatureFn], CombineFn | None]:
+    """Import a researcher's feature file: `EXTRA_FEATURES = {name: fn(sample)}` and optionally `combine(f)`.
+    It is their own code, run as any script they write would be."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{path}: file not found")
+    spec = importlib.util.spec_from_file_location(p.stem, p)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    features = getattr(module, "EXTRA_FEATURES", {})
+    if not isinstance(features, dict):
+        raise DataError(f"{path}: EXTRA_FEATURES must be a dict of name -> function")
+    return features, getattr(module, "combine", None)
+
+
 # =========================================================================================================
 # Gold reward models (issue 4): the black-box judges of the monotonicity check and the offline win rate.
 #
@@ -333,7 +349,6 @@ class ReversedEngineeredRewardForInference:
 from torch import nn  # noqa: E402
 from transformers import LlamaModel, LlamaPreTrainedModel  # noqa: E402
 
-from data import DataError  # noqa: E402
 
 GOLD_TYPES = ("starling", "classifier")
 STARLING_TOKENIZER = "01-ai/Yi-34B-Chat"  # Starling-RM-34B was fine-tuned from Yi-34B-Chat and uses its tokenizer

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from data import DataError, exit_on_data_error, load_examples
 from ppo import PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, load_trainable_weights
 from prompts import PROMPT_FORMATS, get_prompt_format
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module
 
 STATE_JSON, STATE_TENSORS, VALUE_HEAD = "training_state.json", "training_state.safetensors", "value_head.safetensors"
 
@@ -88,6 +88,9 @@ class ScriptArguments:
                   "measurements), transformers' default elsewhere | eager | sdpa | flash_attention_2"},
     )
     eval_table_rows: int = field(default=3, metadata={"help": "dev rows printed at each evaluation"})
+    features_module: str | None = field(
+        default=None, metadata={"help": "Python file with EXTRA_FEATURES (and optionally combine) to extend the reward"}
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfig, RewardConfig]:
@@ -443,7 +446,8 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
 
     if reward_config.reward_device == "auto":  # each process scores on its own device
         reward_config = RewardConfig(**{**asdict(reward_config), "reward_device": str(accelerator.device)})
-    rer = ReversedEngineeredRewardForInference(reward_config, stop_strings=prompt_format.stop_strings)
+    extra_features, combine = load_features_module(args.features_module) if args.features_module else ({}, None)
+    rer = ReversedEngineeredRewardForInference(reward_config, prompt_format.stop_strings, extra_features, combine)
 
     def reward_fn(examples, texts):
         return rer([e.query for e in examples], texts, [e.reference for e in examples], [e.qtype for e in examples])

@@ -13,7 +13,6 @@ reference answers are scored, which is a quick look at what the reward thinks of
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
@@ -23,9 +22,9 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from data import DataError, exit_on_data_error, join_outputs, load_examples, load_outputs
+from data import exit_on_data_error, join_outputs, load_examples, load_outputs
 from prompts import PROMPT_FORMATS, get_prompt_format
-from reward_model import RewardConfig, ReversedEngineeredRewardForInference
+from reward_model import RewardConfig, ReversedEngineeredRewardForInference, load_features_module
 
 FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
 
@@ -41,20 +40,6 @@ class ScoreArguments:
     )
     save_path: str | None = field(default=None, metadata={"help": "write per-sample rewards and features here (JSON)"})
     batch_size: int = field(default=256, metadata={"help": "samples per reward call"})
-
-
-def load_features_module(path: str) -> tuple[dict, object]:
-    """Import a researcher's feature file (their own code, run as any script they write would be)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{path}: file not found")
-    spec = importlib.util.spec_from_file_location(p.stem, p)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    features = getattr(module, "EXTRA_FEATURES", {})
-    if not isinstance(features, dict):
-        raise DataError(f"{path}: EXTRA_FEATURES must be a dict of name -> function")
-    return features, getattr(module, "combine", None)
 
 
 def summarize(features: list[dict], extra: list[str]) -> list[tuple[str, int, dict[str, float]]]:

@@ -296,3 +296,18 @@ def test_bad_input_is_one_line_exit_2(tiny_llama_dir, tmp_path):
     proc = run_cli(tiny_flags(tiny_llama_dir, tmp_path / "x", 1, 0, f"--dataset_path={tmp_path / 'missing.json'}"),
                    expect_rc=2)
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "missing.json" in proc.stderr
+
+
+def test_features_module_reaches_the_training_reward(tiny_llama_dir, tmp_path):
+    """A researcher's combination rule replaces the reward PPO trains on (here: a constant 0.25)."""
+    module = tmp_path / "flat.py"
+    module.write_text("EXTRA_FEATURES = {'always_one': lambda s: 1.0}\n"
+                      "def combine(f):\n    return 0.25 * f['always_one']\n")
+    out = tmp_path / "feat"
+    run_cli(tiny_flags(tiny_llama_dir, out, 1, 0, "--relevance_scaling=false", "--reward_branching=false",
+                       f"--features_module={module}"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "logs"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("env/reward_mean")] == [0.25]

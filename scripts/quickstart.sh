@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole reverse-reward-engineering loop, offline, on a laptop CPU, in one command:
+#   1. prepare the offline default models (SmolLM2-135M-Instruct policy, all-MiniLM-L6-v2 encoder)
+#   2. train the offline gold stand-in (a Bradley-Terry reward model; the paper's gold is Starling-RM-34B)
+#   3. PPO against the full white-box reward (LI, RP, relevance, branching), CPU accelerate config,
+#      saving {run}/policy_step_N every SAVE_FREQ steps
+#   4. answer the eval set with every checkpoint (AlpacaEval-format outputs)
+#   5. monotonicity: proxy vs gold per checkpoint, Spearman, offline win rate, plot
+#   6. SuperNI ROUGE-L of the final policy on the shipped fixture
+#   7. print a summary
+# Every artefact lands under RUN_DIR; a re-run reuses finished phases and resumes an interrupted one.
+#
+#   bash scripts/quickstart.sh                     # default: <= 20 min on a 2-core CPU
+#   PROFILE=smoke bash scripts/quickstart.sh       # a few minutes; the test suite runs this
+#   RUN_DIR=runs/my_try bash scripts/quickstart.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+PROFILE=${PROFILE:-default}
+RUN_DIR=${RUN_DIR:-runs/quickstart}
+case "$PROFILE" in
+  default) STEPS=12 SAVE_FREQ=3 BATCH=8 MINI_BATCH=2 GRAD_ACC=2 NEW_TOKENS=64 EVAL_TOKENS=128 LR=1e-4
+           GOLD_ARGS=() SUPERNI_INSTANCES=100 ;;
+  smoke)   STEPS=2 SAVE_FREQ=1 BATCH=4 MINI_BATCH=2 GRAD_ACC=1 NEW_TOKENS=16 EVAL_TOKENS=16 LR=1e-4
+           GOLD_ARGS=(--max_pairs 64 --max_length 128) SUPERNI_INSTANCES=2 ;;
+  *) echo "error: PROFILE must be default or smoke, got '$PROFILE'" >&2; exit 2 ;;
+esac
+mkdir -p "$RUN_DIR"
+phase() { printf '\n=== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+phase "1/7 offline default models"
+POLICY=$(python -c 'from offline_models import smollm2_path; print(smollm2_path())')
+python offline_models.py
+
+phase "2/7 gold stand-in reward model -> $RUN_DIR/gold_standin"
+python scripts/train_reward_model.py --output_dir "$RUN_DIR/gold_standin" "${GOLD_ARGS[@]}"
+
+phase "3/7 PPO against the white-box reward -> $RUN_DIR/policy_step_N"
+if [ -f "$RUN_DIR/policy_final/training_state.json" ]; then
+  echo "reusing the finished run in $RUN_DIR/policy_final"
+else
+  accelerate launch --num_machines 1 --num_processes 1 --config_file configs/zero2-cpu.yaml run_ppo.py \
+    --exp_name=quickstart --model_name="$POLICY" --seed=42 --overall_steps=$STEPS --save_freq=$SAVE_FREQ \
+    --output_dir="$RUN_DIR/policy" --dataset_path=data/train.json --dev_prompt_path=data/dev.json \
+    --output_max_length=$NEW_TOKENS --max_prompt_length=256 --batch_size=$BATCH --mini_batch_size=$MINI_BATCH \
+    --gradient_accumulation_steps=$GRAD_ACC --learning_rate=$LR --lora_r=8 --lora_alpha=16 --lora_dropout=0.05 \
+    --length_incentive=true --repetition_penalty=true --relevance_scaling=true --reward_branching=true \
+    --rar_max_dot=1.0 --resume_from_checkpoint=latest
+fi
+
+phase "4/7 answer the eval set with every checkpoint"
+for ckpt in $(ls -d "$RUN_DIR"/policy_step_* | sort -t_ -k3 -n); do
+  python evaluation.py --base_model_name="$POLICY" --peft_model_name="$ckpt" --batch_size=16 \
+    --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42
+done
+
+phase "5/7 monotonicity: proxy vs gold across checkpoints"
+python eval_monotonicity.py --output_dir="$RUN_DIR" --model_prefix=policy --eval_path data/eval.json \
+  --gold_model "$RUN_DIR/gold_standin" --gold_type classifier --rar_max_dot=1.0 --tokenizer_name "$POLICY"
+
+phase "6/7 SuperNI ROUGE-L of the final policy (shipped fixture)"
+python evaluation.py --base_model_name="$POLICY" --peft_model_name="$RUN_DIR/policy_final" --batch_size=16 \
+  --evaluations superni --superni_max_instances=$SUPERNI_INSTANCES --seed=42
+
+phase "7/7 summary"
+python scripts/summarize_run.py --run_dir "$RUN_DIR" | tee "$RUN_DIR/summary.txt"
