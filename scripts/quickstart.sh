@@ -29,8 +29,9 @@ mkdir -p "$RUN_DIR"
 phase() { printf '\n=== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 phase "1/7 offline default models"
-POLICY=$(python -c 'from offline_models import smollm2_path; print(smollm2_path())')
-python offline_models.py
+python offline_models.py  # converts the packaged GGUF once; prints both paths
+# Only the last line: importing DeepSpeed may log to stdout on the first conversion.
+POLICY=$(python -c 'from offline_models import smollm2_path; print(smollm2_path())' | tail -n 1)
 
 phase "2/7 gold stand-in reward model -> $RUN_DIR/gold_standin"
 python scripts/train_reward_model.py --output_dir "$RUN_DIR/gold_standin" "${GOLD_ARGS[@]}"
