@@ -41,6 +41,12 @@ class Example:
         return " ".join(f"{self.instruction} {self.input}".split())
 
     @property
+    def user_turn(self) -> str:
+        """What a gold reward model reads as the user's turn: the instruction, then its input after a blank
+        line, as a chat shows them. The gold stand-in is trained on the same text it is later scored with."""
+        return f"{self.instruction}\n\n{self.input}" if self.input else self.instruction
+
+    @property
     def seed_input(self) -> str:
         """The instruction in the paper's single-field form (the key outputs are joined on)."""
         return f"{self.instruction}{SEED_INPUT_SEPARATOR}{self.input}" if self.input else self.instruction

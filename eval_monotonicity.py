@@ -129,11 +129,6 @@ def load_checkpoints(found: list[tuple[int, Path]], examples: list[Example], sto
     return checkpoints
 
 
-def gold_instruction(example: Example) -> str:
-    """What the gold model reads as the user's turn: the instruction and its input, as the chat format shows it."""
-    return f"{example.instruction}\n\n{example.input}" if example.input else example.instruction
-
-
 def resolve_stop_strings(args: MonotonicityArguments, first_checkpoint: Path) -> tuple[str, tuple[str, ...]]:
     """The prompt format evaluation.py used: `auto` resolves against the policy tokenizer, found as
     evaluation.py finds it (the adapter folder's own, else the adapter's base model)."""
@@ -224,7 +219,7 @@ def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str,
         ck.folder / f"scores-proxy-{proxy_tag}.json", proxy_inputs,
         lambda: scorers.proxy.score_examples(ck.examples, ck.responses, desc=f"proxy step {ck.step}"),
     )
-    instructions = [gold_instruction(e) for e in ck.examples]
+    instructions = [e.user_turn for e in ck.examples]
     gold = cached_scores(
         ck.folder / f"scores-gold-{gold_tag}.json", [instructions, ck.responses],
         lambda: scorers.gold.score(instructions, ck.responses, desc=f"gold step {ck.step}"),
@@ -335,7 +330,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     reference_scores = None
     if args.win_rate:
         refs = checkpoints[0].examples
-        instructions = [gold_instruction(e) for e in refs]
+        instructions = [e.user_turn for e in refs]
         references = [e.reference for e in refs]
         reference_scores = cached_scores(
             Path(args.output_dir) / f"scores-gold-{gold_tag}-references.json", [instructions, references],

@@ -51,12 +51,11 @@ def main() -> None:
     from transformers import AutoTokenizer, LlamaConfig
 
     from data import load_examples
-    from eval_monotonicity import gold_instruction
     from offline_models import smollm2_path
     from reward_model import StarlingRewardModel, load_gold_reward_model
 
     examples = load_examples(DATA)[: args.n]
-    instructions = [gold_instruction(e) for e in examples]
+    instructions = [e.user_turn for e in examples]
     responses = [e.reference for e in examples]
 
     tokenizer_dir = smollm2_path()

@@ -176,7 +176,7 @@ def build_pairs(examples: list[Example], pairs_per_example: int, seed: int) -> l
             rejected = corrupt(kind, i, examples, rng)
             if rejected is None or rejected.strip() == ex.reference.strip():
                 continue
-            pairs.append(Pair(ex.query, ex.reference, rejected, kind))
+            pairs.append(Pair(ex.user_turn, ex.reference, rejected, kind))
             made += 1
     return pairs
 
@@ -209,8 +209,8 @@ def load_pairs(path: str) -> tuple[list[Pair], int]:
         if texts["chosen"].strip() == texts["rejected"].strip():
             ties += 1  # no preference signal; dropped and reported
             continue
-        # Same prompt text as the built pairs: instruction and input, whitespace collapsed (Example.query).
-        prompt_text = Example(texts[prompt_field], texts["input"]).query
+        # Same prompt text as the built pairs and as eval_monotonicity.py scores with (Example.user_turn).
+        prompt_text = Example(texts[prompt_field], texts["input"]).user_turn
         pairs.append(Pair(prompt_text, texts["chosen"], texts["rejected"], "user"))
     if not pairs:
         raise DataError(f"{path}: no usable pairs (all {ties} have chosen == rejected)")

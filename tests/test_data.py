@@ -40,6 +40,8 @@ def test_formats_json_jsonl_and_instruction_fields(tmp_path):
     assert a[0].query == "Translate to French. Good morning"
     assert a[0].seed_input == seed["input"]
     assert a[1].query == "Write a haiku." and a[1].input == ""
+    # The gold models' user turn keeps the input's own whitespace after a blank line.
+    assert a[0].user_turn == "Translate to French.\n\nGood   morning" and a[1].user_turn == "Write a haiku."
 
 
 def test_local_dataset_folder_through_datasets(tmp_path):

@@ -15,7 +15,7 @@ from scipy.stats import kendalltau, spearmanr
 
 import eval_monotonicity
 from data import load_examples
-from eval_monotonicity import gold_instruction, offline_win_rate
+from eval_monotonicity import offline_win_rate
 from prompts import get_prompt_format
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_gold_reward_model
 from tiny_reward_models import save_tiny_starling
@@ -93,7 +93,7 @@ def test_cli_spearman_is_scipys_on_the_per_step_means(planted, gold_dir, smollm2
     examples = load_examples(planted / "eval.json")
     hand_gold = []
     for step in LENGTHS:
-        scores = gold.score([gold_instruction(e) for e in examples], [response(step, n) for n in LENGTHS[step]],
+        scores = gold.score([e.user_turn for e in examples], [response(step, n) for n in LENGTHS[step]],
                             progress=False)
         hand_gold.append(sum(scores) / len(scores))
     assert result["steps_mean_gold"] == pytest.approx(hand_gold, abs=1e-5)

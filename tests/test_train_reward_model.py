@@ -58,8 +58,8 @@ def test_build_pairs_is_seeded_and_covers_every_corruption():
     assert len(by_prompt) == 30
     for kinds in by_prompt.values():
         assert len(kinds) == 3 and len(set(kinds)) == 3  # distinct kinds per instruction, even for "Yes2."
-    # The prompt is the reward's query form; chosen is the reference.
-    assert pairs[0].prompt == examples[0].query and pairs[0].chosen == examples[0].reference
+    # The prompt is the user turn eval_monotonicity.py scores with (instruction, blank line, input); chosen is the reference.
+    assert pairs[0].prompt == examples[0].user_turn and pairs[0].chosen == examples[0].reference
 
 
 def test_corruptions_do_what_they_say():
@@ -105,7 +105,7 @@ def test_load_pairs_accepts_prompt_or_instruction(tmp_path):
             {"prompt": "Tie.", "chosen": "same", "rejected": "same"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     pairs, ties = trm.load_pairs(str(path))
-    assert ties == 1 and [p.prompt for p in pairs] == ["Say hi.", "Fix it. teh cat"]
+    assert ties == 1 and [p.prompt for p in pairs] == ["Say hi.", "Fix it.\n\nteh cat"]
     assert pairs[1].chosen == "the cat" and pairs[1].kind == "user"
 
 
