@@ -1,0 +1,52 @@
+"""One rule for the compute precision, by hardware: bf16 where the device runs it natively, else float32.
+
+Why a rule and not a habit: on a CPU without native bf16 (AVX2 only: most laptops, many cloud VMs) bf16 is
+emulated and about 10x slower than float32, so a bf16 default that is right on a GPU or an AVX512-BF16/AMX
+CPU turns a 10-minute job into an hour. Every entry point asks `resolve_dtype` with the user's flag
+(`auto` by default); an explicit `bfloat16`/`float32` always wins.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CHOICES = ("auto", "bfloat16", "float32")
+_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "no": "float32", "float": "float32"}
+_announced: set[tuple[str, str, str]] = set()
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """True where bf16 matmuls run in hardware: a CUDA GPU that supports bf16, or a CPU with AVX512-BF16/AMX."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_dtype(requested: str = "auto", device: str | torch.device = "cpu") -> torch.dtype:
+    """The compute dtype for `device`: `auto` picks bf16 only where it is native; explicit values win."""
+    name = _ALIASES.get(str(requested).lower(), str(requested).lower())
+    if name not in CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(CHOICES)} (or bf16/fp32), got {requested!r}")
+    if name == "bfloat16":
+        return torch.bfloat16
+    if name == "float32":
+        return torch.float32
+    return torch.bfloat16 if native_bf16(device) else torch.float32
+
+
+def describe(dtype: torch.dtype, requested: str, device: str | torch.device) -> str:
+    device = torch.device(device)
+    why = "requested" if requested not in ("auto", None) else (
+        "native bf16 on this device" if dtype == torch.bfloat16 else "no native bf16 on this device")
+    return f"precision: {str(dtype).removeprefix('torch.')} on {device.type} ({why})"
+
+
+def announce(what: str, dtype: torch.dtype, requested: str, device: str | torch.device) -> None:
+    """Print the choice once per (what, dtype, device) in this process, so logs say which path ran."""
+    key = (what, str(dtype), str(torch.device(device)))
+    if key not in _announced:
+        _announced.add(key)
+        print(f"{what} {describe(dtype, requested, device)}", flush=True)
