@@ -84,6 +84,11 @@ class PPOConfig:
         default=True, metadata={"help": "cut responses at stop strings, re-tokenize, end them with EOS"}
     )
     value_head_dropout: float = field(default=0.1, metadata={"help": "dropout before the value head"})
+    train_dropout: bool = field(
+        default=False,
+        metadata={"help": "run the training forwards with dropout (LoRA, value head) active. Off by default as in "
+                  "TRL 0.7.4, whose training forwards ran in eval mode, so the paper's dropouts had no effect"},
+    )
     generation_batch_size: int | None = field(default=None, metadata={"help": "rollout batch (default: batch_size)"})
     forward_batch_size: int | None = field(
         default=None, metadata={"help": "no-grad scoring forward batch (default: mini_batch_size x grad accum)"}
@@ -439,6 +444,23 @@ def trainable_named_parameters(module: nn.Module) -> list[tuple[str, nn.Paramete
     return [(n, p) for n, p in module.named_parameters() if p.requires_grad]
 
 
+def train_chunk_size(config: PPOConfig, accumulation_steps: int) -> int:
+    """Samples per training forward/backward: all mini-batches of one optimizer step, or
+    --train_forward_batch_size when smaller. ValueError (one line) when the sizes do not fit together."""
+    group = config.mini_batch_size * accumulation_steps
+    if accumulation_steps < 1 or config.batch_size % group:
+        raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of mini_batch_size x accumulation "
+                         f"({config.mini_batch_size} x {accumulation_steps})")
+    chunk = min(config.train_forward_batch_size or group, group)
+    if group % chunk:
+        raise ValueError(f"train_forward_batch_size ({chunk}) must divide mini_batch_size x accumulation ({group})")
+    return chunk
+
+
+def optimizer_steps_per_ppo_step(config: PPOConfig, accumulation_steps: int) -> int:
+    return config.ppo_epochs * config.batch_size // (config.mini_batch_size * accumulation_steps)
+
+
 @dataclass
 class Rollout:
     """One PPO batch after generation, reward and the no-grad forwards (tensors on CPU, float32)."""
@@ -461,15 +483,22 @@ class PPOTrainer:
     """
 
     def __init__(self, config: PPOConfig, accelerator, model, optimizer, tokenizer, prompt_format,
-                 reward_fn: Callable[[Sequence, list[str]], list[float]], warmup_steps: float = 0.0):
+                 reward_fn: Callable[[Sequence, list[str]], list[float]], warmup_steps: float = 0.0,
+                 accumulation_steps: int | None = None):
         config.validate()
         self.config, self.accelerator, self.model, self.optimizer = config, accelerator, model, optimizer
+        # Mini-batches per optimizer step: --gradient_accumulation_steps unless the launch decided otherwise
+        # (see run_ppo.optimizer_accumulation: the paper's launch made it 1).
+        self.accumulation_steps = accumulation_steps or config.gradient_accumulation_steps
+        self.train_chunk = train_chunk_size(config, self.accumulation_steps)
+        accelerator.gradient_accumulation_steps = self.optimizer_group_size // self.train_chunk
         self.tokenizer, self.prompt_format, self.reward_fn = tokenizer, prompt_format, reward_fn
         self.warmup_steps = warmup_steps
         self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
                        if config.adap_kl_ctrl else FixedKLController(config.init_kl_coef))
         self.running = RunningMoments()
         self.current_step = 0
+        self.optimizer_steps_last = 0  # optimizer steps taken by the last PPO step
         self.consecutive_skips = 0
         self.skipped_steps = 0
         self.skipped_minibatches = 0
@@ -483,6 +512,15 @@ class PPOTrainer:
             do_sample=True, top_k=0, top_p=1.0, temperature=1.0, repetition_penalty=1.0,
             max_new_tokens=config.output_max_length, eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id, use_cache=True)
+
+    @property
+    def optimizer_group_size(self) -> int:
+        """Samples per optimizer step."""
+        return self.config.mini_batch_size * self.accumulation_steps
+
+    @property
+    def optimizer_steps_per_ppo_step(self) -> int:
+        return optimizer_steps_per_ppo_step(self.config, self.accumulation_steps)
 
     @property
     def unwrapped(self) -> PolicyWithValueHead:
@@ -572,6 +610,20 @@ class PPOTrainer:
         loss so every process still runs the same backward passes."""
         return sum(p.sum() for _, p in trainable_named_parameters(self.model)) * 0.0
 
+    def _set_training_mode(self, dropout: bool) -> None:
+        """Train mode with dropout, else eval mode (TRL 0.7.4). Gradient checkpointing only acts in train mode,
+        so with it the model stays in train mode and only its dropout modules are switched off."""
+        if dropout:
+            self.model.train()
+            return
+        if not getattr(self.unwrapped.causal_lm, "is_gradient_checkpointing", False):
+            self.model.eval()
+            return
+        self.model.train()
+        for module in self.model.modules():
+            if isinstance(module, nn.Dropout):
+                module.eval()
+
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -655,27 +707,32 @@ class PPOTrainer:
         return stats
 
     def _train(self, r: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> tuple[dict[str, float], bool]:
-        """ppo_epochs passes over shuffled mini-batches. Returns (mean statistics, step skipped).
+        """ppo_epochs passes over shuffled mini-batches, an optimizer step every `accumulation_steps` of them.
+        Returns (mean statistics, step skipped).
 
+        The forwards run in eval mode unless --train_dropout: TRL 0.7.4's `batched_forward_pass` called
+        `model.eval()` before each training forward (its `model.train()` came only after, in
+        `train_minibatch`), so the paper's LoRA and value-head dropout never acted on its updates.
         A NaN/inf loss (on any process) or gradient norm drops that optimizer step (no update) and ends
         the step's remaining epochs; the step then counts as skipped.
         """
         cfg = self.config
-        self.model.train()
-        chunk = cfg.train_forward_batch_size or cfg.backward_batch_size
+        self._set_training_mode(cfg.train_dropout)
+        chunk, group = self.train_chunk, self.optimizer_group_size
         history: dict[str, list[float]] = {}
         nonfinite = False
         lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer_steps_last = 0
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(cfg.batch_size)
             stop = False
-            for b_start in range(0, cfg.batch_size, cfg.backward_batch_size):
-                backward_idx = order[b_start:b_start + cfg.backward_batch_size]
+            for g_start in range(0, cfg.batch_size, group):
+                group_idx = order[g_start:g_start + group]
                 group_stats: list[dict[str, torch.Tensor]] = []
                 group_nonfinite = False
-                for c_start in range(0, len(backward_idx), chunk):
+                for c_start in range(0, len(group_idx), chunk):
                     with self.accelerator.accumulate(self.model):
-                        idx = backward_idx[c_start:c_start + chunk]
+                        idx = group_idx[c_start:c_start + chunk]
                         loss, mb_stats = self._chunk_loss(r, advantages, returns, idx)
                         if self._any(not bool(torch.isfinite(loss))):
                             loss = self._zero_loss()  # every process still runs the same backward passes
@@ -684,6 +741,8 @@ class PPOTrainer:
                         if sync and group_nonfinite and self.is_deepspeed:
                             self._set_lr(0.0)  # DeepSpeed steps inside backward: make that step a no-op
                         self.accelerator.backward(loss)
+                        if sync and self.is_deepspeed and not group_nonfinite:
+                            self.optimizer_steps_last += 1  # the engine stepped inside backward
                         if sync and not self.is_deepspeed:
                             # (DeepSpeed clips inside its step, at the max_grad_norm put in its config.)
                             norm = self.accelerator.clip_grad_norm_(
@@ -692,6 +751,7 @@ class PPOTrainer:
                             group_nonfinite |= not bool(torch.isfinite(norm))
                             if not group_nonfinite:
                                 self.optimizer.step()
+                                self.optimizer_steps_last += 1
                         self.optimizer.zero_grad()
                         group_stats += mb_stats
                 if group_nonfinite:
@@ -708,8 +768,10 @@ class PPOTrainer:
                         break
             if nonfinite or stop:
                 break
+        self.model.eval()
         out = {k: float(np.mean(v)) for k, v in history.items()}
         out["ppo/early_stopped"] = float(not nonfinite and stop)
+        out["ppo/optimizer_steps"] = float(self.optimizer_steps_last)
         return out, nonfinite
 
     def _chunk_loss(self, r: Rollout, advantages: torch.Tensor, returns: torch.Tensor,
