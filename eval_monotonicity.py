@@ -32,8 +32,9 @@ from scipy.stats import kendalltau, spearmanr
 from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from evaluation import REPO, resolve_prompt_format
 from prompts import clean_response
-from reward_model import (GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
-                          load_gold_reward_model)
+from proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
+from reward_model import (GOLD_PROMPTS, GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
+                          load_features_module, load_gold_reward_model)
 
 
 @dataclass
@@ -46,6 +47,11 @@ class MonotonicityArguments:
     gold_type: str = field(default="starling", metadata={"help": "starling | classifier"})
     gold_tokenizer: str | None = field(
         default=None, metadata={"help": "gold tokenizer (starling default: 01-ai/Yi-34B-Chat)"}
+    )
+    gold_prompt: str = field(
+        default="paper",
+        metadata={"help": "Starling's input: paper (the paper's Human/Assistant wrapping of the stripped instruction, "
+                  "no special tokens added) | model_card (the model card's chat string)"},
     )
     gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
     gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
@@ -62,6 +68,16 @@ class MonotonicityArguments:
     win_rate: bool = field(default=True, metadata={"help": "offline win rate: gold(model) vs gold(reference)"})
     bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples over instructions"})
     bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    features_module: str | None = field(
+        default=None, metadata={"help": "features module of the proxy (default: the one the run trained with)"}
+    )
+    # Flags of the paper's script, accepted so its command runs as written.
+    cache_dir: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (set HF_HOME)"})
+    device: str | None = field(default=None, metadata={"help": "the paper's flag: the gold model's device (--gold_device)"})
+
+
+# Flags that select the proxy; when given, they override what the run's training_config.json records.
+PROXY_FLAGS = (*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,6 +195,8 @@ def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]])
 def gold_slug(args: MonotonicityArguments) -> str:
     """Readable and unique: the model's basename plus a hash of everything that changes its scores."""
     ident = [args.gold_model, args.gold_type, args.gold_tokenizer]
+    if args.gold_type == "starling" and args.gold_prompt != "model_card":
+        ident.append(args.gold_prompt)  # (model_card keeps the names of caches written before this flag)
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(args.gold_model).name)}-{content_hash(ident)[:8]}"
 
 
@@ -186,15 +204,17 @@ class LazyScorers:
     """The proxy and the gold model, each loaded on first use: a fully cached re-run loads neither."""
 
     def __init__(self, args: MonotonicityArguments, config: RewardConfig, stop_strings: Sequence[str],
-                 encoder: RelevanceEncoder | None = None):
+                 encoder: RelevanceEncoder | None = None, features_module: str | None = None):
         self.args, self.config, self.stop_strings, self.encoder = args, config, tuple(stop_strings), encoder
+        self.features_module = features_module
         self._proxy: ReversedEngineeredRewardForInference | None = None
         self._gold = None
 
     @property
     def proxy(self) -> ReversedEngineeredRewardForInference:
         if self._proxy is None:
-            self._proxy = ReversedEngineeredRewardForInference(self.config, stop_strings=self.stop_strings,
+            extra, combine = load_features_module(self.features_module) if self.features_module else ({}, None)
+            self._proxy = ReversedEngineeredRewardForInference(self.config, self.stop_strings, extra, combine,
                                                                encoder=self.encoder)
         return self._proxy
 
@@ -204,12 +224,59 @@ class LazyScorers:
             a = self.args
             try:
                 self._gold = load_gold_reward_model(a.gold_model, a.gold_type, a.gold_batch_size, a.gold_device,
-                                                    a.gold_tokenizer, a.trust_remote_code)
+                                                    a.gold_tokenizer, a.trust_remote_code, gold_prompt=a.gold_prompt)
             except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
                 first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise DataError(f"cannot load the gold model {a.gold_model!r} ({first_line}); download it or pass "
                                 "--gold_model (a folder or hub name) and --gold_type") from None
         return self._gold
+
+
+def gold_instructions(examples: Sequence[Example], args: MonotonicityArguments) -> list[str]:
+    """What the gold model reads as the instruction: the paper passed Starling the instruction in its single-field
+    form (stripped by the model); other judges read the user turn as a chat shows it."""
+    if args.gold_type == "starling" and args.gold_prompt == "paper":
+        return [e.seed_input for e in examples]
+    return [e.user_turn for e in examples]
+
+
+def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: set[str],
+                  found: list[tuple[int, Path]]) -> tuple[RewardConfig, str, tuple[str, ...], str | None, dict[str, Any]]:
+    """The proxy the checkpoints were trained with (their training_config.json), explicit flags overriding it.
+    Returns (config, prompt format name, stop strings, features module, a record of where each came from)."""
+    settings, source = find_run_proxy(Path(args.output_dir) / args.model_prefix, [p for _, p in found])
+    overrides: list[str] = []
+    if settings is None:
+        print("proxy: no training_config.json with proxy settings found beside the checkpoints; "
+              "built from the flags")
+        format_name, stop_strings = resolve_stop_strings(args, found[0][1])
+        features_module = args.features_module
+    else:
+        print(f"proxy: as trained, from {source}")
+        config, overrides = apply_proxy(settings, config, explicit)
+        if explicit & {"prompt_format", "tokenizer_name"}:
+            format_name, stop_strings = resolve_stop_strings(args, found[0][1])
+            if tuple(stop_strings) != tuple(settings["stop_strings"]):
+                overrides.append(f"stop_strings: {settings['stop_strings']!r} (trained) -> {list(stop_strings)!r}")
+        else:
+            format_name, stop_strings = settings["prompt_format"], tuple(settings["stop_strings"])
+        features_module = settings.get("features_module")
+        if "features_module" in explicit:
+            if args.features_module != features_module:
+                overrides.append(f"features_module: {features_module!r} (trained) -> {args.features_module!r}")
+            features_module = args.features_module
+        elif features_module and not Path(features_module).is_file():
+            raise DataError(f"{source}: the run's features module {features_module} no longer exists; "
+                            "pass --features_module")
+        elif features_module and file_sha256(features_module) != settings.get("features_module_sha256"):
+            print(f"note: {features_module} changed since training; scoring with its current content")
+        for line in overrides:
+            print(f"proxy override: {line}")
+    record = {"source": str(source) if source else None, "overrides": overrides,
+              "reward": {k: getattr(config, k) for k in PROXY_FIELDS}, "prompt_format": format_name,
+              "stop_strings": list(stop_strings), "features_module": features_module,
+              "features_module_sha256": file_sha256(features_module) if features_module else None}
+    return config, format_name, tuple(stop_strings), features_module, record
 
 
 def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str,
@@ -219,7 +286,7 @@ def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str,
         ck.folder / f"scores-proxy-{proxy_tag}.json", proxy_inputs,
         lambda: scorers.proxy.score_examples(ck.examples, ck.responses, desc=f"proxy step {ck.step}"),
     )
-    instructions = [e.user_turn for e in ck.examples]
+    instructions = gold_instructions(ck.examples, scorers.args)
     gold = cached_scores(
         ck.folder / f"scores-gold-{gold_tag}.json", [instructions, ck.responses],
         lambda: scorers.gold.score(instructions, ck.responses, desc=f"gold step {ck.step}"),
@@ -307,17 +374,25 @@ def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, pa
 # ---------------------------------------------------------------------------------------------------------
 
 
-def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
-    """The whole check; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
+def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None,
+        explicit: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The whole check; `encoder` reuses an already loaded relevance encoder (notebooks, tests). The proxy is the
+    one the run trained with (its training_config.json); the `explicit` flags of `config`/`args` override it."""
     if args.gold_type not in GOLD_TYPES:
         raise DataError(f"--gold_type: unknown value {args.gold_type!r} (expected {' / '.join(GOLD_TYPES)})")
+    if args.gold_prompt not in GOLD_PROMPTS:
+        raise DataError(f"--gold_prompt: unknown value {args.gold_prompt!r} (expected {' / '.join(GOLD_PROMPTS)})")
+    if args.device:
+        args.gold_device = args.device
     found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
+    config, format_name, stop_strings, features_module, proxy_record = resolve_proxy(args, config, set(explicit), found)
     examples = load_examples(args.eval_path, require_qtype=config.relevance_scaling and config.reward_branching)
-    format_name, stop_strings = resolve_stop_strings(args, found[0][1])
     checkpoints = load_checkpoints(found, examples, stop_strings, config.do_strip)
-    scorers = LazyScorers(args, config, stop_strings, encoder)
-    # Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder.
-    proxy_tag = content_hash([asdict(config), list(stop_strings), encoder.name if encoder else None])[:12]
+    scorers = LazyScorers(args, config, stop_strings, encoder, features_module)
+    # Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder and
+    # the features module.
+    proxy_tag = content_hash([asdict(config), list(stop_strings), encoder.name if encoder else None]
+                             + ([features_module, proxy_record["features_module_sha256"]] if features_module else []))[:12]
     gold_tag = gold_slug(args)
 
     proxy_rows, gold_rows = [], []
@@ -330,7 +405,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     reference_scores = None
     if args.win_rate:
         refs = checkpoints[0].examples
-        instructions = [e.user_turn for e in refs]
+        instructions = gold_instructions(refs, args)
         references = [e.reference for e in refs]
         reference_scores = cached_scores(
             Path(args.output_dir) / f"scores-gold-{gold_tag}-references.json", [instructions, references],
@@ -375,7 +450,9 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
         "spearman": {"statistic": _num(spearman.statistic), "pvalue": _num(spearman.pvalue)},
         "kendall": {"statistic": _num(kendall.statistic), "pvalue": _num(kendall.pvalue)},
         "bootstrap": boot, "gold_model": args.gold_model, "gold_type": args.gold_type,
-        "prompt_format": format_name, "reward_config": asdict(config), "eval_path": args.eval_path,
+        "gold_prompt": args.gold_prompt if args.gold_type == "starling" else None,
+        "prompt_format": format_name, "reward_config": asdict(config), "proxy": proxy_record,
+        "eval_path": args.eval_path,
     }
     out = Path(args.output_dir)
     (out / "monotonicity.json").write_text(json.dumps(result, indent=2))
@@ -392,9 +469,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[MonotonicityArguments
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, config = parse_args(argv)
+    if given_flags(argv, ["cache_dir"]):
+        print("note: --cache_dir has no effect here: models load from the Hugging Face cache (HF_HOME) or a folder",
+              file=sys.stderr)
     with exit_on_data_error():
-        return run(args, config)
+        return run(args, config, explicit=given_flags(argv, PROXY_FLAGS))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ class EvalArguments:
     peft_model_name: str | None = field(
         default=None, metadata={"help": "LoRA adapter folder (a {exp}_step_N checkpoint); none = the base model"}
     )
-    evaluations: list[str] = field(default_factory=lambda: ["alpaca"], metadata={"help": "alpaca and/or superni"})
+    evaluations: list[str] = field(
+        default_factory=lambda: list(EVALUATIONS), metadata={"help": "alpaca and/or superni (default: both, as the paper)"}
+    )
     batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
     eval_path: str = field(default=str(REPO / "data" / "eval.json"), metadata={"help": "AlpacaEval instructions"})
     output_dir: str | None = field(
@@ -65,6 +67,19 @@ class EvalArguments:
     superni_max_instances: int = field(default=100, metadata={"help": "instances per SuperNI test task"})
     superni_max_new_tokens: int = field(default=128, metadata={"help": "SuperNI answer length limit (greedy)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code from the hub"})
+    # Flags of the paper's script that change nothing here; accepted so its command runs as written.
+    baseline_model_file: str | None = field(
+        default=None, metadata={"help": "the paper's flag; no effect (the AlpacaEval comparison is scripts/alpaca_eval.sh)"}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (set HF_HOME)"})
+    device: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (cuda when available)"})
+
+
+NO_EFFECT_FLAGS = {
+    "baseline_model_file": "AlpacaEval's comparison with a baseline's outputs is scripts/alpaca_eval.sh",
+    "cache_dir": "models load from the Hugging Face cache (HF_HOME) or a folder",
+    "device": "the policy runs on cuda when available, else cpu",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -364,7 +379,12 @@ def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_di
 def main(argv: Sequence[str] | None = None) -> None:
     from transformers import HfArgumentParser
 
+    from proxy_settings import given_flags
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    for flag in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):
+        print(f"note: --{flag} has no effect here: {NO_EFFECT_FLAGS[flag]}", file=sys.stderr)
     with exit_on_data_error():
         unknown = [e for e in args.evaluations if e not in EVALUATIONS]
         if unknown:

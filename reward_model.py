@@ -353,6 +353,10 @@ from transformers import LlamaModel, LlamaPreTrainedModel  # noqa: E402
 GOLD_TYPES = ("starling", "classifier")
 STARLING_TOKENIZER = "01-ai/Yi-34B-Chat"  # Starling-RM-34B was fine-tuned from Yi-34B-Chat and uses its tokenizer
 STARLING_TEMPLATE = "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>"
+# The paper's own input: its Human/Assistant wrapping of the instruction inside the user turn.
+STARLING_PAPER_TEMPLATE = ("<|im_start|>user\n\n\nHuman: {instruction}\n\nAssistant: <|im_end|>\n"
+                           "<|im_start|>assistant\n{response}<|im_end|>")
+GOLD_PROMPTS = ("paper", "model_card")
 STARLING_PAD_ID = 0  # the model card pads with id 0 (Yi's <unk>)
 GOLD_MAX_LENGTH = 2048  # the model card's max length; longer inputs lose their beginning (left truncation)
 
@@ -441,10 +445,43 @@ class GoldRewardModel:
         return scores
 
 
+def paper_instruction(instruction: str) -> str:
+    """The instruction as the paper passed it to Starling: trailing/leading newlines, spaces and colons stripped."""
+    return instruction.strip("\n: ")
+
+
+def starling_text(instruction: str, response: str, gold_prompt: str = "paper") -> str:
+    """Starling's input text: `paper` (the paper's wrapping, its stripped instruction) or `model_card`."""
+    if gold_prompt == "paper":
+        return STARLING_PAPER_TEMPLATE.format(instruction=paper_instruction(instruction), response=response)
+    if gold_prompt == "model_card":
+        return STARLING_TEMPLATE.format(instruction=instruction, response=response)
+    raise DataError(f"--gold_prompt must be one of {' / '.join(GOLD_PROMPTS)}, got {gold_prompt!r}")
+
+
+def pad_read_positions(ids: torch.Tensor, lengths: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The paper's read position: the token before the first pad id of each row (its Starling code looked for the
+    pad id, so a pad id inside a text moves it earlier); the last token when the row has none before its end.
+    A pad id at position 0 reads the last token, as the paper's one-at-a-time call did (index -1)."""
+    width = ids.shape[1]
+    is_pad = ids == pad_id
+    first = torch.where(is_pad.any(1), is_pad.float().argmax(1), torch.full_like(lengths, width))
+    first = torch.minimum(first, lengths)
+    return torch.where(first > 0, first - 1, lengths - 1)
+
+
 class StarlingGoldReward(GoldRewardModel):
+    """`gold_prompt="paper"` (default) reproduces the paper's scoring: its text, tokenized without special tokens,
+    right padding with 0, left truncation at 2,048, the score read before the first pad id.
+    `gold_prompt="model_card"`: the model card's text, the tokenizer's special tokens, read at the last token."""
+
     def __init__(self, name_or_path: str, batch_size: int = 8, device: str = "auto", tokenizer_name: str | None = None,
-                 max_length: int = GOLD_MAX_LENGTH):
+                 max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper"):
         from transformers import AutoTokenizer
+
+        if gold_prompt not in GOLD_PROMPTS:
+            raise DataError(f"--gold_prompt must be one of {' / '.join(GOLD_PROMPTS)}, got {gold_prompt!r}")
+        self.gold_prompt = gold_prompt
 
         device = resolve_device(device)
         if tokenizer_name is None:
@@ -459,13 +496,18 @@ class StarlingGoldReward(GoldRewardModel):
             self.model.to(device)
 
     def encode(self, instructions: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
-        texts = [STARLING_TEMPLATE.format(instruction=i, response=r) for i, r in zip(instructions, responses)]
-        return self.tokenizer(texts).input_ids if texts else []
+        texts = [starling_text(i, r, self.gold_prompt) for i, r in zip(instructions, responses)]
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=self.gold_prompt == "model_card").input_ids
 
     def forward_batch(self, seqs: list[list[int]]) -> torch.Tensor:
         ids, mask = _right_pad(seqs, STARLING_PAD_ID)
         first = self.model.get_input_embeddings().weight.device  # with device_map="auto", where inputs go
-        return self.model(ids.to(first), mask.to(first))
+        if self.gold_prompt == "model_card":
+            return self.model(ids.to(first), mask.to(first))
+        positions = pad_read_positions(ids, mask.sum(-1), STARLING_PAD_ID)
+        return last_token_scores(self.model.transformer, self.model.v_head, ids.to(first), positions + 1)
 
 
 class ClassifierGoldReward(GoldRewardModel):
@@ -516,13 +558,13 @@ class ClassifierGoldReward(GoldRewardModel):
 
 def load_gold_reward_model(name_or_path: str, gold_type: str = "starling", batch_size: int = 8, device: str = "auto",
                            tokenizer_name: str | None = None, trust_remote_code: bool = False,
-                           max_length: int = GOLD_MAX_LENGTH) -> GoldRewardModel:
+                           max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper") -> GoldRewardModel:
     """The gold judge: `starling` (Starling-RM-34B layout) or `classifier` (one-label sequence classifier).
     The result's `score(instructions, responses)` returns one float per pair."""
     if gold_type == "starling":
         if trust_remote_code:
             raise DataError("--trust_remote_code applies to --gold_type=classifier only (Starling is defined here)")
-        return StarlingGoldReward(name_or_path, batch_size, device, tokenizer_name, max_length)
+        return StarlingGoldReward(name_or_path, batch_size, device, tokenizer_name, max_length, gold_prompt)
     if gold_type == "classifier":
         return ClassifierGoldReward(name_or_path, batch_size, device, tokenizer_name, trust_remote_code, max_length)
     raise DataError(f"unknown --gold_type {gold_type!r}; expected one of {GOLD_TYPES}")

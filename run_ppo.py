@@ -33,8 +33,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from data import DataError, exit_on_data_error, load_examples
-from ppo import PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, load_trainable_weights
+from ppo import (PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, load_trainable_weights,
+                 optimizer_steps_per_ppo_step, train_chunk_size)
 from prompts import PROMPT_FORMATS, get_prompt_format
+from proxy_settings import given_flags, proxy_settings, write_training_config
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module
 
 STATE_JSON, STATE_TENSORS, VALUE_HEAD = "training_state.json", "training_state.safetensors", "value_head.safetensors"
@@ -91,6 +93,32 @@ class ScriptArguments:
     features_module: str | None = field(
         default=None, metadata={"help": "Python file with EXTRA_FEATURES (and optionally combine) to extend the reward"}
     )
+    accumulation_from_launch: bool = field(
+        default=True,
+        metadata={"help": "as the paper's stack (accelerate 0.23): when the launch config sets gradient_accumulation_steps "
+                  "(accelerate launch exports it as ACCELERATE_GRADIENT_ACCUMULATION_STEPS; the paper's "
+                  "zero2-bf16.yaml sets 1), it replaces --gradient_accumulation_steps as the number of mini-batches "
+                  "per optimizer step. false: always --gradient_accumulation_steps"},
+    )
+    # Flags of the paper's script that change nothing here; accepted so its command runs as written.
+    adafactor: bool = field(default=False, metadata={"help": "the paper's flag; only false (Adam) is supported"})
+    batched_gen: bool = field(default=True, metadata={"help": "the paper's flag; no effect (generation is batched)"})
+    reward_model_name: str | None = field(
+        default=None, metadata={"help": "the paper's flag; no effect (the proxy is the white-box reward)"}
+    )
+    chat_template_name: str | None = field(
+        default=None, metadata={"help": "the paper's flag; no effect (see --prompt_format)"}
+    )
+    load_in_8bit: bool = field(default=False, metadata={"help": "the paper's flag; no effect (only false is supported)"})
+
+
+# Paper flags that are accepted but do nothing here, with the one line printed when one is given.
+NO_EFFECT_FLAGS = {
+    "batched_gen": "generation is always batched here",
+    "reward_model_name": "the proxy is the white-box reward (its encoder is --relevance_model)",
+    "chat_template_name": "the prompt format is --prompt_format (auto: the tokenizer's chat template, else alpaca)",
+    "load_in_8bit": "the policy loads in its --mixed_precision dtype",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfig, RewardConfig]:
@@ -111,6 +139,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
         errors.append("--log_with=wandb needs the wandb package (pip install wandb)")
     if args.overall_steps < 0:
         errors.append("--overall_steps must be >= 0")
+    if args.adafactor:
+        errors.append("--adafactor=true is not supported (the optimizer is Adam, as in the paper's command)")
+    if args.load_in_8bit:
+        errors.append("--load_in_8bit=true is not supported (LoRA trains on the full-precision base)")
+    for name in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):
+        print(f"note: --{name} has no effect here: {NO_EFFECT_FLAGS[name]}", file=sys.stderr)
     try:
         ppo_config.validate()
     except ValueError as err:
@@ -119,6 +153,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
         print(f"error: {errors[0]}", file=sys.stderr)
         sys.exit(2)
     return args, ppo_config, reward_config
+
+
+def optimizer_accumulation(ppo_config: PPOConfig, from_launch: bool) -> tuple[int, str]:
+    """Mini-batches per optimizer step, and where that number came from.
+
+    The paper's stack: TRL 0.7.4 passed --gradient_accumulation_steps to accelerate 0.23's `Accelerator`, which
+    took ACCELERATE_GRADIENT_ACCUMULATION_STEPS in its place when set. `accelerate launch` exports that variable
+    from a DeepSpeed launch config's gradient_accumulation_steps, which the paper's zero2-bf16.yaml set to 1: the
+    paper took an optimizer step every mini-batch (32 per PPO step of batch 16, mini-batch 2, 4 epochs).
+    """
+    env = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if from_launch and env and env.isdigit() and int(env) >= 1:
+        return int(env), ("the launch config's gradient_accumulation_steps, which replaced "
+                          f"--gradient_accumulation_steps={ppo_config.gradient_accumulation_steps} in the paper's stack; "
+                          "--accumulation_from_launch=false to use the flag")
+    return ppo_config.gradient_accumulation_steps, "--gradient_accumulation_steps"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -211,8 +261,10 @@ def find_latest_checkpoint(output_dir: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptStream, accelerator) -> None:
-    """Adapter, value head, tokenizer and training state, written atomically by the main process.
+def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptStream, accelerator,
+                    config_record: dict | None = None) -> None:
+    """Adapter, value head, tokenizer, training state and a copy of the run's training_config.json (the proxy
+    it trained with travels with the checkpoint), written atomically by the main process.
 
     Collective: every process calls it (optimizer state and RNG states are gathered).
     """
@@ -238,6 +290,8 @@ def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptSt
                   str(tmp / VALUE_HEAD))
         tokenizer.save_pretrained(str(tmp))
         save_file(tensors, str(tmp / STATE_TENSORS))
+        if config_record is not None:
+            write_training_config(tmp, config_record)
         (tmp / STATE_JSON).write_text(json.dumps(meta, indent=2))  # written last: marks the folder complete
         if path.exists():
             old = path.with_name(f"{path.name}.old-{os.getpid()}")
@@ -370,15 +424,23 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
     from transformers import AutoTokenizer
 
-    n_chunks = ppo_config.backward_batch_size // (ppo_config.train_forward_batch_size or ppo_config.backward_batch_size)
     handlers = []
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
         # DeepSpeed on CPU: accelerate only counts the processes when the process group backend is named.
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
     accelerator = Accelerator(mixed_precision=args.mixed_precision, kwargs_handlers=handlers)
-    accelerator.gradient_accumulation_steps = n_chunks  # the PPO loop accumulates; not the launch config
+    accumulation, source = optimizer_accumulation(ppo_config, args.accumulation_from_launch)
+    try:
+        chunk = train_chunk_size(ppo_config, accumulation)
+    except ValueError as err:
+        raise DataError(f"{err} ({source})") from None
+    # The PPO loop accumulates its own chunks (the trainer sets this again; DeepSpeed's prepare reads it).
+    accelerator.gradient_accumulation_steps = ppo_config.mini_batch_size * accumulation // chunk
     is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
     main_proc = accelerator.is_main_process
+    if main_proc:
+        print(f"optimizer steps per PPO step: {optimizer_steps_per_ppo_step(ppo_config, accumulation)} "
+              f"(mini-batch {ppo_config.mini_batch_size}, accumulation {accumulation}; {source})", file=sys.stderr)
     set_seed(args.seed)  # identical initial LoRA and value-head weights on every process
 
     model_name = args.model_name
@@ -438,9 +500,9 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
         if ds.get("zero_optimization", {}).get("stage", 0) == 3:
             raise DataError("ZeRO-3 shards the parameters, which rollouts cannot use; use a ZeRO-2 config")
         # No dataloader goes through prepare, so the batch keys must be filled by hand.
-        ds["train_micro_batch_size_per_gpu"] = ppo_config.train_forward_batch_size or ppo_config.backward_batch_size
-        ds["gradient_accumulation_steps"] = n_chunks
-        ds["train_batch_size"] = ppo_config.backward_batch_size * accelerator.num_processes
+        ds["train_micro_batch_size_per_gpu"] = chunk
+        ds["gradient_accumulation_steps"] = accelerator.gradient_accumulation_steps
+        ds["train_batch_size"] = ppo_config.mini_batch_size * accumulation * accelerator.num_processes
         ds["gradient_clipping"] = ppo_config.max_grad_norm or 0.0
     model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -453,7 +515,7 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
         return rer([e.query for e in examples], texts, [e.reference for e in examples], [e.qtype for e in examples])
 
     trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
-                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio)
+                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation)
     if resume_path:
         trainer.load_training_state(state_tensors, state_meta)
         stream.load_state_dict(state_meta["data"])
@@ -472,7 +534,10 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                      "resolved": {"model_name": model_name, "prompt_format": fmt_name,
                                   "num_processes": accelerator.num_processes,
                                   "distributed_type": str(accelerator.distributed_type),
-                                  "mixed_precision": accelerator.mixed_precision}}
+                                  "mixed_precision": accelerator.mixed_precision,
+                                  "accumulation_steps": accumulation, "accumulation_source": source,
+                                  "optimizer_steps_per_ppo_step": trainer.optimizer_steps_per_ppo_step},
+                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
     return PPORun(accelerator, trainer, tokenizer, stream, train_examples, train_prompts, dev_examples, dev_prompts,
                   reward_fn, rer, config_record)
 
@@ -486,7 +551,7 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     if main_proc:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         Path(logging_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.output_dir) / "training_config.json").write_text(json.dumps(run.config_record, indent=2))
+        write_training_config(args.output_dir, run.config_record)
     logger = Logger(args.log_with, logging_dir, args.exp_name, run.config_record, main_proc)
 
     bar = tqdm(total=args.overall_steps, initial=trainer.current_step, desc="PPO steps", unit="step",
@@ -500,14 +565,15 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                 stats.update(evaluate(trainer, run.dev_examples, run.dev_prompts, run.reward_fn, accelerator,
                                       args.eval_table_rows, f"{args.exp_name} @ step {step}"))
             save_checkpoint(checkpoint_path(args.output_dir, f"step_{step}"), trainer, run.tokenizer, run.stream,
-                            accelerator)
+                            accelerator, run.config_record)
         if main_proc:
             logger.log(stats, step)
             bar.write(format_step_line(step, args.overall_steps, stats)
                       + (f" | dev {stats['eval/reward_mean']:.3f}" if "eval/reward_mean" in stats else ""))
         bar.update(1)
     bar.close()
-    save_checkpoint(checkpoint_path(args.output_dir, "final"), trainer, run.tokenizer, run.stream, accelerator)
+    save_checkpoint(checkpoint_path(args.output_dir, "final"), trainer, run.tokenizer, run.stream, accelerator,
+                    run.config_record)
     if main_proc:
         print(f"done: {trainer.current_step} steps; final adapter in {checkpoint_path(args.output_dir, 'final')}",
               file=sys.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from data import exit_on_data_error, join_outputs, load_examples, load_outputs
+from data import DataError, exit_on_data_error, join_outputs, load_examples, load_outputs
 from prompts import PROMPT_FORMATS, get_prompt_format
 from reward_model import RewardConfig, ReversedEngineeredRewardForInference, load_features_module
 
@@ -40,6 +40,11 @@ class ScoreArguments:
     )
     save_path: str | None = field(default=None, metadata={"help": "write per-sample rewards and features here (JSON)"})
     batch_size: int = field(default=256, metadata={"help": "samples per reward call"})
+    run_dir: str | None = field(
+        default=None,
+        metadata={"help": "a training run folder or checkpoint holding training_config.json: score with exactly the "
+                  "proxy it trained with (reward flags, stop strings, features module); flags given override it"},
+    )
 
 
 def summarize(features: list[dict], extra: list[str]) -> list[tuple[str, int, dict[str, float]]]:
@@ -69,9 +74,25 @@ def print_summary(rows, extra: list[str], title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, given_flags, read_proxy
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser((ScoreArguments, RewardConfig))
     args, reward_config = parser.parse_args_into_dataclasses(args=argv)
+    trained = None
     with exit_on_data_error():
+        if args.run_dir:
+            path = Path(args.run_dir) / TRAINING_CONFIG
+            trained = read_proxy(path) if path.is_file() else None
+            if trained is None:
+                raise DataError(f"--run_dir {args.run_dir}: no {TRAINING_CONFIG} with proxy settings")
+            explicit = given_flags(argv, [*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module"])
+            reward_config, overrides = apply_proxy(trained, reward_config, explicit)
+            if "features_module" not in explicit:
+                args.features_module = trained.get("features_module")
+            print(f"proxy: as trained, from {path}", file=sys.stderr)
+            for line in overrides:
+                print(f"proxy override: {line}", file=sys.stderr)
         needs_qtype = reward_config.reward_branching and reward_config.relevance_scaling
         examples = load_examples(args.annotations_path, require_qtype=needs_qtype)
         if args.outputs_path:
@@ -88,8 +109,10 @@ def main(argv: list[str] | None = None) -> None:
         from offline_models import smollm2_path
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
-    prompt_format = get_prompt_format(args.prompt_format, tokenizer)
-    rer = ReversedEngineeredRewardForInference(reward_config, prompt_format.stop_strings, extra_features, combine)
+    stop_strings = get_prompt_format(args.prompt_format, tokenizer).stop_strings
+    if trained is not None and not given_flags(argv, ["prompt_format", "tokenizer_name"]):
+        stop_strings = tuple(trained["stop_strings"])
+    rer = ReversedEngineeredRewardForInference(reward_config, stop_strings, extra_features, combine)
     rewards, features = rer.score_examples(examples, responses, args.batch_size, return_features=True)
     extra = list(extra_features)
     source = args.outputs_path or f"{args.annotations_path} (reference answers)"

@@ -72,7 +72,8 @@ def test_starling_scores_the_last_non_pad_token(starling, smollm2_dir):
     folder, model = starling
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     assert 0 in tokenizer(STARLING_TEMPLATE.format(instruction=INSTRUCTIONS[3], response=RESPONSES[3])).input_ids
-    gold = load_gold_reward_model(folder, "starling", batch_size=3, device="cpu", tokenizer_name=smollm2_dir)
+    gold = load_gold_reward_model(folder, "starling", batch_size=3, device="cpu", tokenizer_name=smollm2_dir,
+                                  gold_prompt="model_card")
     batched = gold.score(INSTRUCTIONS, RESPONSES, progress=False)  # padded batches of mixed lengths
     expected = [manual_starling_score(model, tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES)]
     assert batched == pytest.approx(expected, abs=1e-5)
@@ -85,7 +86,7 @@ def test_starling_truncates_from_the_left(starling, smollm2_dir):
     folder, model = starling
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     gold = load_gold_reward_model(folder, "starling", batch_size=4, device="cpu", tokenizer_name=smollm2_dir,
-                                  max_length=12)
+                                  max_length=12, gold_prompt="model_card")
     got = gold.score(INSTRUCTIONS, RESPONSES, progress=False)
     expected = [manual_starling_score(model, tokenizer, i, r, max_length=12) for i, r in zip(INSTRUCTIONS, RESPONSES)]
     assert got == pytest.approx(expected, abs=1e-5)

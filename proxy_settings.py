@@ -1,0 +1,90 @@
+"""The proxy a run trained with, written once at training time and read back by every check.
+
+Training (run_ppo.py, and any trainer that writes the same `training_config.json`) records under "proxy"
+everything that changes a proxy score: the reward flags, the response-cleaning stop strings of its prompt
+format, and the features module. eval_monotonicity.py and score_outputs.py rebuild exactly that proxy from it,
+so no setting has to be typed twice; a flag given explicitly there overrides it and is printed as an override.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from data import DataError
+from reward_model import RewardConfig
+
+TRAINING_CONFIG = "training_config.json"
+# RewardConfig fields that change a score (batch size and device do not).
+PROXY_FIELDS = ("length_incentive", "repetition_penalty", "relevance_scaling", "reward_branching", "do_strip",
+                "max_sequence_length", "rar_max_dot", "relevance_model", "relevance_model_type", "reward_dtype")
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def proxy_settings(config: RewardConfig, prompt_format: str, stop_strings: Sequence[str],
+                   features_module: str | None) -> dict[str, Any]:
+    """The "proxy" record of a training config."""
+    return {"reward": {k: getattr(config, k) for k in PROXY_FIELDS}, "prompt_format": prompt_format,
+            "stop_strings": list(stop_strings),
+            "features_module": str(Path(features_module).resolve()) if features_module else None,
+            "features_module_sha256": file_sha256(features_module) if features_module else None}
+
+
+def write_training_config(folder: str | Path, record: dict[str, Any]) -> Path:
+    """Write `record` (which should carry a "proxy" entry) as folder/training_config.json, atomically."""
+    path = Path(folder) / TRAINING_CONFIG
+    tmp = path.with_name(f".{TRAINING_CONFIG}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_proxy(path: Path) -> dict[str, Any] | None:
+    """The "proxy" entry of a training_config.json, None when the file has none (older runs)."""
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    return record.get("proxy") if isinstance(record, dict) else None
+
+
+def find_run_proxy(run_folder: Path, checkpoint_folders: Sequence[Path]) -> tuple[dict[str, Any] | None, Path | None]:
+    """The proxy the checkpoints were trained with: every checkpoint's copy (and the run folder's file) must
+    agree; a disagreement is an error naming both files. (None, None) when no file records one."""
+    found = [(p, read_proxy(p)) for p in [*(f / TRAINING_CONFIG for f in checkpoint_folders),
+                                          run_folder / TRAINING_CONFIG] if p.is_file()]
+    found = [(p, s) for p, s in found if s is not None]
+    if not found:
+        return None, None
+    first_path, first = found[0]
+    for path, settings in found[1:]:
+        if settings != first:
+            diff = sorted(k for k in set(first["reward"]) | set(settings["reward"])
+                          if first["reward"].get(k) != settings["reward"].get(k))
+            diff += [k for k in ("prompt_format", "stop_strings", "features_module", "features_module_sha256")
+                     if first.get(k) != settings.get(k)]
+            raise DataError(f"{first_path} and {path} record different proxy settings ({', '.join(diff)}): "
+                            "these checkpoints were not trained with one reward; pass --steps to pick one run")
+    return first, first_path
+
+
+def apply_proxy(settings: dict[str, Any], config: RewardConfig, explicit: set[str]) -> tuple[RewardConfig, list[str]]:
+    """The trained RewardConfig, with the explicitly given flags kept from `config`. Returns it and one
+    'name: trained -> given' line per override."""
+    trained = {k: v for k, v in settings["reward"].items() if k in PROXY_FIELDS}
+    given = asdict(config)
+    overrides = [f"{k}: {trained[k]!r} (trained) -> {given[k]!r}" for k in sorted(explicit & set(trained))
+                 if trained[k] != given[k]]
+    return replace(config, **{k: v for k, v in trained.items() if k not in explicit}), overrides
+
+
+def given_flags(argv: Sequence[str], names: Sequence[str]) -> set[str]:
+    """Which of `names` appear as --name or --name=value in argv."""
+    return {n for n in names for a in argv if a == f"--{n}" or a.startswith(f"--{n}=")}
