@@ -616,7 +616,10 @@ class PPOTrainer:
         if dropout:
             self.model.train()
             return
-        if not getattr(self.unwrapped.causal_lm, "is_gradient_checkpointing", False):
+        lm = self.unwrapped.causal_lm
+        checkpointing = (lm.is_activation_checkpointing if hasattr(type(lm), "is_activation_checkpointing")
+                         else getattr(lm, "is_gradient_checkpointing", False))
+        if not checkpointing:
             self.model.eval()
             return
         self.model.train()
