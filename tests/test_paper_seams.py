@@ -127,3 +127,118 @@ def test_printed_optimizer_steps_match_the_real_ones(tiny_llama_dir, tmp_path, l
     env = {**ENV, "CUDA_VISIBLE_DEVICES": ""} if launch.endswith("bf16.yaml") else None
     printed, counted = count_run(flags, launcher, env)
     assert printed == expected and counted == [expected]
+
+
+# The paper's README commands, flag for flag. Only the models (by their flags), the run's size (appended flags:
+# later flags win) and, on CPU, the launch's precision differ.
+PAPER_TRAIN = ("--exp_name=alpaca_test --model_name=$MODEL_NAME --overall_steps=10000 --seed=42 --save_freq=500 "
+               "--output_dir=./alpaca_test --cache_dir=$CACHE_DIR --dataset_path=data/alpacafarm_train.json "
+               "--dev_prompt_path=data/alpacafarm_val.json --logging_dir=./alpaca_test/logs --output_max_length=512 "
+               "--batch_size=16 --mini_batch_size=2 --gradient_accumulation_steps=4 --learning_rate=1e-5 "
+               "--lora_r=8 --lora_alpha=16 --lora_dropout=0.05 --reward_model_batch_size 8 "
+               "--length_incentive=true --repetition_penalty=true --relevance_scaling=true --reward_branching=true")
+SMALL_RUN = ["--overall_steps=2", "--save_freq=1", "--output_max_length=8", "--batch_size=4",
+             "--gradient_accumulation_steps=2", "--dev_max_examples=2", "--mixed_precision=no", "--rar_max_dot=1.0",
+             "--max_prompt_length=256"]
+PAPER_EVAL = ("--base_model_name=$BASE --peft_model_name=./alpaca_test_step_$step --batch_size=16 "
+              "--baseline_model_file=$baseline_model_file --cache_dir=$CACHE_DIR --device=cuda")
+PAPER_MONOTONICITY = "--output_dir=. --model_prefix=alpaca_test"
+
+
+def paper_flags(command: str, **values: str) -> list[str]:
+    for name, value in values.items():
+        command = command.replace(f"${name}", value)
+    return command.split()
+
+
+def run_in(cwd: Path, cmd: list[str], expect_rc: int = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == expect_rc, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def paper_pipeline(tmp_path_factory, tiny_llama_dir, smollm2_dir):
+    """The paper's three commands, in a folder laid out as the paper's (data/alpacafarm_*.json)."""
+    from tiny_reward_models import save_tiny_starling
+
+    work = tmp_path_factory.mktemp("paper")
+    (work / "data").mkdir()
+    (work / "data" / "alpacafarm_train.json").write_text((ROOT / "data" / "train.json").read_text())
+    (work / "data" / "alpacafarm_val.json").write_text((ROOT / "data" / "dev.json").read_text())
+    launch = ["accelerate", "launch", "--num_machines", "1", "--num_processes", "1", "--config_file",
+              str(ROOT / "configs" / "zero2-bf16.yaml"), str(ROOT / "run_ppo.py")]
+    train = run_in(work, launch + paper_flags(PAPER_TRAIN, MODEL_NAME=tiny_llama_dir, CACHE_DIR=str(work / "cache"))
+                   + SMALL_RUN)
+    evals = []
+    for step in (1, 2):
+        flags = paper_flags(PAPER_EVAL, BASE=tiny_llama_dir, step=str(step), baseline_model_file="gpt4.json",
+                            CACHE_DIR=str(work / "cache"))
+        evals.append(run_in(work, [sys.executable, str(ROOT / "evaluation.py"), *flags, "--max_new_tokens=8",
+                                   "--superni_max_new_tokens=8", "--superni_max_instances=2"]))
+    gold = save_tiny_starling(work / "starling", smollm2_dir)[0]
+    gold_flags = ["--gold_model", gold, "--gold_tokenizer", smollm2_dir, "--bootstrap_samples=50"]
+    mono = run_in(work, [sys.executable, str(ROOT / "eval_monotonicity.py"), *paper_flags(PAPER_MONOTONICITY),
+                         *gold_flags])
+    return work, train, evals, mono, gold_flags
+
+
+def test_paper_commands_run_as_written(paper_pipeline):
+    work, train, evals, mono, _ = paper_pipeline
+    assert "optimizer steps per PPO step: 8 (mini-batch 2, accumulation 1;" in train.stderr
+    for step, proc in zip((1, 2), evals):
+        assert "note: --baseline_model_file has no effect here" in proc.stderr
+        folder = work / f"alpaca_test_step_{step}"
+        assert (folder / f"alpaca-eval-alpaca_test_step_{step}.json").is_file()  # no --evaluations: both ran
+        assert (folder / "superni_eval.json").is_file()
+    assert "SignificanceResult" in mono.stdout or "statistic=" in mono.stdout
+    assert (work / "monotonicity.json").is_file()
+
+
+def test_the_check_scores_the_trained_proxy(paper_pipeline):
+    work, _, _, mono, _ = paper_pipeline
+    trained = json.loads((work / "alpaca_test" / "training_config.json").read_text())["proxy"]
+    used = json.loads((work / "monotonicity.json").read_text())["proxy"]
+    assert trained["reward"]["max_sequence_length"] == 8 and trained["reward"]["rar_max_dot"] == 1.0
+    assert used["reward"] == trained["reward"] and used["stop_strings"] == trained["stop_strings"]
+    assert used["overrides"] == [] and "proxy: as trained" in mono.stdout
+    assert json.loads((work / "monotonicity.json").read_text())["gold_prompt"] == "paper"
+    for step in (1, 2):  # every checkpoint carries the run's settings
+        copy = json.loads((work / f"alpaca_test_step_{step}" / "training_config.json").read_text())["proxy"]
+        assert copy == trained
+
+
+def test_explicit_flags_override_and_mixed_runs_fail(paper_pipeline, capsys):
+    import eval_monotonicity
+
+    work, _, _, _, gold_flags = paper_pipeline
+    result = eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", "--max_sequence_length=512",
+                                     *gold_flags])
+    assert result["proxy"]["reward"]["max_sequence_length"] == 512
+    assert result["proxy"]["overrides"] == ["max_sequence_length: 8 (trained) -> 512"]
+    assert "proxy override: max_sequence_length: 8 (trained) -> 512" in capsys.readouterr().out
+    copy = work / "alpaca_test_step_2" / "training_config.json"
+    original = copy.read_text()
+    record = json.loads(original)
+    record["proxy"]["reward"]["length_incentive"] = False
+    copy.write_text(json.dumps(record))
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", *gold_flags])
+    finally:
+        copy.write_text(original)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "alpaca_test_step_1" in err and "alpaca_test_step_2" in err
+    assert "length_incentive" in err
+
+
+def test_score_outputs_reads_the_run(paper_pipeline, tmp_path):
+    work, *_ = paper_pipeline
+    outputs = work / "alpaca_test_step_2" / "alpaca-eval-alpaca_test_step_2.json"
+    proc = run_in(ROOT, [sys.executable, "score_outputs.py", f"--run_dir={work / 'alpaca_test'}",
+                         f"--outputs_path={outputs}", f"--save_path={tmp_path / 'f.json'}"])
+    assert "proxy: as trained" in proc.stderr
+    scores = {r["instruction"]: r["reward"] for r in json.loads((tmp_path / "f.json").read_text())}
+    # The same proxy as the check: its cached per-checkpoint scores equal these.
+    cached = next((work / "alpaca_test_step_2").glob("scores-proxy-*.json"))
+    assert sorted(json.loads(cached.read_text())["scores"]) == pytest.approx(sorted(scores.values()), abs=1e-6)
