@@ -93,7 +93,8 @@ def test_cli_spearman_is_scipys_on_the_per_step_means(planted, gold_dir, smollm2
     examples = load_examples(planted / "eval.json")
     hand_gold = []
     for step in LENGTHS:
-        scores = gold.score([e.user_turn for e in examples], [response(step, n) for n in LENGTHS[step]],
+        # The paper's gold input: Starling reads the instruction in the paper's single-field form.
+        scores = gold.score([e.seed_input for e in examples], [response(step, n) for n in LENGTHS[step]],
                             progress=False)
         hand_gold.append(sum(scores) / len(scores))
     assert result["steps_mean_gold"] == pytest.approx(hand_gold, abs=1e-5)
