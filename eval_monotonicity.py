@@ -27,13 +27,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 from scipy.stats import kendalltau, spearmanr
 
 from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from evaluation import REPO, resolve_prompt_format
+from precision import resolve_dtype
 from prompts import clean_response
 from reward_model import (GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
-                          load_gold_reward_model)
+                          load_gold_reward_model, resolve_device)
 
 
 @dataclass
@@ -49,6 +51,9 @@ class MonotonicityArguments:
     )
     gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
     gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+    gold_dtype: str = field(
+        default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively: a bf16 GPU, as the paper "
+                                  "loaded Starling, or a CPU with AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
     prompt_format: str = field(
         default="auto",
@@ -179,6 +184,10 @@ def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]])
 def gold_slug(args: MonotonicityArguments) -> str:
     """Readable and unique: the model's basename plus a hash of everything that changes its scores."""
     ident = [args.gold_model, args.gold_type, args.gold_tokenizer]
+    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
+    dtype = resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")
+    if dtype != (torch.bfloat16 if kind == "cuda" else torch.float32):  # the old fixed choice keeps its old name
+        ident.append(str(dtype))
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(args.gold_model).name)}-{content_hash(ident)[:8]}"
 
 
@@ -204,7 +213,7 @@ class LazyScorers:
             a = self.args
             try:
                 self._gold = load_gold_reward_model(a.gold_model, a.gold_type, a.gold_batch_size, a.gold_device,
-                                                    a.gold_tokenizer, a.trust_remote_code)
+                                                    a.gold_tokenizer, a.trust_remote_code, dtype=a.gold_dtype)
             except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
                 first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise DataError(f"cannot load the gold model {a.gold_model!r} ({first_line}); download it or pass "

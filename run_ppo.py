@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from data import DataError, exit_on_data_error, load_examples
+from precision import mixed_precision_for
 from ppo import PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, load_trainable_weights
 from prompts import PROMPT_FORMATS, get_prompt_format
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module
@@ -78,8 +79,9 @@ class ScriptArguments:
     )
     mixed_precision: str | None = field(
         default=None,
-        metadata={"help": "no | bf16 | fp16 (default: accelerate's config). bf16 without DeepSpeed keeps the frozen "
-                  "base weights in bf16 and LoRA/value head in fp32 under autocast"},
+        metadata={"help": "auto | no | bf16 | fp16 (default: accelerate's config when launched with one, else auto: "
+                  "bf16 where the device runs it natively, see precision.py). bf16 without DeepSpeed keeps the "
+                  "frozen base weights in bf16 and LoRA/value head in fp32 under autocast"},
     )
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads per process"})
     attn_implementation: str = field(
@@ -375,7 +377,17 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
         # DeepSpeed on CPU: accelerate only counts the processes when the process group backend is named.
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, kwargs_handlers=handlers)
+    mixed_precision = args.mixed_precision
+    requested = mixed_precision or "auto"
+    if mixed_precision == "auto" or (mixed_precision is None and "ACCELERATE_MIXED_PRECISION" not in os.environ):
+        # No flag and no accelerate config: precision.py's rule (bf16 only where the device runs it natively).
+        mixed_precision = mixed_precision_for("auto", "cuda" if torch.cuda.is_available() else "cpu")
+    accelerator = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=handlers)
+    if accelerator.is_main_process:
+        why = "accelerate config" if mixed_precision is None else (
+            "requested" if requested != "auto" else "precision.py rule")
+        print(f"run_ppo.py: mixed precision {accelerator.mixed_precision} on {accelerator.device.type} ({why})",
+              file=sys.stderr)
     accelerator.gradient_accumulation_steps = n_chunks  # the PPO loop accumulates; not the launch config
     is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
     main_proc = accelerator.is_main_process
