@@ -366,6 +366,16 @@ class PPORun:
     config_record: dict
 
 
+def choose_mixed_precision(flag: str | None, environ) -> tuple[str | None, str]:
+    """(value for Accelerator, why): the flag when given; else accelerate's config when launched with one (it sets
+    ACCELERATE_MIXED_PRECISION); else precision.py's rule: bf16 only where the device runs it natively."""
+    if flag not in (None, "auto"):
+        return flag, "requested"
+    if flag is None and "ACCELERATE_MIXED_PRECISION" in environ:
+        return None, "accelerate config"
+    return mixed_precision_for("auto", "cuda" if torch.cuda.is_available() else "cpu"), "precision.py rule"
+
+
 def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> PPORun:
     """Accelerator, tokenizer, prompts, policy, optimizer, reward and trainer; restores a checkpoint."""
     from accelerate import Accelerator
@@ -377,15 +387,9 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
         # DeepSpeed on CPU: accelerate only counts the processes when the process group backend is named.
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    mixed_precision = args.mixed_precision
-    requested = mixed_precision or "auto"
-    if mixed_precision == "auto" or (mixed_precision is None and "ACCELERATE_MIXED_PRECISION" not in os.environ):
-        # No flag and no accelerate config: precision.py's rule (bf16 only where the device runs it natively).
-        mixed_precision = mixed_precision_for("auto", "cuda" if torch.cuda.is_available() else "cpu")
+    mixed_precision, why = choose_mixed_precision(args.mixed_precision, os.environ)
     accelerator = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=handlers)
     if accelerator.is_main_process:
-        why = "accelerate config" if mixed_precision is None else (
-            "requested" if requested != "auto" else "precision.py rule")
         print(f"run_ppo.py: mixed precision {accelerator.mixed_precision} on {accelerator.device.type} ({why})",
               file=sys.stderr)
     accelerator.gradient_accumulation_steps = n_chunks  # the PPO loop accumulates; not the launch config

@@ -55,7 +55,7 @@ def build_encoder(minilm_dir: Path, out: Path) -> int:
     shutil.copytree(minilm_dir, out, dirs_exist_ok=True)
     config = BertConfig.from_pretrained(minilm_dir)
     torch.manual_seed(0)
-    model = BertModel(config, add_pooling_layer=False)
+    model = BertModel(config)
     model.save_pretrained(out)
     return sum(p.numel() for p in model.parameters())
 

@@ -37,6 +37,19 @@ def test_force_env_means_float32_for_auto_only(monkeypatch):
     assert precision.native_bf16("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def test_run_ppo_flag_then_accelerate_config_then_the_rule(monkeypatch):
+    from run_ppo import choose_mixed_precision
+
+    monkeypatch.setenv(precision.FORCE_ENV, "1")
+    assert choose_mixed_precision("bf16", {}) == ("bf16", "requested")
+    assert choose_mixed_precision(None, {"ACCELERATE_MIXED_PRECISION": "no"}) == (None, "accelerate config")
+    assert choose_mixed_precision(None, {}) == ("no", "precision.py rule")
+    assert choose_mixed_precision("auto", {"ACCELERATE_MIXED_PRECISION": "bf16"}) == ("no", "precision.py rule")
+    monkeypatch.delenv(precision.FORCE_ENV)
+    native = precision.native_bf16("cuda" if torch.cuda.is_available() else "cpu")
+    assert choose_mixed_precision(None, {}) == ("bf16" if native else "no", "precision.py rule")
+
+
 def test_bad_value_names_the_flag():
     with pytest.raises(DataError, match=r"--gold_dtype=half: expected one of auto, bfloat16, float32"):
         precision.resolve_dtype("half", "cpu", flag="--gold_dtype")
