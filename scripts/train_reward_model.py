@@ -9,8 +9,9 @@ length/repetition/relevance features, decides which response is better.
 r is `AutoModelForSequenceClassification` with one label: a fresh linear `score` head read at the last token
 that is not `config.pad_token_id`, on the chat-template text of (instruction, response) from
 `format_for_classifier`; a gold RM that loads the output must format its inputs the same way. To fit a few
-minutes on a laptop CPU, the embeddings and the lower layers stay frozen (and in bfloat16): only the last
-`trainable_layers` transformer layers, the final norm and the score head learn. Whole prompts are held out to
+minutes on a laptop CPU, the embeddings and the lower layers stay frozen (in bfloat16 where bf16 is native,
+precision.py's rule): only the last `trainable_layers` transformer layers, the final norm and the score head
+learn, and the frozen layers' output for each distinct text is computed once (`--cache_frozen`). Whole prompts are held out to
 measure pairwise accuracy (chosen scored above rejected).
 
 Pairs come from `--pairs_path` (your preference data: `prompt` or `instruction` [+ `input`], `chosen`,
