@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 from scipy.stats import kendalltau, spearmanr
 
 from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from evaluation import REPO, resolve_prompt_format
+from precision import resolve_dtype
 from prompts import clean_response
 from proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
 from reward_model import (GOLD_PROMPTS, GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
-                          load_features_module, load_gold_reward_model)
+                          load_features_module, load_gold_reward_model, resolve_device)
 
 
 @dataclass
@@ -55,6 +57,9 @@ class MonotonicityArguments:
     )
     gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
     gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+    gold_dtype: str = field(
+        default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively: a bf16 GPU, as the paper "
+                                  "loaded Starling, or a CPU with AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
     prompt_format: str = field(
         default="auto",
@@ -197,6 +202,10 @@ def gold_slug(args: MonotonicityArguments) -> str:
     ident = [args.gold_model, args.gold_type, args.gold_tokenizer]
     if args.gold_type == "starling" and args.gold_prompt != "model_card":
         ident.append(args.gold_prompt)  # (model_card keeps the names of caches written before this flag)
+    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
+    dtype = resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")
+    if dtype != (torch.bfloat16 if kind == "cuda" else torch.float32):  # the old fixed choice keeps its old name
+        ident.append(str(dtype))
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(args.gold_model).name)}-{content_hash(ident)[:8]}"
 
 
@@ -224,7 +233,8 @@ class LazyScorers:
             a = self.args
             try:
                 self._gold = load_gold_reward_model(a.gold_model, a.gold_type, a.gold_batch_size, a.gold_device,
-                                                    a.gold_tokenizer, a.trust_remote_code, gold_prompt=a.gold_prompt)
+                                                    a.gold_tokenizer, a.trust_remote_code, gold_prompt=a.gold_prompt,
+                                                    dtype=a.gold_dtype)
             except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
                 first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise DataError(f"cannot load the gold model {a.gold_model!r} ({first_line}); download it or pass "

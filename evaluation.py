@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from data import DataError, Example, exit_on_data_error, load_examples
+from precision import resolve_dtype
 from prompts import PROMPT_FORMATS, PromptFormat, get_prompt_format
 
 REPO = Path(__file__).resolve().parent
@@ -73,6 +74,9 @@ class EvalArguments:
     )
     cache_dir: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (set HF_HOME)"})
     device: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (cuda when available)"})
+    precision: str = field(
+        default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively: a bf16 GPU, a CPU with "
+                                  "AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
 
 
 NO_EFFECT_FLAGS = {
@@ -86,19 +90,28 @@ NO_EFFECT_FLAGS = {
 # Model, tokenizer, prompt format.
 
 
-def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_remote_code: bool = False):
-    """The base model with the adapter merged in, and the tokenizer (the adapter's own if it saved one)."""
+def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_remote_code: bool = False,
+                precision: str = "auto"):
+    """The base model with the adapter merged in, and the tokenizer (the adapter's own if it saved one).
+
+    The compute dtype follows precision.py's rule (bf16 only where native). On CPU the adapter is merged in
+    float32 and the merged weights are cast afterwards, so bf16 rounding applies once, not to the LoRA delta."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from precision import announce
+
     on_gpu = torch.cuda.is_available()
+    dtype = resolve_dtype(precision, "cuda" if on_gpu else "cpu")
+    announce("evaluation.py:", dtype, precision, "cuda" if on_gpu else "cpu")
     model = AutoModelForCausalLM.from_pretrained(
-        base_model_name, dtype=torch.bfloat16 if on_gpu else torch.float32, device_map="auto" if on_gpu else None,
+        base_model_name, dtype=dtype if on_gpu else torch.float32, device_map="auto" if on_gpu else None,
         trust_remote_code=trust_remote_code,
     )
     if peft_model_name:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, peft_model_name).merge_and_unload()
+    model = model.to(dtype)
     has_own = peft_model_name and (Path(peft_model_name) / "tokenizer_config.json").exists()
     tokenizer = AutoTokenizer.from_pretrained(peft_model_name if has_own else base_model_name,
                                               trust_remote_code=trust_remote_code)
@@ -389,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = [e for e in args.evaluations if e not in EVALUATIONS]
         if unknown:
             raise DataError(f"--evaluations: unknown value(s) {unknown} (expected {' / '.join(EVALUATIONS)})")
+        resolve_dtype(args.precision)  # a bad --precision fails before any work
         if args.peft_model_name and not (Path(args.peft_model_name) / "adapter_config.json").is_file():
             raise DataError(f"{args.peft_model_name}: not a LoRA adapter folder (no adapter_config.json)")
         name = checkpoint_name(args.base_model_name, args.peft_model_name)
@@ -415,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not todo:
             return
         print(f"evaluating {name}: {', '.join(todo)}; settings {json.dumps(asdict(args))}")
-        model, tokenizer = load_policy(args.base_model_name, args.peft_model_name, args.trust_remote_code)
+        model, tokenizer = load_policy(args.base_model_name, args.peft_model_name, args.trust_remote_code,
+                                       args.precision)
         fmt = resolve_prompt_format(args.prompt_format, tokenizer)
         if "alpaca" in todo:
             run_alpaca(model, tokenizer, fmt, args, out_dir, name)

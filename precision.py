@@ -4,12 +4,20 @@ Why a rule and not a habit: on a CPU without native bf16 (AVX2 only: most laptop
 emulated and about 10x slower than float32, so a bf16 default that is right on a GPU or an AVX512-BF16/AMX
 CPU turns a 10-minute job into an hour. Every entry point asks `resolve_dtype` with the user's flag
 (`auto` by default); an explicit `bfloat16`/`float32` always wins.
+
+`RRE_FORCE_NO_NATIVE_BF16=1` makes `native_bf16()` answer False everywhere, so a machine with native bf16 can
+time the path an AVX2-only CPU takes (float32 throughout) with one environment variable.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 
+from data import DataError
+
+FORCE_ENV = "RRE_FORCE_NO_NATIVE_BF16"  # =1: behave as on a CPU/GPU without native bf16 (time the AVX2 path)
 CHOICES = ("auto", "bfloat16", "float32")
 _ALIASES = {"bf16": "bfloat16", "fp32": "float32", "no": "float32", "float": "float32"}
 _announced: set[tuple[str, str, str]] = set()
@@ -17,6 +25,8 @@ _announced: set[tuple[str, str, str]] = set()
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """True where bf16 matmuls run in hardware: a CUDA GPU that supports bf16, or a CPU with AVX512-BF16/AMX."""
+    if os.environ.get(FORCE_ENV, "") not in ("", "0"):
+        return False
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -25,11 +35,13 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return False
 
 
-def resolve_dtype(requested: str = "auto", device: str | torch.device = "cpu") -> torch.dtype:
-    """The compute dtype for `device`: `auto` picks bf16 only where it is native; explicit values win."""
+def resolve_dtype(requested: str = "auto", device: str | torch.device = "cpu",
+                  flag: str = "--precision") -> torch.dtype:
+    """The compute dtype for `device`: `auto` picks bf16 only where it is native; explicit values win.
+    A bad value raises DataError naming `flag` (entry points turn it into `error: ...`, exit code 2)."""
     name = _ALIASES.get(str(requested).lower(), str(requested).lower())
     if name not in CHOICES:
-        raise ValueError(f"precision must be one of {', '.join(CHOICES)} (or bf16/fp32), got {requested!r}")
+        raise DataError(f"{flag}={requested}: expected one of {', '.join(CHOICES)} (or bf16/fp32)")
     if name == "bfloat16":
         return torch.bfloat16
     if name == "float32":
@@ -37,10 +49,22 @@ def resolve_dtype(requested: str = "auto", device: str | torch.device = "cpu") -
     return torch.bfloat16 if native_bf16(device) else torch.float32
 
 
+def mixed_precision_for(requested: str = "auto", device: str | torch.device = "cpu",
+                        flag: str = "--mixed_precision") -> str:
+    """The same rule in accelerate's words: "bf16" or "no"."""
+    return "bf16" if resolve_dtype(requested, device, flag) == torch.bfloat16 else "no"
+
+
 def describe(dtype: torch.dtype, requested: str, device: str | torch.device) -> str:
     device = torch.device(device)
-    why = "requested" if requested not in ("auto", None) else (
-        "native bf16 on this device" if dtype == torch.bfloat16 else "no native bf16 on this device")
+    if requested not in ("auto", None):
+        why = "requested"
+    elif dtype == torch.bfloat16:
+        why = "native bf16 on this device"
+    elif os.environ.get(FORCE_ENV, "") not in ("", "0"):
+        why = f"{FORCE_ENV} set"
+    else:
+        why = "no native bf16 on this device"
     return f"precision: {str(dtype).removeprefix('torch.')} on {device.type} ({why})"
 
 

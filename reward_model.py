@@ -130,16 +130,11 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
-    """bf16 autocast where the hardware runs it natively on CPU; None means plain float32."""
-    if dtype == "float32":
-        return None
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    if dtype != "auto":
-        raise ValueError(f"reward_dtype must be auto, float32 or bfloat16, got {dtype!r}")
-    if device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
+    """bf16 autocast where the device runs bf16 natively (precision.py's rule); None means plain float32."""
+    from precision import resolve_dtype
+
+    chosen = resolve_dtype(dtype, "cuda" if device.startswith("cuda") else "cpu", flag="--reward_dtype")
+    return torch.bfloat16 if chosen == torch.bfloat16 else None
 
 
 class RelevanceEncoder:
@@ -161,6 +156,9 @@ class RelevanceEncoder:
         self.name = name_or_path
         self.device = resolve_device(device)
         self.autocast_dtype = resolve_autocast_dtype(dtype, self.device)
+        from precision import announce
+
+        announce("relevance encoder", self.autocast_dtype or torch.float32, dtype, self.device)
         self.batch_size = batch_size
         self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.cache_size = cache_size
@@ -405,11 +403,17 @@ def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor
     return ids, mask
 
 
-def _gold_load_kwargs(device: str) -> dict:
-    """bf16 sharded over the GPUs (a 34B model needs it), float32 on CPU."""
-    if device.startswith("cuda"):
-        return {"dtype": torch.bfloat16, "device_map": "auto" if device == "cuda" else device}
-    return {"dtype": torch.float32}
+def _gold_load_kwargs(device: str, dtype: str = "auto") -> dict:
+    """Sharded over the GPUs (a 34B model needs it); the weights in precision.py's dtype: bf16 where the device
+    runs it natively (a bf16 GPU, as the paper loaded Starling; a CPU with AVX512-BF16/AMX), else float32."""
+    from precision import announce, resolve_dtype
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    chosen = resolve_dtype(dtype, kind, flag="--gold_dtype")
+    announce("gold reward model", chosen, dtype, kind)
+    if kind == "cuda":
+        return {"dtype": chosen, "device_map": "auto" if device == "cuda" else device}
+    return {"dtype": chosen}
 
 
 class GoldRewardModel:
@@ -476,7 +480,7 @@ class StarlingGoldReward(GoldRewardModel):
     `gold_prompt="model_card"`: the model card's text, the tokenizer's special tokens, read at the last token."""
 
     def __init__(self, name_or_path: str, batch_size: int = 8, device: str = "auto", tokenizer_name: str | None = None,
-                 max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper"):
+                 max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper", dtype: str = "auto"):
         from transformers import AutoTokenizer
 
         if gold_prompt not in GOLD_PROMPTS:
@@ -491,7 +495,7 @@ class StarlingGoldReward(GoldRewardModel):
         self.name, self.batch_size, self.max_length = name_or_path, batch_size, max_length
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
         self.model = StarlingRewardModel.from_pretrained(name_or_path, use_safetensors=True,
-                                                         **_gold_load_kwargs(device)).eval()
+                                                         **_gold_load_kwargs(device, dtype)).eval()
         if not device.startswith("cuda"):
             self.model.to(device)
 
@@ -515,7 +519,7 @@ class ClassifierGoldReward(GoldRewardModel):
     its tokenizer's chat template ("instruction\\n\\nresponse" when the tokenizer has none)."""
 
     def __init__(self, name_or_path: str, batch_size: int = 8, device: str = "auto", tokenizer_name: str | None = None,
-                 trust_remote_code: bool = False, max_length: int = GOLD_MAX_LENGTH):
+                 trust_remote_code: bool = False, max_length: int = GOLD_MAX_LENGTH, dtype: str = "auto"):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         device = resolve_device(device)
@@ -524,7 +528,7 @@ class ClassifierGoldReward(GoldRewardModel):
                                                        trust_remote_code=trust_remote_code)
         self.max_length = min(max_length, self.tokenizer.model_max_length)
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **_gold_load_kwargs(device)
+            name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, **_gold_load_kwargs(device, dtype)
         ).eval()
         if self.model.config.num_labels != 1:
             raise DataError(f"{name_or_path}: a gold classifier must output one score (num_labels=1), "
@@ -558,13 +562,16 @@ class ClassifierGoldReward(GoldRewardModel):
 
 def load_gold_reward_model(name_or_path: str, gold_type: str = "starling", batch_size: int = 8, device: str = "auto",
                            tokenizer_name: str | None = None, trust_remote_code: bool = False,
-                           max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper") -> GoldRewardModel:
+                           max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper",
+                           dtype: str = "auto") -> GoldRewardModel:
     """The gold judge: `starling` (Starling-RM-34B layout) or `classifier` (one-label sequence classifier).
-    The result's `score(instructions, responses)` returns one float per pair."""
+    The result's `score(instructions, responses)` returns one float per pair. `dtype`: precision.py's rule
+    (`auto`: bf16 where native) or an explicit bfloat16/float32."""
     if gold_type == "starling":
         if trust_remote_code:
             raise DataError("--trust_remote_code applies to --gold_type=classifier only (Starling is defined here)")
-        return StarlingGoldReward(name_or_path, batch_size, device, tokenizer_name, max_length, gold_prompt)
+        return StarlingGoldReward(name_or_path, batch_size, device, tokenizer_name, max_length, gold_prompt, dtype)
     if gold_type == "classifier":
-        return ClassifierGoldReward(name_or_path, batch_size, device, tokenizer_name, trust_remote_code, max_length)
+        return ClassifierGoldReward(name_or_path, batch_size, device, tokenizer_name, trust_remote_code, max_length,
+                                    dtype)
     raise DataError(f"unknown --gold_type {gold_type!r}; expected one of {GOLD_TYPES}")

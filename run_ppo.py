@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from data import DataError, exit_on_data_error, load_examples
+from precision import mixed_precision_for
 from ppo import (PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, load_trainable_weights,
                  optimizer_steps_per_ppo_step, train_chunk_size)
 from prompts import PROMPT_FORMATS, get_prompt_format
@@ -80,8 +81,9 @@ class ScriptArguments:
     )
     mixed_precision: str | None = field(
         default=None,
-        metadata={"help": "no | bf16 | fp16 (default: accelerate's config). bf16 without DeepSpeed keeps the frozen "
-                  "base weights in bf16 and LoRA/value head in fp32 under autocast"},
+        metadata={"help": "auto | no | bf16 | fp16 (default: accelerate's config when launched with one, else auto: "
+                  "bf16 where the device runs it natively, see precision.py). bf16 without DeepSpeed keeps the "
+                  "frozen base weights in bf16 and LoRA/value head in fp32 under autocast"},
     )
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads per process"})
     attn_implementation: str = field(
@@ -418,6 +420,16 @@ class PPORun:
     config_record: dict
 
 
+def choose_mixed_precision(flag: str | None, environ) -> tuple[str | None, str]:
+    """(value for Accelerator, why): the flag when given; else accelerate's config when launched with one (it sets
+    ACCELERATE_MIXED_PRECISION); else precision.py's rule: bf16 only where the device runs it natively."""
+    if flag not in (None, "auto"):
+        return flag, "requested"
+    if flag is None and "ACCELERATE_MIXED_PRECISION" in environ:
+        return None, "accelerate config"
+    return mixed_precision_for("auto", "cuda" if torch.cuda.is_available() else "cpu"), "precision.py rule"
+
+
 def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> PPORun:
     """Accelerator, tokenizer, prompts, policy, optimizer, reward and trainer; restores a checkpoint."""
     from accelerate import Accelerator
@@ -428,7 +440,11 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
         # DeepSpeed on CPU: accelerate only counts the processes when the process group backend is named.
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, kwargs_handlers=handlers)
+    mixed_precision, why = choose_mixed_precision(args.mixed_precision, os.environ)
+    accelerator = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=handlers)
+    if accelerator.is_main_process:
+        print(f"run_ppo.py: mixed precision {accelerator.mixed_precision} on {accelerator.device.type} ({why})",
+              file=sys.stderr)
     accumulation, source = optimizer_accumulation(ppo_config, args.accumulation_from_launch)
     try:
         chunk = train_chunk_size(ppo_config, accumulation)

@@ -44,6 +44,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto = cuda when available, else cpu")
     parser.add_argument("--hidden_size", type=int, default=64, help="64 = the tests' tiny RM")
     parser.add_argument("--num_layers", type=int, default=2, help="2 = the tests' tiny RM")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline SmolLM2's)")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 where native, precision.py) | bfloat16 | float32")
+    parser.add_argument("--data", default=str(DATA), help="AlpacaFarm-format file whose references are the responses")
     args = parser.parse_args()
 
     import torch
@@ -56,11 +59,14 @@ def main() -> None:
     from offline_models import smollm2_path
     from reward_model import StarlingRewardModel, load_gold_reward_model
 
-    examples = load_examples(DATA)[: args.n]
+    if not Path(args.data).is_file():
+        print(f"error: --data {args.data}: no such file", file=sys.stderr)
+        sys.exit(2)
+    examples = load_examples(args.data)[: args.n]
     instructions = [e.user_turn for e in examples]
     responses = [e.reference for e in examples]
 
-    tokenizer_dir = smollm2_path()
+    tokenizer_dir = args.tokenizer or smollm2_path()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden_size,
                          intermediate_size=2 * args.hidden_size, num_hidden_layers=args.num_layers, num_attention_heads=4, num_key_value_heads=2,
@@ -69,13 +75,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         StarlingRewardModel(config).save_pretrained(tmp)
         gold = load_gold_reward_model(tmp, "starling", batch_size=args.batch_size, device=args.device,
-                                      tokenizer_name=tokenizer_dir)
+                                      tokenizer_name=tokenizer_dir, dtype=args.dtype)
     start = time.perf_counter()
     lengths = [len(ids) for ids in gold.encode(instructions, responses)]
     tokenize_s = time.perf_counter() - start
-    print(f"{len(responses)} responses from {DATA.name}; tokens per input: mean {sum(lengths) / len(lengths):.0f}, "
+    print(f"{len(responses)} responses from {Path(args.data).name}; tokens per input: mean {sum(lengths) / len(lengths):.0f}, "
           f"max {max(lengths)}; RM hidden {args.hidden_size} x {args.num_layers} layers; "
-          f"device {next(gold.model.parameters()).device}, torch threads {torch.get_num_threads()}")
+          f"device {next(gold.model.parameters()).device} ({gold.model.dtype}), torch threads {torch.get_num_threads()}")
 
     gold.score(instructions[:32], responses[:32], progress=False)  # warm-up (kernels, allocator)
 

@@ -38,8 +38,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--prompts", default=str(DEFAULT_PROMPTS), help="AlpacaFarm-format prompt file")
     parser.add_argument("--model_name", default=None, help="default: offline SmolLM2-135M-Instruct")
-    parser.add_argument("--mixed_precision", default="bf16", choices=["bf16", "no"],
-                        help="bf16: frozen base weights in bf16 under autocast, LoRA/value head/logits in fp32")
+    parser.add_argument("--mixed_precision", default="auto", choices=["auto", "bf16", "no"],
+                        help="auto: bf16 where native (precision.py); bf16: frozen base weights in bf16 under "
+                        "autocast, LoRA/value head/logits in fp32; no: float32")
     parser.add_argument("--num_threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max_prompt_length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)

@@ -6,7 +6,7 @@ Each instruction is paired with another record's answer as its response. Three s
 - full RER warm: instructions and references already encoded (as in PPO epochs and repeated dev
   evaluations); responses are not in the cache.
 
-    python bench/reward_throughput.py [--data ../shared/data/alpacafarm_val.json] [--batch_size 256]
+    python bench/reward_throughput.py [--data ../shared/data/alpacafarm_val.json] [--batch_size 256] [--device cuda]
 """
 
 from __future__ import annotations
@@ -40,18 +40,30 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--batch_size", type=int, default=256, help="samples per reward call")
     parser.add_argument("--encoder_batch_size", type=int, default=64)
+    parser.add_argument("--device", default="auto", help="relevance encoder device: auto | cpu | cuda")
+    parser.add_argument("--reward_dtype", default="auto",
+                        help="auto (bf16 where native, precision.py) | bfloat16 | float32")
+    parser.add_argument("--relevance_model", default=None, help="encoder folder (default: the offline MiniLM)")
+    parser.add_argument("--n", type=int, default=0, help="use the first n records (0: all)")
     args = parser.parse_args()
+    if not Path(args.data).is_file():
+        print(f"error: --data {args.data}: no such file", file=sys.stderr)
+        sys.exit(2)
     examples = load_examples(args.data, require_qtype=True)
+    if args.n:
+        examples = examples[: args.n]
     responses = [examples[(i + 1) % len(examples)].reference for i in range(len(examples))]
     print(f"{len(examples)} samples from {args.data}; torch threads: {__import__('torch').get_num_threads()}")
 
-    no_rel = ReversedEngineeredRewardForInference(RewardConfig(relevance_scaling=False))
+    no_rel = ReversedEngineeredRewardForInference(RewardConfig(relevance_scaling=False, reward_device=args.device,
+                                                               reward_dtype=args.reward_dtype))
     print(f"no relevance (LI x RP):  {timed(no_rel, examples, responses, args.batch_size):10.1f} responses/s")
 
-    encoder = RelevanceEncoder(batch_size=args.encoder_batch_size)
+    encoder = RelevanceEncoder(args.relevance_model, batch_size=args.encoder_batch_size, device=args.device, dtype=args.reward_dtype)
     encoder.encode(["warm-up of the encoder's kernels"])
     encoder.cache.clear()
-    full = ReversedEngineeredRewardForInference(RewardConfig(), encoder=encoder)
+    full = ReversedEngineeredRewardForInference(RewardConfig(reward_device=args.device, reward_dtype=args.reward_dtype),
+                                                encoder=encoder)
     print(f"full RER, cold:          {timed(full, examples, responses, args.batch_size):10.1f} responses/s")
 
     # Warm: keep queries and references, forget the responses.

@@ -26,7 +26,17 @@ case "$PROFILE" in
   *) echo "error: PROFILE must be default or smoke, got '$PROFILE'" >&2; exit 2 ;;
 esac
 mkdir -p "$RUN_DIR"
-phase() { printf '\n=== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# Each phase's wall time goes to $RUN_DIR/phase_times.tsv (this run's; a reused phase takes seconds), which the
+# summary prints.
+TIMES="$RUN_DIR/phase_times.tsv"
+: > "$TIMES.partial"
+CURRENT="" STARTED=0
+phase() {
+  local now; now=$(date +%s)
+  if [ -n "$CURRENT" ]; then printf '%s\t%s\n' "$CURRENT" $((now - STARTED)) >> "$TIMES.partial"; fi
+  CURRENT="$*" STARTED=$now
+  if [ -n "$CURRENT" ]; then printf '\n=== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; fi
+}
 
 phase "1/7 offline default models"
 python offline_models.py  # converts the packaged GGUF once; prints both paths
@@ -63,5 +73,7 @@ phase "6/7 SuperNI ROUGE-L of the final policy (shipped fixture)"
 python evaluation.py --base_model_name="$POLICY" --peft_model_name="$RUN_DIR/policy_final" --batch_size=16 \
   --evaluations superni --superni_max_instances=$SUPERNI_INSTANCES --seed=42
 
+phase ""  # closes phase 6
+mv "$TIMES.partial" "$TIMES"
 phase "7/7 summary"
 python scripts/summarize_run.py --run_dir "$RUN_DIR" | tee "$RUN_DIR/summary.txt"

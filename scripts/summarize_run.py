@@ -2,7 +2,8 @@
 
 Reads {run_dir}/monotonicity.json (eval_monotonicity.py), {run_dir}/policy_final/superni_eval.json
 (evaluation.py --evaluations superni), {run_dir}/gold_standin/standin_info.json and the checkpoints' dev
-rewards, so the summary is rebuilt from files alone and a re-run prints the same thing.
+rewards, so the summary is rebuilt from files alone and a re-run prints the same thing. The wall time of each
+phase comes from {run_dir}/phase_times.tsv (written by quickstart.sh: the latest run's times).
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def main() -> None:
     print(f"SuperNI ROUGE-L of the final policy: {superni['rougeL']:.2f} "
           f"({superni['n_instances']} instances, {superni['n_tasks']} tasks, {superni['superni_dir']})")
     print(f"plot: {run / 'monotonicity.png'}")
+    times = run / "phase_times.tsv"
+    if times.is_file():
+        rows = [line.split("\t") for line in times.read_text().splitlines() if line.strip()]
+        total = sum(int(sec) for _, sec in rows)
+        print(f"wall time per phase (this run of quickstart.sh, {total // 60} min {total % 60} s in all before the "
+              "summary):")
+        for name, sec in rows:
+            print(f"  {name.split(' -> ')[0]:<58} {int(sec) // 60:>3} min {int(sec) % 60:>2} s")
 
 
 if __name__ == "__main__":

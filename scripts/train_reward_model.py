@@ -9,8 +9,9 @@ length/repetition/relevance features, decides which response is better.
 r is `AutoModelForSequenceClassification` with one label: a fresh linear `score` head read at the last token
 that is not `config.pad_token_id`, on the chat-template text of (instruction, response) from
 `format_for_classifier`; a gold RM that loads the output must format its inputs the same way. To fit a few
-minutes on a laptop CPU, the embeddings and the lower layers stay frozen (and in bfloat16): only the last
-`trainable_layers` transformer layers, the final norm and the score head learn. Whole prompts are held out to
+minutes on a laptop CPU, the embeddings and the lower layers stay frozen (in bfloat16 where bf16 is native,
+precision.py's rule): only the last `trainable_layers` transformer layers, the final norm and the score head
+learn, and the frozen layers' output for each distinct text is computed once (`--cache_frozen`). Whole prompts are held out to
 measure pairwise accuracy (chosen scored above rejected).
 
 Pairs come from `--pairs_path` (your preference data: `prompt` or `instruction` [+ `input`], `chosen`,
@@ -25,6 +26,7 @@ The output folder loads with `AutoModelForSequenceClassification.from_pretrained
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -74,9 +76,13 @@ class TrainRewardModelConfig:
     seed: int = field(default=0, metadata={"help": "pairs, held-out split, head init and batch order"})
     num_threads: int = field(default=2, metadata={"help": "torch CPU threads"})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available) | cpu | cuda"})
-    bf16: bool = field(
-        default=True, metadata={"help": "frozen layers in bfloat16 and bf16 autocast (about 3x faster on CPUs with "
-                                "native bf16, e.g. AVX512-BF16; set false where bf16 is emulated)"})
+    bf16: str = field(
+        default="auto", metadata={"help": "auto | true | false: frozen layers in bfloat16 and bf16 autocast (about 3x "
+                                  "faster where bf16 is native: a bf16 GPU, a CPU with AVX512-BF16/AMX; about 10x "
+                                  "slower where it is emulated). auto follows precision.py's rule"})
+    cache_frozen: bool = field(
+        default=True, metadata={"help": "compute the frozen layers' outputs once per text and train the top layers on "
+                                "them (same model, several times faster); false: the full forward at every step"})
     overwrite: bool = field(default=False, metadata={"help": "retrain even if output_dir holds a finished model"})
     trust_remote_code: bool = field(default=False, metadata={"help": "run model code shipped with --model_name"})
 
@@ -293,14 +299,125 @@ def render(pairs: list[Pair], tokenizer) -> list[TextPair]:
                      format_for_classifier(tokenizer, p.prompt, p.rejected)) for p in pairs]
 
 
+def use_bf16(cfg: TrainRewardModelConfig) -> bool:
+    """--bf16: true/false as given; auto = precision.py's rule for the training device (bf16 only where native)."""
+    from precision import resolve_dtype
+
+    value = str(cfg.bf16).lower()
+    requested = {"true": "bfloat16", "1": "bfloat16", "false": "float32", "0": "float32"}.get(value, value)
+    if requested not in ("auto", "bfloat16", "float32"):
+        raise DataError(f"--bf16={cfg.bf16}: expected auto, true or false")
+    device = resolve_device(cfg.device)
+    return resolve_dtype(requested, "cuda" if device.startswith("cuda") else "cpu", flag="--bf16") == torch.bfloat16
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Frozen-layer cache: the frozen layers never change, so their output for a text is computed once and the
+# trainable top layers learn from it. Same model as the full forward at every step: the top layers see the same
+# inputs (right padding and a causal mask make a text's hidden states independent of its batch-mates), the
+# score is read at the same token, and gradients never reached the frozen layers anyway.
+
+
+def layer_list_name(base, n_layers: int) -> str | None:
+    """The attribute holding the transformer blocks (`layers` in Llama, `h` in GPT-2)."""
+    return next((name for name, m in base.named_children()
+                 if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers), None)
+
+
+def can_cache_frozen(model) -> bool:
+    """Rotary-position models (Llama, Qwen, Mistral, ...): the blocks accept `inputs_embeds` with positions applied
+    inside every attention layer, so the top blocks can start from a cached hidden state. Models that add position
+    embeddings to the input (GPT-2) cannot, and train with the full forward."""
+    base = model.base_model
+    return (layer_list_name(base, model.config.num_hidden_layers) is not None and hasattr(base, "rotary_emb")
+            and isinstance(getattr(model, "score", None), torch.nn.Linear))
+
+
+@contextlib.contextmanager
+def only_layers(model, first: int, last: int):
+    """Run the base model through blocks [first, last) only; the full list is put back afterwards."""
+    base = model.base_model
+    name = layer_list_name(base, model.config.num_hidden_layers)
+    full = getattr(base, name)
+    setattr(base, name, torch.nn.ModuleList(list(full)[first:last]))
+    try:
+        yield
+    finally:
+        setattr(base, name, full)
+
+
+@dataclass
+class FrozenCache:
+    """Per text: the output of the last frozen block (unpadded, [tokens, hidden]) and the position the score is
+    read at (the classifier's rule: the rightmost token that is not pad_token_id)."""
+
+    hidden: dict[str, torch.Tensor]
+    pool_at: dict[str, int]
+
+
+@torch.no_grad()
+def build_frozen_cache(model, tokenizer, texts: list[str], max_length: int, bf16: bool, n_frozen: int,
+                       batch_size: int = 16) -> FrozenCache:
+    device = next(model.parameters()).device
+    base = model.base_model
+    pad_id = model.config.pad_token_id
+    captured: list[torch.Tensor] = []
+    order = sorted(texts, key=len)  # similar lengths share a batch: little padding
+    hidden, pool_at = {}, {}
+    model.eval()
+    for start in tqdm(range(0, len(order), batch_size), desc="frozen layers (once per text)", unit="batch"):
+        chunk = order[start:start + batch_size]
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            if n_frozen == 0:
+                out = base.get_input_embeddings()(ids)
+            else:
+                name = layer_list_name(base, model.config.num_hidden_layers)
+                hook = getattr(base, name)[n_frozen - 1].register_forward_hook(
+                    lambda _m, _i, o: captured.append(o[0] if isinstance(o, tuple) else o))
+                try:
+                    with only_layers(model, 0, n_frozen):
+                        base(input_ids=ids, attention_mask=mask, use_cache=False)
+                finally:
+                    hook.remove()
+                out = captured.pop()
+        for row, text in enumerate(chunk):
+            n = int(mask[row].sum())
+            hidden[text] = out[row, :n].detach().cpu().clone()
+            real = (ids[row, :n] != pad_id).nonzero()
+            pool_at[text] = int(real[-1]) if len(real) else 0
+    return FrozenCache(hidden, pool_at)
+
+
+def rewards_from_cache(model, cache: FrozenCache, texts: list[str], bf16: bool, n_frozen: int) -> torch.Tensor:
+    """One scalar per text from the trainable top blocks, final norm and head, fed the cached hidden states."""
+    device = next(model.parameters()).device
+    rows = [cache.hidden[t] for t in texts]
+    width = max(len(r) for r in rows)
+    h = torch.zeros(len(rows), width, rows[0].shape[-1], dtype=rows[0].dtype)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        h[i, :len(r)] = r
+        mask[i, :len(r)] = 1
+    h, mask = h.to(device), mask.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with only_layers(model, n_frozen, model.config.num_hidden_layers):
+            last = model.base_model(inputs_embeds=h, attention_mask=mask, use_cache=False).last_hidden_state
+        at = torch.tensor([cache.pool_at[t] for t in texts], device=device)
+        scores = model.score(last[torch.arange(len(texts), device=device), at])
+    return scores.squeeze(-1).float()
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 
 def settings_of(cfg: TrainRewardModelConfig, model_name: str) -> dict:
     """The flags that define the trained model (compared before reusing a finished one)."""
     s = asdict(cfg)
-    for name in ("output_dir", "overwrite", "num_threads", "device"):
+    for name in ("output_dir", "overwrite", "num_threads", "device", "cache_frozen"):
         s.pop(name)
+    s["bf16"] = use_bf16(cfg)  # the precision that ran, not "auto"
     s["model_name"] = model_name
     for name in ("pairs_path", "data_path"):
         s[name] = str(Path(s[name]).resolve()) if s[name] else ""
@@ -363,6 +480,11 @@ def main(cfg: TrainRewardModelConfig) -> None:
     print(f"pairs: {len(pairs)} ({len(train_pairs)} train, {len(heldout_pairs)} held out); {source}")
 
     # --- model -------------------------------------------------------------------------------------------
+    from precision import announce
+
+    bf16 = use_bf16(cfg)
+    announce("train_reward_model.py:", torch.bfloat16 if bf16 else torch.float32,
+             "auto" if str(cfg.bf16).lower() == "auto" else "explicit", resolve_device(cfg.device))
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=cfg.trust_remote_code)
@@ -374,7 +496,7 @@ def main(cfg: TrainRewardModelConfig) -> None:
     model.config.pad_token_id = tokenizer.pad_token_id
     n_trainable = freeze_all_but_top(model, cfg.trainable_layers)
     model.to(resolve_device(cfg.device))
-    if cfg.bf16:
+    if bf16:
         # Frozen weights are only read, so bfloat16 costs nothing in learning; trainable ones stay float32 (the
         # optimizer's copy) and autocast runs their matmuls in bf16. Saved as float32 at the end.
         for param in model.parameters():
@@ -405,14 +527,25 @@ def main(cfg: TrainRewardModelConfig) -> None:
                        key=lambda i: max(n_tokens[train_pairs[i].chosen_text], n_tokens[train_pairs[i].rejected_text]))
     batches = [[train_pairs[i] for i in by_length[start:start + cfg.batch_size]]
                for start in range(0, len(by_length), cfg.batch_size)]
+    cached = cfg.cache_frozen and can_cache_frozen(model)
+    n_frozen = model.config.num_hidden_layers - cfg.trainable_layers
+    if cfg.cache_frozen and not cached:
+        print(f"note: {type(model).__name__} adds position embeddings to its input; training with the full forward")
+    t_train = time.time()
+    if cached:
+        train_texts = list(dict.fromkeys(t for p in train_pairs for t in (p.chosen_text, p.rejected_text)))
+        cache = build_frozen_cache(model, tokenizer, train_texts, cfg.max_length, bf16, n_frozen)
     bar = tqdm(total=total_steps, desc="reward model", unit="step")
     for epoch in range(cfg.epochs):
         model.train()
         rng.shuffle(batches)
         for batch in batches:
             # Chosen and rejected texts go through the model in one padded batch: [chosen..., rejected...].
-            rewards = rewards_of(model, tokenizer, [p.chosen_text for p in batch] + [p.rejected_text for p in batch],
-                                 cfg.max_length, cfg.bf16)
+            texts = [p.chosen_text for p in batch] + [p.rejected_text for p in batch]
+            if cached:
+                rewards = rewards_from_cache(model, cache, texts, bf16, n_frozen)
+            else:
+                rewards = rewards_of(model, tokenizer, texts, cfg.max_length, bf16)
             margin = rewards[: len(batch)] - rewards[len(batch):]
             loss = -F.logsigmoid(margin).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -422,8 +555,11 @@ def main(cfg: TrainRewardModelConfig) -> None:
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", acc=f"{(margin > 0).float().mean().item():.2f}")
     bar.close()
+    train_seconds = time.time() - t_train
+    print(f"training: {train_seconds:.1f} s ({'frozen layers cached' if cached else 'full forward every step'})")
 
-    heldout = evaluate_pairs(model, tokenizer, heldout_pairs, cfg.max_length, cfg.bf16)
+    # Held-out accuracy with the full model, exactly as it is saved and later loaded.
+    heldout = evaluate_pairs(model, tokenizer, heldout_pairs, cfg.max_length, bf16)
     if heldout["pairs"]:
         per_kind = ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in heldout["by_kind"].items())
         print(f"held-out pairs: {heldout['pairs']}  accuracy {heldout['accuracy']:.3f}  "
@@ -442,7 +578,9 @@ def main(cfg: TrainRewardModelConfig) -> None:
         "trainable_layers": cfg.trainable_layers,
         "num_hidden_layers": model.config.num_hidden_layers,
         "trainable_parameters": n_trainable,
-        "bf16": cfg.bf16,
+        "bf16": bf16,
+        "frozen_cache": cached,
+        "training_seconds": round(train_seconds, 1),
         "text_format": "chat_template" if getattr(tokenizer, "chat_template", None) else "instruction\\n\\nresponse",
         "truncated_texts": n_long,
         "train_seconds": round(time.time() - t0, 1),

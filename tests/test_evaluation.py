@@ -70,7 +70,7 @@ def test_merged_adapter_equals_the_peft_model(run_dir, tiny_llama_dir):
     from transformers import AutoModelForCausalLM
 
     adapter = str(run_dir / "alpaca_test_step_1")
-    merged, tokenizer = evaluation.load_policy(tiny_llama_dir, adapter)
+    merged, tokenizer = evaluation.load_policy(tiny_llama_dir, adapter, precision="float32")
     assert tokenizer.padding_side == "left"
     ids = torch.tensor([tokenizer("Name a fruit.").input_ids])
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
@@ -80,6 +80,11 @@ def test_merged_adapter_equals_the_peft_model(run_dir, tiny_llama_dir):
         merged_logits = merged(ids).logits
     assert torch.allclose(merged_logits, peft_logits, atol=1e-5)
     assert not torch.allclose(merged_logits, base_logits, atol=1e-3)  # the adapter changes the model
+    # bf16 (the rule's choice where native): merged in float32, then cast once.
+    merged_bf16, _ = evaluation.load_policy(tiny_llama_dir, adapter, precision="bfloat16")
+    assert merged_bf16.dtype == torch.bfloat16
+    with torch.no_grad():
+        torch.testing.assert_close(merged_bf16(ids).logits.float(), peft_logits, atol=0.05, rtol=0.05)
 
 
 def test_outputs_are_alpaca_eval_files(evaluated):

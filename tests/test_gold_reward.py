@@ -56,14 +56,15 @@ def test_starling_layout_and_save_load_round_trip(starling, smollm2_dir, tmp_pat
     assert "transformer.embed_tokens.weight" in keys
     assert all(k.startswith(("transformer.", "v_head.")) for k in keys)
 
-    gold = load_gold_reward_model(folder, "starling", batch_size=2, device="cpu", tokenizer_name=smollm2_dir)
+    gold = load_gold_reward_model(folder, "starling", batch_size=2, device="cpu", dtype="float32",
+                                  tokenizer_name=smollm2_dir)
     loaded = gold.model.state_dict()
     assert set(loaded) == set(original.state_dict())
     assert all(torch.equal(loaded[k], v) for k, v in original.state_dict().items())
     assert gold.model.dtype == torch.float32  # float32 on CPU
 
     gold.model.save_pretrained(tmp_path / "again")
-    again = load_gold_reward_model(str(tmp_path / "again"), "starling", batch_size=2, device="cpu",
+    again = load_gold_reward_model(str(tmp_path / "again"), "starling", batch_size=2, device="cpu", dtype="float32",
                                    tokenizer_name=smollm2_dir)
     assert again.score(INSTRUCTIONS, RESPONSES, progress=False) == gold.score(INSTRUCTIONS, RESPONSES, progress=False)
 
@@ -73,7 +74,7 @@ def test_starling_scores_the_last_non_pad_token(starling, smollm2_dir):
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     assert 0 in tokenizer(STARLING_TEMPLATE.format(instruction=INSTRUCTIONS[3], response=RESPONSES[3])).input_ids
     gold = load_gold_reward_model(folder, "starling", batch_size=3, device="cpu", tokenizer_name=smollm2_dir,
-                                  gold_prompt="model_card")
+                                  gold_prompt="model_card", dtype="float32")
     batched = gold.score(INSTRUCTIONS, RESPONSES, progress=False)  # padded batches of mixed lengths
     expected = [manual_starling_score(model, tokenizer, i, r) for i, r in zip(INSTRUCTIONS, RESPONSES)]
     assert batched == pytest.approx(expected, abs=1e-5)
@@ -86,7 +87,7 @@ def test_starling_truncates_from_the_left(starling, smollm2_dir):
     folder, model = starling
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     gold = load_gold_reward_model(folder, "starling", batch_size=4, device="cpu", tokenizer_name=smollm2_dir,
-                                  max_length=12, gold_prompt="model_card")
+                                  max_length=12, gold_prompt="model_card", dtype="float32")
     got = gold.score(INSTRUCTIONS, RESPONSES, progress=False)
     expected = [manual_starling_score(model, tokenizer, i, r, max_length=12) for i, r in zip(INSTRUCTIONS, RESPONSES)]
     assert got == pytest.approx(expected, abs=1e-5)
@@ -100,7 +101,7 @@ def classifier(tmp_path_factory, smollm2_dir):
 def test_classifier_uses_the_chat_template_and_the_last_token(classifier):
     folder, model = classifier
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    gold = load_gold_reward_model(folder, "classifier", batch_size=2, device="cpu")
+    gold = load_gold_reward_model(folder, "classifier", batch_size=2, device="cpu", dtype="float32")
     got = gold.score(INSTRUCTIONS, RESPONSES, progress=False)
     expected = []
     for instruction, response in zip(INSTRUCTIONS, RESPONSES):
@@ -118,7 +119,7 @@ def test_classifier_uses_the_chat_template_and_the_last_token(classifier):
 
 def test_classifier_without_chat_template_uses_plain_text(tmp_path, smollm2_dir):
     folder, model = save_tiny_classifier(tmp_path / "plain", smollm2_dir, seed=1, chat_template=False)
-    gold = load_gold_reward_model(folder, "classifier", batch_size=4, device="cpu")
+    gold = load_gold_reward_model(folder, "classifier", batch_size=4, device="cpu", dtype="float32")
     assert not gold.tokenizer.chat_template
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert gold.encode(["Q?"], ["A."]) == [tokenizer("Q?\n\nA.").input_ids]
@@ -130,7 +131,7 @@ def test_classifier_without_chat_template_uses_plain_text(tmp_path, smollm2_dir)
 def test_classifier_must_have_one_label(tmp_path, smollm2_dir):
     folder, _ = save_tiny_classifier(tmp_path / "two", smollm2_dir, num_labels=2)
     with pytest.raises(DataError, match="num_labels=1"):
-        load_gold_reward_model(folder, "classifier", device="cpu")
+        load_gold_reward_model(folder, "classifier", device="cpu", dtype="float32")
 
 
 def test_unknown_gold_type(starling):

@@ -63,7 +63,8 @@ def planted(tmp_path):
 def cli_args(root: Path, gold_dir: str, smollm2_dir: str, *extra: str) -> list[str]:
     return ["--output_dir", str(root), "--model_prefix", "alpaca_test", "--eval_path", str(root / "eval.json"),
             "--gold_model", gold_dir, "--gold_type", "starling", "--gold_tokenizer", smollm2_dir,
-            "--gold_batch_size", "4", "--gold_device", "cpu", "--bootstrap_samples", "200", *extra]
+            "--gold_batch_size", "4", "--gold_device", "cpu", "--gold_dtype", "float32", "--bootstrap_samples", "200",
+            *extra]
 
 
 def test_offline_win_rate_matches_hand_computation():
@@ -89,7 +90,8 @@ def test_cli_spearman_is_scipys_on_the_per_step_means(planted, gold_dir, smollm2
     hand_proxy = [sum(LENGTHS[s]) / 600 for s in LENGTHS]
     assert result["steps_mean_proxy"] == pytest.approx(hand_proxy, abs=1e-12)
     # Gold means: the tiny gold model scoring the same texts directly.
-    gold = load_gold_reward_model(gold_dir, "starling", batch_size=1, device="cpu", tokenizer_name=smollm2_dir)
+    gold = load_gold_reward_model(gold_dir, "starling", batch_size=1, device="cpu", dtype="float32",
+                                  tokenizer_name=smollm2_dir)
     examples = load_examples(planted / "eval.json")
     hand_gold = []
     for step in LENGTHS:

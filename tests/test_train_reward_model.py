@@ -157,6 +157,7 @@ def test_train_save_load_and_reuse(tmp_path, tiny_llama_dir):
     assert info["pairs"]["total"] == 20 and info["pairs"]["train"] + info["pairs"]["heldout"] == 20
     assert info["pairs"]["heldout"] > 0 and 0.0 <= info["heldout"]["accuracy"] <= 1.0
     assert info["base_model"] == tiny_llama_dir and info["trainable_layers"] == 1
+    assert info["frozen_cache"] is True  # a Llama: the frozen layers ran once per text
     assert (out / "model.safetensors").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".standin-")]  # temp folder renamed away
 
@@ -184,6 +185,47 @@ def test_train_save_load_and_reuse(tmp_path, tiny_llama_dir):
     # Different settings on a finished folder are refused rather than silently reused.
     third = run_script(*[a if a != "3" else "4" for a in args])
     assert third.returncode == 2 and "other settings (seed)" in third.stderr
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_dir, bf16):
+    """Training on cached frozen-layer outputs is the same model: same scores, same gradients, even for a batch
+    of mixed lengths and a text that contains the pad id (SmolLM2: pad = <|im_end|>)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_llama_dir, num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tok.pad_token_id
+    trm.freeze_all_but_top(model, 1)
+    if bf16:
+        for param in model.parameters():
+            if not param.requires_grad:
+                param.data = param.data.to(torch.bfloat16)
+    assert trm.can_cache_frozen(model)
+    texts = [trm.format_for_classifier(tok, f"Question {i}?", "word " * (3 * i + 1)) for i in range(5)]
+    assert tok.pad_token_id in tok(texts[0]).input_ids  # the template's end-of-turn token is the pad id
+    cache = trm.build_frozen_cache(model, tok, texts, 96, bf16, n_frozen=1, batch_size=2)
+    assert len(model.base_model.layers) == 2  # the full block list is back
+
+    grads = []
+    for use_cache in (False, True):
+        model.zero_grad(set_to_none=True)
+        model.train()
+        batch = [texts[4], texts[0], texts[2], texts[1]]
+        scores = (trm.rewards_from_cache(model, cache, batch, bf16, 1) if use_cache
+                  else trm.rewards_of(model, tok, batch, 96, bf16))
+        scores.sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        grads[-1]["scores"] = scores.detach()
+    tol = 1e-2 if bf16 else 1e-5
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=tol, rtol=tol, msg=name)
+
+
+def test_bad_bf16_value_exits_2(tmp_path, tiny_llama_dir):
+    result = run_script("--model_name", tiny_llama_dir, "--output_dir", str(tmp_path / "rm"), "--bf16", "maybe")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: --bf16=maybe")
 
 
 def test_refuses_to_replace_a_foreign_folder(tmp_path, tiny_llama_dir):

@@ -1,0 +1,31 @@
+"""bench/gpu_check.sh --dry-run: the GPU check's code paths (random models from configs, run_ppo.py in bf16 for 3
+steps, both throughput benches, the summary block) at tiny sizes on CPU, so the prepared GPU run cannot rot."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_dry_run_reaches_its_summary(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WORK": str(tmp_path / "work"), "ASSETS": str(tmp_path / "assets")}
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = proc.stdout.split("===== gpu_check summary (DRY RUN: tiny sizes on CPU) =====")[1]
+    assert "mixed precision bf16" in summary  # run_ppo.py ran the bf16 path the GPU run takes
+    assert len(re.findall(r"^ppo: step [123]/3 .*\(gen [\d.]+, reward [\d.]+, fwd [\d.]+, update [\d.]+\)",
+                          summary, re.M)) == 3
+    assert re.search(r"^gold: +batched: +[\d.]+ responses/s", summary, re.M)
+    assert re.search(r"^reward: full RER, cold: +[\d.]+ responses/s", summary, re.M)
+    assert re.search(r"^wall: models \d+s, ppo \d+s, gold \d+s, reward \d+s, total \d+s", summary, re.M)
+
+
+def test_gpu_check_rejects_unknown_arguments():
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--tiny"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: unknown argument '--tiny' (expected --dry-run or nothing)"
