@@ -278,9 +278,10 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
 
     from run_ppo import tokenize_prompts
 
-    state = PartialState()
-    distributed = state.num_processes > 1
-    main_proc = state.is_main_process
+    # Read from the launcher's environment: the process group is made by the TRL config below (gloo on CPU),
+    # and accelerate's state is a singleton that a bare PartialState() here would fix without that backend.
+    world_size, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    main_proc = int(os.environ.get("RANK", "0")) == 0
     model_name = args.model_name
     if model_name is None:
         from offline_models import smollm2_path
@@ -300,7 +301,7 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     max_prompt = args.max_prompt_length or trl_args.output_max_length
     examples = load_examples(args.dataset_path, require_qtype=need_qtype)
     examples, _, dropped = tokenize_prompts(examples, prompt_format, tokenizer, max_prompt)
-    prompts_per_step = trl_args.batch_size * state.num_processes // trl_args.num_generations
+    prompts_per_step = trl_args.batch_size * world_size // trl_args.num_generations
     if len(examples) < prompts_per_step:
         raise DataError(f"{args.dataset_path}: {len(examples)} prompts are fewer than the {prompts_per_step} one step uses")
     if main_proc:
@@ -309,7 +310,7 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     dataset = Dataset.from_list([{"prompt": prompt_format.build(e.instruction, e.input), "query": e.query,
                                   "reference": e.reference, "qtype": e.qtype} for e in examples])
 
-    device = torch.device(f"cuda:{state.local_process_index}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     dtype = resolve_dtype(args.precision, device)
     if main_proc:
         announce("policy", dtype, args.precision, device)
@@ -340,7 +341,7 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
         bf16=False, fp16=False, gradient_checkpointing=args.gradient_checkpointing,
         save_strategy="steps" if args.save_freq else "no", save_steps=args.save_freq or 1,
         logging_steps=1, report_to=[] if args.log_with == "none" else [args.log_with],
-        ddp_backend="gloo" if distributed and device.type == "cpu" else None,
+        ddp_backend="gloo" if world_size > 1 and device.type == "cpu" else None,
         log_completions=False, disable_tqdm=not main_proc,
     )
     if args.trainer == "grpo":
@@ -350,6 +351,7 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     else:
         from trl import RLOOConfig as Config, RLOOTrainer as Trainer
     config = Config(**common)
+    state = PartialState()
 
     config_record = {"trainer": args.trainer, "script": asdict(args), "trl": asdict(trl_args),
                      "reward": asdict(reward_config),
