@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -251,7 +252,15 @@ def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
             PartialState().wait_for_everyone()
 
     class StepLine(TrainerCallback):
-        """One line per step on the main process, like run_ppo.py's."""
+        """One line per step on the main process, like run_ppo.py's, ending with the step's wall time
+        (generation, reward, update; a checkpoint save counts in the step after it)."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last_end, self.step_time = time.perf_counter(), float("nan")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.perf_counter()
+            self.last_end, self.step_time = now, now - self.last_end
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs or "env/reward_mean" not in logs:
@@ -261,7 +270,8 @@ def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
                   f"{g('env/reward_std', float('nan')):.3f} | kl {g('kl', float('nan')):.3f} | "
                   f"loss {g('loss', float('nan')):.4f} | len {g('completions/mean_length', float('nan')):.1f} | "
                   f"LI {g('env/LI', float('nan')):.3f} RP {g('env/RP', float('nan')):.3f} "
-                  f"QR {g('env/QR', float('nan')):.3f} RAR {g('env/RAR', float('nan')):.3f}", flush=True)
+                  f"QR {g('env/QR', float('nan')):.3f} RAR {g('env/RAR', float('nan')):.3f} | "
+                  f"{self.step_time:.1f}s", flush=True)
 
     return [StepCheckpoints(), StepLine()]
 
