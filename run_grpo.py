@@ -339,6 +339,7 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
 
     trl_dir = Path(args.output_dir) / "trl"  # TRL's checkpoint-N land here, then move to {output_dir}_step_N
     grad_acc = trl_args.batch_size // trl_args.mini_batch_size
+    launch_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     common = dict(
         output_dir=str(trl_dir), run_name=args.exp_name, seed=args.seed, max_steps=args.overall_steps,
         per_device_train_batch_size=trl_args.mini_batch_size, gradient_accumulation_steps=grad_acc,
@@ -347,8 +348,9 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=trl_args.max_grad_norm,
         beta=trl_args.beta, num_iterations=trl_args.num_iterations, epsilon=trl_args.cliprange,
         temperature=trl_args.temperature, top_k=0, top_p=1.0,
-        # Base weights are already in the chosen dtype (LoRA float32): no autocast on top.
-        bf16=False, fp16=False, gradient_checkpointing=args.gradient_checkpointing,
+        # Base weights are already in the chosen dtype (LoRA float32): autocast only where the accelerate launch
+        # config asks for it (configs/zero2-bf16.yaml on GPUs), so DeepSpeed and the Trainer agree.
+        bf16=launch_precision == "bf16", fp16=launch_precision == "fp16", gradient_checkpointing=args.gradient_checkpointing,
         save_strategy="steps" if args.save_freq else "no", save_steps=args.save_freq or 1,
         logging_steps=1, report_to=[] if args.log_with == "none" else [args.log_with],
         ddp_backend="gloo" if world_size > 1 and device.type == "cpu" else None,
