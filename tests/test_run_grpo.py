@@ -159,3 +159,20 @@ def test_trl_gets_exactly_the_white_box_rewards(smollm2_dir, tmp_path, fresh_acc
     want, _ = rer([e.query for e in examples], kwargs["completions"], [e.reference for e in examples],
                   [e.qtype for e in examples], return_features=True)
     assert got == want and all(isinstance(r, float) for r in got)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--num_generations=3"], "--batch_size (4) must be a multiple of --num_generations (3)"),
+    (["--num_generations=1"], "--num_generations must be >= 2"),
+    (["--trainer=ppo"], "--trainer must be grpo or rloo"),
+    (["--trainer=rloo", "--loss_type=dapo"], "--loss_type applies to --trainer=grpo only"),
+    (["--precision=half"], "--precision must be one of auto, bfloat16, float32"),
+])
+def test_bad_flags_are_one_line_exit_2(bad, message, capsys):
+    from run_grpo import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args(flags("grpo", "unused", Path("unused")) + bad)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
