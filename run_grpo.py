@@ -1,0 +1,439 @@
+"""Train a LoRA policy with TRL's GRPO or RLOO against the same white-box proxy reward as run_ppo.py.
+
+    python run_grpo.py --trainer=grpo --overall_steps=3 --save_freq=1 ...      # one process, CPU or one GPU
+    accelerate launch --config_file configs/zero2-cpu.yaml run_grpo.py --trainer=rloo ...
+
+The paper trained with PPO (TRL 0.7.4, reimplemented in ppo.py). TRL 1.13+ has no PPO; its GRPOTrainer and
+RLOOTrainer are what is used today. This script runs them unchanged (no subclassing): the white-box reward is
+a TRL reward function that reads the query, reference answer and qtype from the dataset's own columns, and two
+TrainerCallbacks write the project's checkpoint layout and print the per-step line. Outputs, as run_ppo.py:
+  {output_dir}/training_config.json   every flag of the run, with "trainer": "grpo" | "rloo"
+  {output_dir}/logs (logging_dir)     tensorboard scalars (or wandb with --log_with=wandb)
+  {output_dir}_step_{N}/              every save_freq steps: LoRA adapter (PeftModel.from_pretrained on the base
+                                      model loads it), tokenizer, training_config.json, and TRL's own training
+                                      state (optimizer, scheduler, RNG, trainer_state.json) that
+                                      --resume_from_checkpoint restores
+  {output_dir}_final/                 adapter, tokenizer and training_config.json at the end
+One step is one batch of `batch_size` generated samples per process (batch_size / num_generations prompts),
+scored and used for `num_iterations` optimizer updates; with the default num_iterations=1 a step is one
+optimizer update, so --overall_steps and --save_freq count the same rollouts as in run_ppo.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# OpenMP threads that sleep at barriers instead of spinning (before torch loads); see run_ppo.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+from data import DataError, exit_on_data_error, load_examples  # noqa: E402
+from precision import CHOICES as PRECISION_CHOICES, announce, resolve_dtype  # noqa: E402
+from prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module  # noqa: E402
+
+TRAINERS = ("grpo", "rloo")
+TRAINER_STATE = "trainer_state.json"  # TRL/transformers' own state file: marks a complete step folder
+
+
+@dataclass
+class ScriptArguments:
+    """Run flags; the names are run_ppo.py's (the paper's), plus --trainer and --precision."""
+
+    trainer: str = field(default="grpo", metadata={"help": "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)"})
+    exp_name: str = field(default="grpo", metadata={"help": "experiment name (tensorboard/wandb run name)"})
+    model_name: str | None = field(
+        default=None, metadata={"help": "policy: hub name or local folder (default: offline SmolLM2-135M-Instruct)"}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer (default: model_name)"})
+    cache_dir: str | None = field(default=None, metadata={"help": "hub cache directory"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the hub"})
+    dataset_path: str = field(default="data/train.json", metadata={"help": "training prompts (JSON/JSONL/dataset)"})
+    prompt_format: str = field(
+        default="auto",
+        metadata={"help": "alpaca (the paper's AlpacaFarm template) | chat (the tokenizer's chat template) | auto: "
+                  "chat when the tokenizer has a chat template (SmolLM2-Instruct), else alpaca"},
+    )
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "drop longer prompts at load time (default: output_max_length, as the paper)"}
+    )
+    output_dir: str = field(default="runs/grpo", metadata={"help": "run folder; checkpoints go to {output_dir}_step_N"})
+    logging_dir: str | None = field(default=None, metadata={"help": "tensorboard folder (default: {output_dir}/logs)"})
+    log_with: str = field(default="tensorboard", metadata={"help": "tensorboard | wandb | none"})
+    overall_steps: int = field(default=10000, metadata={"help": "number of steps (rollout batches)"})
+    save_freq: int | None = field(default=500, metadata={"help": "save {output_dir}_step_N every N steps (0: only final)"})
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str = field(default="q_proj,v_proj", metadata={"help": "comma-separated LoRA targets"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "a {output_dir}_step_N folder, or 'latest' (starts fresh when none exists)"}
+    )
+    precision: str = field(
+        default="auto",
+        metadata={"help": "policy weights: auto (bfloat16 only where the device runs it natively, else float32) | "
+                  "bfloat16 | float32. LoRA weights stay float32"},
+    )
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads per process"})
+    attn_implementation: str = field(
+        default="auto", metadata={"help": "auto: eager on CPU (as run_ppo.py), transformers' default elsewhere | eager | sdpa"}
+    )
+    features_module: str | None = field(
+        default=None, metadata={"help": "Python file with EXTRA_FEATURES (and optionally combine) to extend the reward"}
+    )
+
+
+@dataclass
+class TRLArguments:
+    """Optimizer flags, mapped onto GRPOConfig / RLOOConfig. Defaults are chosen, not TRL's, where TRL's differ
+    from what the paper's PPO did (README, "PPO, GRPO or RLOO")."""
+
+    batch_size: int = field(default=16, metadata={"help": "generated samples per step per process (the paper's "
+                                                          "PPO batch: 16 samples); batch_size/num_generations prompts"})
+    mini_batch_size: int = field(default=2, metadata={"help": "samples per forward/backward (gradients are "
+                                                              "accumulated over the batch: one update per step)"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "learning rate, constant (the paper's PPO; TRL: "
+                                                                  "1e-6, linear decay)"})
+    output_max_length: int = field(default=512, metadata={"help": "maximum new tokens per response"})
+    num_generations: int = field(
+        default=4, metadata={"help": "responses per prompt (the group). PPO drew 1 per prompt; the group baseline "
+                             "needs >= 2; TRL's defaults are 8 (GRPO) and 2 (RLOO); 4 keeps 4 prompts per batch of 16"})
+    beta: float = field(
+        default=0.2, metadata={"help": "KL coefficient, fixed: the paper's PPO init_kl_coef (its adaptive controller "
+                               "has no TRL counterpart). GRPO adds it to the loss (k3 estimator; TRL default 0.0); "
+                               "RLOO subtracts it x sequence KL from the reward, as PPO did (TRL default 0.05)"})
+    loss_type: str = field(
+        default="bnpo", metadata={"help": "GRPO only: bnpo = token losses averaged over the mini-batch's tokens, as "
+                                  "TRL 0.7.4's PPO masked mean did (TRL default: dapo, over the global batch's tokens)"})
+    num_iterations: int = field(
+        default=1, metadata={"help": "updates per generated batch (TRL default 1; the paper's PPO did 4 epochs of "
+                             "mini-batches). With k > 1, one step of --overall_steps is one update, k per batch"})
+    cliprange: float = field(default=0.2, metadata={"help": "ratio clip epsilon (the paper's and TRL's 0.2)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (the paper's DeepSpeed launch)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (top_k=0, top_p=1 as the paper)"})
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArguments, RewardConfig]:
+    from transformers import HfArgumentParser
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = HfArgumentParser((ScriptArguments, TRLArguments, RewardConfig), description=__doc__.split("\n")[0])
+    args, trl_args, reward_config = parser.parse_args_into_dataclasses(args=argv)
+    if not any(a.startswith("--max_sequence_length") for a in argv):  # as run_ppo.py: RAR tops at output length
+        reward_config.max_sequence_length = trl_args.output_max_length
+    errors = []
+    if args.trainer not in TRAINERS:
+        errors.append(f"--trainer must be grpo or rloo, got {args.trainer!r}")
+    if args.prompt_format not in PROMPT_FORMATS + ("auto",):
+        errors.append(f"--prompt_format must be one of {PROMPT_FORMATS + ('auto',)}, got {args.prompt_format!r}")
+    if args.log_with not in ("tensorboard", "wandb", "none"):
+        errors.append(f"--log_with must be tensorboard, wandb or none, got {args.log_with!r}")
+    elif args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
+        errors.append("--log_with=wandb needs the wandb package (pip install wandb)")
+    if args.precision not in PRECISION_CHOICES:
+        errors.append(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {args.precision!r}")
+    if args.overall_steps < 1:
+        errors.append("--overall_steps must be >= 1")
+    if trl_args.num_generations < 2:
+        errors.append("--num_generations must be >= 2 (the group baseline compares responses to one prompt)")
+    elif trl_args.batch_size % trl_args.num_generations:
+        errors.append(f"--batch_size ({trl_args.batch_size}) must be a multiple of --num_generations "
+                      f"({trl_args.num_generations})")
+    if trl_args.batch_size % trl_args.mini_batch_size:
+        errors.append(f"--batch_size ({trl_args.batch_size}) must be a multiple of --mini_batch_size "
+                      f"({trl_args.mini_batch_size})")
+    if args.trainer == "rloo" and any(a.startswith("--loss_type") for a in argv):
+        errors.append("--loss_type applies to --trainer=grpo only")
+    if errors:
+        print(f"error: {errors[0]}", file=sys.stderr)
+        sys.exit(2)
+    return args, trl_args, reward_config
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The reward, as TRL calls it.
+
+
+class WhiteBoxReward:
+    """The white-box reward as a TRL reward function.
+
+    TRL calls it with the prompts, the decoded completions and every other dataset column as a keyword list
+    (one entry per completion): the reward reads `query`, `reference` and `qtype` from there, never from the
+    prompt text. It returns exactly ReversedEngineeredRewardForInference's values, and logs the reward's mean and
+    std and each feature's mean under the names run_ppo.py uses (env/reward_mean, env/reward_std, env/<feature>).
+    """
+
+    __name__ = "white_box"  # TRL names the reward's metrics after the function
+
+    def __init__(self, rer: ReversedEngineeredRewardForInference):
+        self.rer = rer
+
+    def __call__(self, prompts: list, completions: list, query: list[str], reference: list[str],
+                 qtype: list[str | None], log_metric=None, **_) -> list[float]:
+        rewards, features = self.rer(query, completions, reference, qtype, return_features=True)
+        if log_metric is not None:
+            for name, value in feature_means(rewards, features).items():
+                log_metric(name, value)
+        return rewards
+
+
+def feature_means(rewards: list[float], features: list[dict]) -> dict[str, float]:
+    """Reward mean/std and the mean of every numeric feature (NaN entries, i.e. not computed, skipped)."""
+    r = torch.tensor(rewards, dtype=torch.float64)
+    out = {"env/reward_mean": r.mean().item(), "env/reward_std": r.std().item() if len(rewards) > 1 else 0.0}
+    for name in features[0]:
+        if name == "reward":  # the same as env/reward_mean
+            continue
+        values = [f[name] for f in features if isinstance(f[name], (int, float)) and not isinstance(f[name], bool)]
+        values = [float(v) for v in values if not math.isnan(v)]
+        if values:
+            out[f"env/{name}"] = sum(values) / len(values)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints: TRL writes its own checkpoint-N; a callback moves it to {output_dir}_step_N.
+
+
+def checkpoint_path(output_dir: str, tag: str) -> Path:
+    return Path(f"{output_dir.rstrip('/')}_{tag}")
+
+
+def find_latest_checkpoint(output_dir: str) -> Path | None:
+    """The highest complete `{output_dir}_step_N` (folders are renamed into place only once complete)."""
+    base = Path(output_dir.rstrip("/"))
+    pattern = re.compile(re.escape(base.name) + r"_step_(\d+)$")
+    found = []
+    for p in base.parent.glob(f"{base.name}_step_*"):
+        m = pattern.match(p.name)
+        if m and (p / TRAINER_STATE).is_file():
+            found.append((int(m.group(1)), p))
+    return max(found)[1] if found else None
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished folder into place; an older folder of that name goes only after the new one is there."""
+    if dst.exists():
+        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
+        dst.rename(old)
+        src.rename(dst)
+        shutil.rmtree(old)
+    else:
+        src.rename(dst)
+
+
+def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
+    """Two TrainerCallbacks (the public hook of transformers' Trainer): checkpoint layout and the step line."""
+    from accelerate import PartialState
+    from transformers import TrainerCallback
+
+    class StepCheckpoints(TrainerCallback):
+        """After TRL saved `checkpoint-N` (adapter, tokenizer, optimizer, RNG, trainer state), add
+        training_config.json and rename it to `{output_dir}_step_N`, where evaluation.py and scripts look."""
+
+        def on_save(self, args, state, control, **kwargs):
+            PartialState().wait_for_everyone()  # every process has written its RNG/optimizer shard
+            if state.is_world_process_zero:
+                src = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                (src / "training_config.json").write_text(json.dumps(config_record, indent=2))
+                replace_dir(src, checkpoint_path(output_dir, f"step_{state.global_step}"))
+            PartialState().wait_for_everyone()
+
+    class StepLine(TrainerCallback):
+        """One line per step on the main process, like run_ppo.py's, ending with the step's wall time
+        (generation, reward, update; a checkpoint save counts in the step after it)."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last_end, self.step_time = time.perf_counter(), float("nan")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.perf_counter()
+            self.last_end, self.step_time = now, now - self.last_end
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "env/reward_mean" not in logs:
+                return
+            g = logs.get
+            print(f"step {state.global_step}/{total_steps} | reward {g('env/reward_mean'):.3f} +/- "
+                  f"{g('env/reward_std', float('nan')):.3f} | kl {g('kl', float('nan')):.3f} | "
+                  f"loss {g('loss', float('nan')):.4f} | len {g('completions/mean_length', float('nan')):.1f} | "
+                  f"LI {g('env/LI', float('nan')):.3f} RP {g('env/RP', float('nan')):.3f} "
+                  f"QR {g('env/QR', float('nan')):.3f} RAR {g('env/RAR', float('nan')):.3f} | "
+                  f"{self.step_time:.1f}s", flush=True)
+
+    return [StepCheckpoints(), StepLine()]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig):
+    """Tokenizer, prompts, policy, reward and the TRL trainer; returns (trainer, tokenizer, config_record)."""
+    from accelerate import PartialState
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from run_ppo import tokenize_prompts
+
+    # Read from the launcher's environment: the process group is made by the TRL config below (gloo on CPU),
+    # and accelerate's state is a singleton that a bare PartialState() here would fix without that backend.
+    world_size, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    main_proc = int(os.environ.get("RANK", "0")) == 0
+    model_name = args.model_name
+    if model_name is None:
+        from offline_models import smollm2_path
+
+        model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
+                                              trust_remote_code=args.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    fmt_name = args.prompt_format
+    if fmt_name == "auto":
+        fmt_name = "chat" if getattr(tokenizer, "chat_template", None) else "alpaca"
+    prompt_format = get_prompt_format(fmt_name, tokenizer)
+
+    # Data: the prompt text as run_ppo.py builds it; the reward's inputs travel as their own columns.
+    need_qtype = reward_config.reward_branching and reward_config.relevance_scaling
+    max_prompt = args.max_prompt_length or trl_args.output_max_length
+    examples = load_examples(args.dataset_path, require_qtype=need_qtype)
+    examples, _, dropped = tokenize_prompts(examples, prompt_format, tokenizer, max_prompt)
+    prompts_per_step = trl_args.batch_size * world_size // trl_args.num_generations
+    if len(examples) < prompts_per_step:
+        raise DataError(f"{args.dataset_path}: {len(examples)} prompts are fewer than the {prompts_per_step} one step uses")
+    if main_proc:
+        print(f"train: {len(examples)} prompts from {args.dataset_path} ({dropped} longer than {max_prompt} tokens "
+              f"dropped); prompt format: {fmt_name}", file=sys.stderr)
+    dataset = Dataset.from_list([{"prompt": prompt_format.build(e.instruction, e.input), "query": e.query,
+                                  "reference": e.reference, "qtype": e.qtype} for e in examples])
+
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    dtype = resolve_dtype(args.precision, device)
+    if main_proc:
+        announce("policy", dtype, args.precision, device)
+    attn = args.attn_implementation
+    if attn == "auto":
+        attn = "eager" if device.type == "cpu" else None
+    model = AutoModelForCausalLM.from_pretrained(model_name, cache_dir=args.cache_dir, dtype=dtype,
+                                                 trust_remote_code=args.trust_remote_code, attn_implementation=attn)
+    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
+                      task_type="CAUSAL_LM", target_modules=[m.strip() for m in args.lora_target_modules.split(",")])
+
+    if reward_config.reward_device == "auto":  # each process scores on its own device
+        reward_config = RewardConfig(**{**asdict(reward_config), "reward_device": str(device)})
+    extra_features, combine = load_features_module(args.features_module) if args.features_module else ({}, None)
+    rer = ReversedEngineeredRewardForInference(reward_config, prompt_format.stop_strings, extra_features, combine)
+
+    trl_dir = Path(args.output_dir) / "trl"  # TRL's checkpoint-N land here, then move to {output_dir}_step_N
+    grad_acc = trl_args.batch_size // trl_args.mini_batch_size
+    launch_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    common = dict(
+        output_dir=str(trl_dir), run_name=args.exp_name, seed=args.seed, max_steps=args.overall_steps,
+        per_device_train_batch_size=trl_args.mini_batch_size, gradient_accumulation_steps=grad_acc,
+        steps_per_generation=grad_acc, num_generations=trl_args.num_generations,
+        max_completion_length=trl_args.output_max_length, learning_rate=trl_args.learning_rate,
+        lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=trl_args.max_grad_norm,
+        beta=trl_args.beta, num_iterations=trl_args.num_iterations, epsilon=trl_args.cliprange,
+        temperature=trl_args.temperature, top_k=0, top_p=1.0,
+        # Base weights are already in the chosen dtype (LoRA float32): autocast only where the accelerate launch
+        # config asks for it (configs/zero2-bf16.yaml on GPUs), so DeepSpeed and the Trainer agree.
+        bf16=launch_precision == "bf16", fp16=launch_precision == "fp16", gradient_checkpointing=args.gradient_checkpointing,
+        save_strategy="steps" if args.save_freq else "no", save_steps=args.save_freq or 1,
+        logging_steps=1, report_to=[] if args.log_with == "none" else [args.log_with],
+        ddp_backend="gloo" if world_size > 1 and device.type == "cpu" else None,
+        log_completions=False, disable_tqdm=not main_proc,
+    )
+    if args.trainer == "grpo":
+        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+
+        common["loss_type"] = trl_args.loss_type
+    else:
+        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+    config = Config(**common)
+    state = PartialState()
+
+    config_record = {"trainer": args.trainer, "script": asdict(args), "trl": asdict(trl_args),
+                     "reward": asdict(reward_config),
+                     "resolved": {"model_name": model_name, "prompt_format": fmt_name,
+                                  "num_processes": state.num_processes, "distributed_type": str(state.distributed_type),
+                                  "precision": str(dtype).removeprefix("torch."), "trl_version": _trl_version(),
+                                  "trl_config": {k: common[k] for k in ("num_generations", "beta", "num_iterations",
+                                                                        "learning_rate", "epsilon")}
+                                  | ({"loss_type": trl_args.loss_type} if args.trainer == "grpo" else {})}}
+    trainer = Trainer(model=model, reward_funcs=[WhiteBoxReward(rer)], args=config, train_dataset=dataset,
+                      processing_class=tokenizer, peft_config=lora,
+                      callbacks=make_callbacks(args.output_dir, config_record, args.overall_steps))
+    return trainer, tokenizer, config_record
+
+
+def _trl_version() -> str:
+    import trl
+
+    return trl.__version__
+
+
+def save_final(trainer, tokenizer, output_dir: str, config_record: dict) -> Path:
+    """Adapter, tokenizer and training_config.json in {output_dir}_final (written aside, then renamed)."""
+    final = checkpoint_path(output_dir, "final")
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    trainer.save_model(str(tmp))  # collective under DeepSpeed; the main process writes
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "training_config.json").write_text(json.dumps(config_record, indent=2))
+        replace_dir(tmp, final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig) -> None:
+    logging_dir = args.logging_dir or str(Path(args.output_dir) / "logs")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir  # where transformers' tensorboard callback writes
+    resume_path = None
+    if args.resume_from_checkpoint == "latest":
+        resume_path = find_latest_checkpoint(args.output_dir)
+        if resume_path is None:
+            print(f"no checkpoint {args.output_dir}_step_N found; starting from scratch", file=sys.stderr)
+    elif args.resume_from_checkpoint:
+        resume_path = Path(args.resume_from_checkpoint)
+        if not (resume_path / TRAINER_STATE).is_file():
+            raise DataError(f"--resume_from_checkpoint {resume_path}: not a {args.output_dir}_step_N folder "
+                            f"(no {TRAINER_STATE})")
+
+    trainer, tokenizer, config_record = build_trainer(args, trl_args, reward_config)
+    main_proc = trainer.accelerator.is_main_process
+    if main_proc:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "training_config.json").write_text(json.dumps(config_record, indent=2))
+    if resume_path is not None and main_proc:
+        step = json.loads((resume_path / TRAINER_STATE).read_text())["global_step"]
+        print(f"resumed from {resume_path} at step {step}", file=sys.stderr)
+    trainer.train(resume_from_checkpoint=str(resume_path) if resume_path else None)
+    final = save_final(trainer, tokenizer, args.output_dir, config_record)
+    if main_proc:
+        print(f"done: {trainer.state.global_step} steps of {args.trainer}; final adapter in {final}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, trl_args, reward_config = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    with exit_on_data_error():
+        train(args, trl_args, reward_config)
+
+
+if __name__ == "__main__":
+    main()
