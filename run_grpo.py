@@ -40,6 +40,7 @@ import torch  # noqa: E402
 from data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from precision import CHOICES as PRECISION_CHOICES, announce, resolve_dtype  # noqa: E402
 from prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
+from proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module  # noqa: E402
 
 TRAINERS = ("grpo", "rloo")
@@ -247,7 +248,7 @@ def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
             PartialState().wait_for_everyone()  # every process has written its RNG/optimizer shard
             if state.is_world_process_zero:
                 src = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                (src / "training_config.json").write_text(json.dumps(config_record, indent=2))
+                write_training_config(src, config_record)
                 replace_dir(src, checkpoint_path(output_dir, f"step_{state.global_step}"))
             PartialState().wait_for_everyone()
 
@@ -372,7 +373,9 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
                                   "precision": str(dtype).removeprefix("torch."), "trl_version": _trl_version(),
                                   "trl_config": {k: common[k] for k in ("num_generations", "beta", "num_iterations",
                                                                         "learning_rate", "epsilon")}
-                                  | ({"loss_type": trl_args.loss_type} if args.trainer == "grpo" else {})}}
+                                  | ({"loss_type": trl_args.loss_type} if args.trainer == "grpo" else {})},
+                     # What eval_monotonicity.py and score_outputs.py rebuild the trained proxy from.
+                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
     trainer = Trainer(model=model, reward_funcs=[WhiteBoxReward(rer)], args=config, train_dataset=dataset,
                       processing_class=tokenizer, peft_config=lora,
                       callbacks=make_callbacks(args.output_dir, config_record, args.overall_steps))
@@ -392,7 +395,7 @@ def save_final(trainer, tokenizer, output_dir: str, config_record: dict) -> Path
     trainer.save_model(str(tmp))  # collective under DeepSpeed; the main process writes
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(tmp))
-        (tmp / "training_config.json").write_text(json.dumps(config_record, indent=2))
+        write_training_config(tmp, config_record)
         replace_dir(tmp, final)
     trainer.accelerator.wait_for_everyone()
     return final
@@ -416,7 +419,7 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
     main_proc = trainer.accelerator.is_main_process
     if main_proc:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.output_dir) / "training_config.json").write_text(json.dumps(config_record, indent=2))
+        write_training_config(args.output_dir, config_record)
     if resume_path is not None and main_proc:
         step = json.loads((resume_path / TRAINER_STATE).read_text())["global_step"]
         print(f"resumed from {resume_path} at step {step}", file=sys.stderr)
