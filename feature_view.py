@@ -114,7 +114,7 @@ def print_feature_view(view: dict[str, Any], gold_name: str, label_name: str = "
     from rich.table import Table
 
     table = Table(title=f"features vs gold {gold_name} (per-{label_name} means; Spearman/Kendall across "
-                  f"{label_name}s; per-sample Spearman within each {label_name})")
+                  f"{label_name}s; per-sample Spearman within a {label_name}, mean over {label_name}s)")
     table.add_column(label_name, justify="right")
     for name in view["features"]:
         table.add_column(name, justify="right")
@@ -125,8 +125,9 @@ def print_feature_view(view: dict[str, Any], gold_name: str, label_name: str = "
                       fmt(view["gold_means"][k]))
     for stat in ("spearman", "kendall"):
         table.add_row(stat, *(fmt(view["per_feature"][n][stat]["statistic"]) for n in view["features"]), "")
-    table.add_row("per-sample", *("/".join(fmt(v) for v in view["per_feature"][n]["per_sample_spearman"])
-                                  for n in view["features"]), "")
+    mean_within = lambda n: _nanmean(np.array([math.nan if v is None else v  # noqa: E731
+                                               for v in view["per_feature"][n]["per_sample_spearman"]], dtype=float))
+    table.add_row("per-sample", *(fmt(mean_within(n)) for n in view["features"]), "")
     Console().print(table)
     best, worst = best_and_worst(view)
     if best is None:

@@ -32,6 +32,7 @@ import json
 import math
 import re
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -257,12 +258,14 @@ def bootstrap_interval(P: np.ndarray, gold: Gold, n_resamples: int, seed: int) -
     rng = np.random.default_rng(seed)
     n = P.shape[1]
     stats = []
-    for _ in range(n_resamples):
-        cols = rng.integers(0, n, size=n)
-        g = gold.per_sample[:, cols].mean(1) if gold.per_sample is not None else gold.system_scores
-        rho = spearmanr(P[:, cols].mean(1), g).statistic
-        if not math.isnan(rho):
-            stats.append(rho)
+    with warnings.catch_warnings():  # a resample with a constant mean vector has no correlation: counted below
+        warnings.simplefilter("ignore")
+        for _ in range(n_resamples):
+            cols = rng.integers(0, n, size=n)
+            g = gold.per_sample[:, cols].mean(1) if gold.per_sample is not None else gold.system_scores
+            rho = spearmanr(P[:, cols].mean(1), g).statistic
+            if not math.isnan(rho):
+                stats.append(rho)
     lo, hi = np.percentile(stats, [2.5, 97.5]).tolist() if stats else [None, None]
     return {"n_resamples": n_resamples, "seed": seed, "n_valid": len(stats), "ci95": [lo, hi]}
 
@@ -403,7 +406,8 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
             return loaded[0].score(instructions, s.responses, progress=False)
 
         M = np.array([cached_scores(folder[s.name] / f"gold-{spec.slug}.json", [instructions, s.responses],
-                                    lambda s=s: gold_scores(s))
+                                    lambda s=s: monotonicity_cache(s, spec, [instructions, s.responses])
+                                    or gold_scores(s))
                       for s in tqdm(systems, desc=f"gold {spec.short} (per system)", unit="system")], dtype=float)
         golds.append(Gold(spec.short, M.mean(1), M))
         loaded.clear()
@@ -447,6 +451,16 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
                       xlabel="system")
     print(f"wrote {out / 'prescreen.json'}, {out / 'prescreen.png'} and {out / 'prescreen_features.png'}")
     return result
+
+
+def monotonicity_cache(s: System, spec: GoldSpec, key_obj: Any) -> list[float] | None:
+    """Gold scores eval_monotonicity.py left beside a checkpoint's outputs file, when they are of the same texts."""
+    path = s.path.parent / f"scores-gold-{spec.slug}.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == content_hash(key_obj):
+            return stored["scores"]
+    return None
 
 
 def score_design(design: Design, features: list[dict[str, float | None]], examples: list[Example],
