@@ -417,19 +417,20 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
 
     feature_rows = [score_checkpoint(ck, scorers, proxy_tag) for ck in checkpoints]
     P = np.array([[f["reward"] for f in row] for row in feature_rows], dtype=float)  # (steps, instructions)
-    # Gold by gold, so only one gold model is in memory at a time.
-    gold_matrices = [np.array([score_gold(ck, scorers, spec) for ck in checkpoints], dtype=float) for spec in golds]
-    G = gold_matrices[0]  # the first gold is the primary one: win rate and the paper's printed statistic
-
-    reference_scores = None
-    if args.win_rate:
-        refs = checkpoints[0].examples
-        instructions = [e.user_turn for e in refs]
-        references = [e.reference for e in refs]
-        reference_scores = cached_scores(
-            Path(args.output_dir) / f"scores-gold-{golds[0].slug}-references.json", [instructions, references],
-            lambda: scorers.gold(golds[0]).score(instructions, references, desc="gold references"),
-        )
+    # Gold by gold, so only one gold model is in memory at a time; the first one (the primary gold: win rate and the
+    # paper's printed statistic) also judges the reference answers while it is loaded.
+    gold_matrices, reference_scores = [], None
+    for g, spec in enumerate(golds):
+        gold_matrices.append(np.array([score_gold(ck, scorers, spec) for ck in checkpoints], dtype=float))
+        if g == 0 and args.win_rate:
+            refs = checkpoints[0].examples
+            instructions = [e.user_turn for e in refs]
+            references = [e.reference for e in refs]
+            reference_scores = cached_scores(
+                Path(args.output_dir) / f"scores-gold-{spec.slug}-references.json", [instructions, references],
+                lambda: scorers.gold(spec).score(instructions, references, desc="gold references"),
+            )
+    G = gold_matrices[0]
 
     qtypes = sorted({e.qtype or "unknown" for e in checkpoints[0].examples})
     rows = []
