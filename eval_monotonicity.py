@@ -21,19 +21,20 @@ import hashlib
 import json
 import math
 import re
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 from scipy.stats import kendalltau, spearmanr
 
 from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from evaluation import REPO, resolve_prompt_format
 from precision import resolve_dtype
 from prompts import clean_response
+from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
 from reward_model import (GOLD_PROMPTS, GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
                           load_features_module, load_gold_reward_model, resolve_device)
@@ -45,10 +46,14 @@ class MonotonicityArguments:
     model_prefix: str = field(default="alpaca_test", metadata={"help": "experiment name of the checkpoints"})
     steps: list[int] | None = field(default=None, metadata={"help": "steps to use (default: every one found)"})
     eval_path: str = field(default=str(REPO / "data" / "eval.json"), metadata={"help": "annotated eval set"})
-    gold_model: str = field(default="Nexusflow/Starling-RM-34B", metadata={"help": "gold reward model"})
-    gold_type: str = field(default="starling", metadata={"help": "starling | classifier"})
-    gold_tokenizer: str | None = field(
-        default=None, metadata={"help": "gold tokenizer (starling default: 01-ai/Yi-34B-Chat)"}
+    gold_model: list[str] = field(
+        default_factory=lambda: ["Nexusflow/Starling-RM-34B"],
+        metadata={"help": "gold reward model; repeat the flag (or list several) for several golds: the first one "
+                  "judges the win rate, every one gets its Spearman, table column and plot line"})
+    gold_type: list[str] = field(
+        default_factory=lambda: ["starling"], metadata={"help": "starling | classifier, one for all golds or one each"})
+    gold_tokenizer: list[str] | None = field(
+        default=None, metadata={"help": "gold tokenizer (starling default: 01-ai/Yi-34B-Chat), one for all or one each"}
     )
     gold_prompt: str = field(
         default="paper",
@@ -74,8 +79,14 @@ class MonotonicityArguments:
     bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples over instructions"})
     bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     features_module: str | None = field(
-        default=None, metadata={"help": "features module of the proxy (default: the one the run trained with)"}
+        default=None, metadata={"help": "features module of the proxy (EXTRA_FEATURES, combine): its features join the "
+                                "per-feature view and its combine rule is the proxy (default: the one the run trained with)"}
     )
+    include_base: bool = field(
+        default=False, metadata={"help": "add the base (SFT) model's outputs as step 0 (see --base_outputs)"})
+    base_outputs: str | None = field(
+        default=None, metadata={"help": "folder holding the base model's alpaca-eval-*.json "
+                                "(default: {output_dir}/{model_prefix}_base)"})
     # Flags of the paper's script, accepted so its command runs as written.
     cache_dir: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (set HF_HOME)"})
     device: str | None = field(default=None, metadata={"help": "the paper's flag: the gold model's device (--gold_device)"})
@@ -197,57 +208,121 @@ def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]])
     return scores
 
 
-def gold_slug(args: MonotonicityArguments) -> str:
-    """Readable and unique: the model's basename plus a hash of everything that changes its scores."""
-    ident = [args.gold_model, args.gold_type, args.gold_tokenizer]
-    if args.gold_type == "starling" and args.gold_prompt != "model_card":
-        ident.append(args.gold_prompt)  # (model_card keeps the names of caches written before this flag)
-    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
-    dtype = resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")
-    if dtype != (torch.bfloat16 if kind == "cuda" else torch.float32):  # the old fixed choice keeps its old name
-        ident.append(str(dtype))
-    return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(args.gold_model).name)}-{content_hash(ident)[:8]}"
+@dataclass(frozen=True)
+class GoldSpec:
+    """One gold judge: model, type and tokenizer (several can be given: `--gold_model` repeated)."""
+
+    model: str
+    type: str = "starling"
+    tokenizer: str | None = None
+    display: str | None = None  # the name in tables and plots (default: the model's basename)
+    prompt: str = "paper"  # Starling's input (--gold_prompt)
+    dtype: str = "float32"  # the resolved compute dtype (--gold_dtype)
+
+    @property
+    def slug(self) -> str:
+        """Readable and unique: the model's basename plus a hash of everything that changes its scores."""
+        ident = [self.model, self.type, self.tokenizer]
+        if self.type == "starling" and self.prompt != "model_card":
+            ident.append(self.prompt)  # (model_card keeps the names of caches written before this flag)
+        if self.dtype != "float32":  # the old fixed choice keeps its old name
+            ident.append(f"torch.{self.dtype}")
+        return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(self.model).name)}-{content_hash(ident)[:8]}"
+
+    @property
+    def instruction_form(self) -> str:
+        """The paper passed Starling the single-field instruction (stripped by the model); other judges read the
+        user turn as a chat shows it."""
+        return "seed_input" if self.type == "starling" and self.prompt == "paper" else "user_turn"
+
+    @property
+    def short(self) -> str:
+        return self.display or Path(self.model.rstrip("/")).name
+
+
+def gold_specs(models: Sequence[str], types: Sequence[str], tokenizers: Sequence[str] | None,
+               prompt: str = "paper", dtype: str = "float32") -> list[GoldSpec]:
+    """Pair every `--gold_model` with its type and tokenizer: one value for all golds, or one per gold."""
+    def per_gold(values: Sequence[Any] | None, flag: str, default: Any) -> list[Any]:
+        values = list(values) if values else [default]
+        if len(values) == 1:
+            return values * len(models)
+        if len(values) != len(models):
+            raise DataError(f"{flag}: {len(values)} values for {len(models)} --gold_model(s); give one or one each")
+        return values
+
+    kinds = per_gold(types, "--gold_type", "starling")
+    for k in kinds:
+        if k not in GOLD_TYPES:
+            raise DataError(f"--gold_type: unknown value {k!r} (expected {' / '.join(GOLD_TYPES)})")
+    specs = [GoldSpec(m, t, tok, None, prompt, dtype)
+             for m, t, tok in zip(models, kinds, per_gold(tokenizers, "--gold_tokenizer", None))]
+    if len(set(specs)) != len(specs):
+        raise DataError("--gold_model: the same gold is given twice")
+    if len({s.short for s in specs}) != len(specs):  # two folders named alike: name them by their unique slug
+        specs = [GoldSpec(s.model, s.type, s.tokenizer, s.slug, s.prompt, s.dtype) for s in specs]
+    return specs
+
+
+def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """`--gold_model a --gold_model b` -> `--gold_model a b`: argparse's nargs='+' would keep only the last one."""
+    merged: dict[str, list[str]] = {}
+    rest: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        if flag in flags:
+            values = [value] if eq else []
+            i += 1
+            while not eq and i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+            merged.setdefault(flag, []).extend(values)
+            continue
+        rest.append(argv[i])
+        i += 1
+    for flag, values in merged.items():
+        rest += [flag, *values]
+    return rest
 
 
 class LazyScorers:
     """The proxy and the gold model, each loaded on first use: a fully cached re-run loads neither."""
 
     def __init__(self, args: MonotonicityArguments, config: RewardConfig, stop_strings: Sequence[str],
-                 encoder: RelevanceEncoder | None = None, features_module: str | None = None):
+                 encoder: RelevanceEncoder | None = None, extra_features: dict | None = None,
+                 combine: Callable | None = None):
         self.args, self.config, self.stop_strings, self.encoder = args, config, tuple(stop_strings), encoder
-        self.features_module = features_module
+        self.extra_features, self.combine = extra_features, combine
         self._proxy: ReversedEngineeredRewardForInference | None = None
-        self._gold = None
+        self._golds: dict[GoldSpec, Any] = {}
 
     @property
     def proxy(self) -> ReversedEngineeredRewardForInference:
         if self._proxy is None:
-            extra, combine = load_features_module(self.features_module) if self.features_module else ({}, None)
-            self._proxy = ReversedEngineeredRewardForInference(self.config, self.stop_strings, extra, combine,
-                                                               encoder=self.encoder)
+            self._proxy = ReversedEngineeredRewardForInference(self.config, stop_strings=self.stop_strings,
+                                                               extra_features=self.extra_features,
+                                                               combine=self.combine, encoder=self.encoder)
         return self._proxy
 
-    @property
-    def gold(self):
-        if self._gold is None:
+    def gold(self, spec: GoldSpec):
+        """The gold model of `spec`; one loaded at a time, so several 34B golds do not share memory."""
+        if spec not in self._golds:
+            self._golds.clear()
             a = self.args
-            try:
-                self._gold = load_gold_reward_model(a.gold_model, a.gold_type, a.gold_batch_size, a.gold_device,
-                                                    a.gold_tokenizer, a.trust_remote_code, gold_prompt=a.gold_prompt,
-                                                    dtype=a.gold_dtype)
-            except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
-                first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise DataError(f"cannot load the gold model {a.gold_model!r} ({first_line}); download it or pass "
-                                "--gold_model (a folder or hub name) and --gold_type") from None
-        return self._gold
+            self._golds[spec] = load_gold(spec, a.gold_batch_size, a.gold_device, a.trust_remote_code)
+        return self._golds[spec]
 
 
-def gold_instructions(examples: Sequence[Example], args: MonotonicityArguments) -> list[str]:
-    """What the gold model reads as the instruction: the paper passed Starling the instruction in its single-field
-    form (stripped by the model); other judges read the user turn as a chat shows it."""
-    if args.gold_type == "starling" and args.gold_prompt == "paper":
-        return [e.seed_input for e in examples]
-    return [e.user_turn for e in examples]
+def load_gold(spec: GoldSpec, batch_size: int, device: str, trust_remote_code: bool):
+    try:
+        return load_gold_reward_model(spec.model, spec.type, batch_size, device, spec.tokenizer, trust_remote_code,
+                                      gold_prompt=spec.prompt, dtype=spec.dtype)
+    except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"cannot load the gold model {spec.model!r} ({first_line}); download it or pass "
+                        "--gold_model (a folder or hub name) and --gold_type") from None
 
 
 def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: set[str],
@@ -289,19 +364,24 @@ def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: s
     return config, format_name, tuple(stop_strings), features_module, record
 
 
-def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str,
-                     gold_tag: str) -> tuple[list[float], list[float]]:
+def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str) -> list[dict[str, float | None]]:
+    """Per-sample proxy features (the reward among them), cached beside the outputs file."""
     proxy_inputs = [[e.query, r, e.reference, e.qtype] for e, r in zip(ck.examples, ck.responses)]
-    proxy = cached_scores(
-        ck.folder / f"scores-proxy-{proxy_tag}.json", proxy_inputs,
-        lambda: scorers.proxy.score_examples(ck.examples, ck.responses, desc=f"proxy step {ck.step}"),
+
+    def proxy_features() -> list[dict[str, float | None]]:
+        _, features = scorers.proxy.score_examples(ck.examples, ck.responses, return_features=True,
+                                                   desc=f"proxy step {ck.step}")
+        return [numeric_features(f) for f in features]
+
+    return cached_scores(ck.folder / f"scores-proxy-{proxy_tag}.json", proxy_inputs, proxy_features)
+
+
+def score_gold(ck: Checkpoint, scorers: LazyScorers, spec: GoldSpec) -> list[float]:
+    instructions = [getattr(e, spec.instruction_form) for e in ck.examples]
+    return cached_scores(
+        ck.folder / f"scores-gold-{spec.slug}.json", [instructions, ck.responses],
+        lambda: scorers.gold(spec).score(instructions, ck.responses, desc=f"gold {spec.short} step {ck.step}"),
     )
-    instructions = gold_instructions(ck.examples, scorers.args)
-    gold = cached_scores(
-        ck.folder / f"scores-gold-{gold_tag}.json", [instructions, ck.responses],
-        lambda: scorers.gold.score(instructions, ck.responses, desc=f"gold step {ck.step}"),
-    )
-    return proxy, gold
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -361,7 +441,8 @@ def print_table(rows: list[dict[str, Any]], qtypes: list[str], with_win_rate: bo
     Console().print(table)
 
 
-def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, path: Path) -> None:
+def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, path: Path, gold_name: str = "gold",
+         extra_golds: dict[str, list[float]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,7 +453,11 @@ def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, pa
     ax1.set_xlabel("PPO step")
     ax1.set_ylabel("mean proxy reward", color="tab:blue")
     ax2 = ax1.twinx()  # the two rewards live on different scales
-    ax2.plot(steps, gold, "s--", color="tab:red", label="gold")
+    ax2.plot(steps, gold, "s--", color="tab:red", label=f"gold {gold_name}" if extra_golds else "gold")
+    for (name, means), color in zip((extra_golds or {}).items(), ["tab:orange", "tab:purple", "tab:brown", "tab:gray"] * 4):
+        ax3 = ax1.twinx()  # each gold on its own scale; only the first gets a labelled axis
+        ax3.plot(steps, means, "^:", color=color, label=f"gold {name}")
+        ax3.set_yticks([])
     ax2.set_ylabel("mean gold reward", color="tab:red")
     ax1.set_title(title)
     fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.85))
@@ -388,39 +473,42 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
         explicit: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """The whole check; `encoder` reuses an already loaded relevance encoder (notebooks, tests). The proxy is the
     one the run trained with (its training_config.json); the `explicit` flags of `config`/`args` override it."""
-    if args.gold_type not in GOLD_TYPES:
-        raise DataError(f"--gold_type: unknown value {args.gold_type!r} (expected {' / '.join(GOLD_TYPES)})")
     if args.gold_prompt not in GOLD_PROMPTS:
         raise DataError(f"--gold_prompt: unknown value {args.gold_prompt!r} (expected {' / '.join(GOLD_PROMPTS)})")
     if args.device:
         args.gold_device = args.device
+    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
+    gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
+    golds = gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
     found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
     config, format_name, stop_strings, features_module, proxy_record = resolve_proxy(args, config, set(explicit), found)
     examples = load_examples(args.eval_path, require_qtype=config.relevance_scaling and config.reward_branching)
+    if args.include_base:
+        found = [base_checkpoint(args, found)] + found
     checkpoints = load_checkpoints(found, examples, stop_strings, config.do_strip)
-    scorers = LazyScorers(args, config, stop_strings, encoder, features_module)
-    # Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder and
-    # the features module.
-    proxy_tag = content_hash([asdict(config), list(stop_strings), encoder.name if encoder else None]
-                             + ([features_module, proxy_record["features_module_sha256"]] if features_module else []))[:12]
-    gold_tag = gold_slug(args)
-
-    proxy_rows, gold_rows = [], []
-    for ck in checkpoints:
-        p, g = score_checkpoint(ck, scorers, proxy_tag, gold_tag)
-        proxy_rows.append(p)
-        gold_rows.append(g)
-    P, G = np.array(proxy_rows, dtype=float), np.array(gold_rows, dtype=float)  # (steps, instructions)
-
-    reference_scores = None
-    if args.win_rate:
-        refs = checkpoints[0].examples
-        instructions = gold_instructions(refs, args)
-        references = [e.reference for e in refs]
-        reference_scores = cached_scores(
-            Path(args.output_dir) / f"scores-gold-{gold_tag}-references.json", [instructions, references],
-            lambda: scorers.gold.score(instructions, references, desc="gold references"),
-        )
+    extra_features, combine = load_features_module(features_module) if features_module else ({}, None)
+    scorers = LazyScorers(args, config, stop_strings, encoder, extra_features, combine)
+    # Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder, the
+    # features module's code; "features" marks the cache format (every per-sample feature, not only the reward).
+    module_code = Path(features_module).read_text() if features_module else None
+    proxy_tag = content_hash([asdict(config), list(stop_strings), encoder.name if encoder else None, module_code,
+                              "features"])[:12]
+    feature_rows = [score_checkpoint(ck, scorers, proxy_tag) for ck in checkpoints]
+    P = np.array([[f["reward"] for f in row] for row in feature_rows], dtype=float)  # (steps, instructions)
+    # Gold by gold, so only one gold model is in memory at a time; the first one (the primary gold: win rate and the
+    # paper's printed statistic) also judges the reference answers while it is loaded.
+    gold_matrices, reference_scores = [], None
+    for g, spec in enumerate(golds):
+        gold_matrices.append(np.array([score_gold(ck, scorers, spec) for ck in checkpoints], dtype=float))
+        if g == 0 and args.win_rate:
+            refs = checkpoints[0].examples
+            instructions = [getattr(e, spec.instruction_form) for e in refs]
+            references = [e.reference for e in refs]
+            reference_scores = cached_scores(
+                Path(args.output_dir) / f"scores-gold-{spec.slug}-references.json", [instructions, references],
+                lambda: scorers.gold(spec).score(instructions, references, desc="gold references"),
+            )
+    G = gold_matrices[0]
 
     qtypes = sorted({e.qtype or "unknown" for e in checkpoints[0].examples})
     rows = []
@@ -428,6 +516,8 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
         row: dict[str, Any] = {"step": ck.step, "folder": str(ck.folder), "outputs": str(ck.outputs_path),
                                "n": len(ck.responses), "mean_proxy": float(P[k].mean()),
                                "mean_gold": float(G[k].mean()), "per_qtype": {}}
+        if len(golds) > 1:
+            row["mean_golds"] = {spec.short: float(M[k].mean()) for spec, M in zip(golds, gold_matrices)}
         for q in qtypes:
             cols = [j for j, e in enumerate(ck.examples) if (e.qtype or "unknown") == q]
             row["per_qtype"][q] = {"n": len(cols), "proxy": float(P[k, cols].mean()), "gold": float(G[k, cols].mean())}
@@ -453,28 +543,79 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
             print(f"step {r['step']}: offline win rate vs reference {w['win_rate']:.1f}% "
                   f"(+/- {w['standard_error']:.1f}; {w['n_wins']:.0f} wins, {w['n_draws']:.0f} draws, "
                   f"{w['n_wins_base']:.0f} losses)")
+    several = golds_summary(golds, gold_matrices, P, args) if len(golds) > 1 else None
+
+    # Issue 13: which feature drove the gold, per gold.
+    example_qtypes = [e.qtype or "unknown" for e in checkpoints[0].examples]
+    views = {spec.short: feature_view(steps, feature_rows, M, example_qtypes) for spec, M in zip(golds, gold_matrices)}
+    for name, view in views.items():
+        print_feature_view(view, name)
 
     result = {
         "model_prefix": args.model_prefix, "steps": steps, "steps_mean_proxy": steps_mean_proxy,
         "steps_mean_gold": steps_mean_gold, "checkpoints": rows,
         "spearman": {"statistic": _num(spearman.statistic), "pvalue": _num(spearman.pvalue)},
         "kendall": {"statistic": _num(kendall.statistic), "pvalue": _num(kendall.pvalue)},
-        "bootstrap": boot, "gold_model": args.gold_model, "gold_type": args.gold_type,
-        "gold_prompt": args.gold_prompt if args.gold_type == "starling" else None,
+        "bootstrap": boot, "gold_model": golds[0].model, "gold_type": golds[0].type,
+        "gold_prompt": golds[0].prompt if golds[0].type == "starling" else None,
         "prompt_format": format_name, "reward_config": asdict(config), "proxy": proxy_record,
         "eval_path": args.eval_path,
+        "include_base": args.include_base, "features_module": features_module,
+        "feature_view": views, "feature_tracking_best": {g: best_and_worst(v)[0] for g, v in views.items()},
+        "feature_diverging_most": {g: best_and_worst(v)[1] for g, v in views.items()},
     }
+    if several is not None:
+        result["golds"] = several
     out = Path(args.output_dir)
     (out / "monotonicity.json").write_text(json.dumps(result, indent=2))
     title = f"{args.model_prefix}: Spearman {spearman.statistic:.2f}, Kendall {kendall.statistic:.2f}"
-    plot(steps, steps_mean_proxy, steps_mean_gold, title, out / "monotonicity.png")
-    print(f"wrote {out / 'monotonicity.json'} and {out / 'monotonicity.png'}")
+    extra_golds = {spec.short: M.mean(1).tolist() for spec, M in zip(golds[1:], gold_matrices[1:])}
+    plot(steps, steps_mean_proxy, steps_mean_gold, title, out / "monotonicity.png", golds[0].short, extra_golds)
+    plot_feature_view(views, f"{args.model_prefix}: each feature beside the gold", out / "monotonicity_features.png")
+    print(f"wrote {out / 'monotonicity.json'}, {out / 'monotonicity.png'} and {out / 'monotonicity_features.png'}")
     return result
+
+
+def base_checkpoint(args: MonotonicityArguments, found: list[tuple[int, Path]]) -> tuple[int, Path]:
+    """`--include_base`: the base (SFT) model's outputs as step 0, so the curve starts where training started."""
+    folder = Path(args.base_outputs) if args.base_outputs else Path(args.output_dir) / f"{args.model_prefix}_base"
+    if not folder.is_dir():
+        raise DataError(f"--include_base: {folder} not found; answer the eval set with the base model first "
+                        f"(evaluation.py --base_model_name=... --output_dir={folder}) or pass --base_outputs")
+    if any(step == 0 for step, _ in found):
+        raise DataError(f"--include_base: {args.model_prefix}_step_0 exists already; it would be step 0 twice")
+    return 0, folder
+
+
+def golds_summary(golds: Sequence[GoldSpec], matrices: Sequence[np.ndarray], P: np.ndarray,
+                  args: MonotonicityArguments) -> list[dict[str, Any]]:
+    """Each gold's own Spearman/Kendall with the proxy, and how far the golds agree with each other: the proxy can
+    hardly track "the" gold better than two golds track each other."""
+    proxy_means = P.mean(1)
+    out = []
+    print("several golds (the first judges the win rate):")
+    for spec, M in zip(golds, matrices):
+        s, k = spearmanr(proxy_means, M.mean(1)), kendalltau(proxy_means, M.mean(1))
+        boot = bootstrap_spearman(P, M, args.bootstrap_samples, args.bootstrap_seed)
+        out.append({"gold_model": spec.model, "gold_type": spec.type, "steps_mean_gold": M.mean(1).tolist(),
+                    "spearman": {"statistic": _num(s.statistic), "pvalue": _num(s.pvalue)},
+                    "kendall": {"statistic": _num(k.statistic), "pvalue": _num(k.pvalue)}, "bootstrap": boot,
+                    "agreement": {}})
+        print(f"  proxy vs {spec.short}: Spearman {s.statistic:.3f} (p={s.pvalue:.3f}), Kendall {k.statistic:.3f}")
+    for i, (a, A) in enumerate(zip(golds, matrices)):
+        for b, B in list(zip(golds, matrices))[i + 1:]:
+            across = spearmanr(A.mean(1), B.mean(1)).statistic
+            within = float(np.nanmean([spearmanr(A[r], B[r]).statistic for r in range(A.shape[0])]))
+            out[i]["agreement"][b.model] = {"spearman_of_means": _num(across), "mean_per_sample_spearman": _num(within)}
+            print(f"  gold agreement {a.short} vs {b.short}: Spearman of means {across:.3f}, "
+                  f"mean per-sample Spearman {within:.3f} (a ceiling for any proxy)")
+    return out
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[MonotonicityArguments, RewardConfig]:
     from transformers import HfArgumentParser
 
+    argv = merge_repeated_flags(sys.argv[1:] if argv is None else argv, ("--gold_model", "--gold_type", "--gold_tokenizer"))
     return HfArgumentParser((MonotonicityArguments, RewardConfig)).parse_args_into_dataclasses(args=argv)
 
 

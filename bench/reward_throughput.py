@@ -6,7 +6,12 @@ Each instruction is paired with another record's answer as its response. Three s
 - full RER warm: instructions and references already encoded (as in PPO epochs and repeated dev
   evaluations); responses are not in the cache.
 
-    python bench/reward_throughput.py [--data ../shared/data/alpacafarm_val.json] [--batch_size 256] [--device cuda]
+    python bench/reward_throughput.py [--data ../shared/data/alpacafarm_val.json] [--batch_size 256]
+        [--device auto|cpu|cuda] [--backend torch|onnx|onnx-int8] [--dtype auto|float32|bfloat16] [--compare_float32]
+
+`--backend` picks the relevance encoder's runtime (printed); `--dtype` the torch backend's precision (`auto`:
+precision.py's rule, bf16 only where native); `--compare_float32` also scores every sample with the exact float32
+PyTorch path and prints the largest |QR| and |RAR| difference from it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
 
 from data import load_examples  # noqa: E402
 from reward_model import RelevanceEncoder, RewardConfig, ReversedEngineeredRewardForInference  # noqa: E402
@@ -41,28 +48,32 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=256, help="samples per reward call")
     parser.add_argument("--encoder_batch_size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="relevance encoder device: auto | cpu | cuda")
-    parser.add_argument("--reward_dtype", default="auto",
-                        help="auto (bf16 where native, precision.py) | bfloat16 | float32")
+    parser.add_argument("--dtype", "--reward_dtype", dest="dtype", default="auto",
+                        help="torch backend precision: auto (bf16 where native, precision.py) | float32 | bfloat16")
     parser.add_argument("--relevance_model", default=None, help="encoder folder (default: the offline MiniLM)")
-    parser.add_argument("--n", type=int, default=0, help="use the first n records (0: all)")
+    parser.add_argument("--limit", "--n", dest="limit", type=int, default=None, help="first N samples only (quick checks)")
+    parser.add_argument("--backend", default="torch", help="relevance encoder runtime: torch | onnx | onnx-int8")
+    parser.add_argument("--compare_float32", action="store_true",
+                        help="also report max |QR| and |RAR| difference from the exact float32 torch path")
     args = parser.parse_args()
     if not Path(args.data).is_file():
         print(f"error: --data {args.data}: no such file", file=sys.stderr)
         sys.exit(2)
-    examples = load_examples(args.data, require_qtype=True)
-    if args.n:
-        examples = examples[: args.n]
+    examples = load_examples(args.data, require_qtype=True)[: args.limit or None]
     responses = [examples[(i + 1) % len(examples)].reference for i in range(len(examples))]
     print(f"{len(examples)} samples from {args.data}; torch threads: {__import__('torch').get_num_threads()}")
 
     no_rel = ReversedEngineeredRewardForInference(RewardConfig(relevance_scaling=False, reward_device=args.device,
-                                                               reward_dtype=args.reward_dtype))
+                                                               reward_dtype=args.dtype))
     print(f"no relevance (LI x RP):  {timed(no_rel, examples, responses, args.batch_size):10.1f} responses/s")
 
-    encoder = RelevanceEncoder(args.relevance_model, batch_size=args.encoder_batch_size, device=args.device, dtype=args.reward_dtype)
+    encoder = RelevanceEncoder(args.relevance_model, batch_size=args.encoder_batch_size, device=args.device,
+                               dtype=args.dtype, backend=args.backend)
+    dtype = "onnx" if encoder.onnx is not None else str(encoder.autocast_dtype or torch.float32).removeprefix("torch.")
+    print(f"relevance encoder backend: {args.backend} ({dtype}; {encoder.name})")
     encoder.encode(["warm-up of the encoder's kernels"])
     encoder.cache.clear()
-    full = ReversedEngineeredRewardForInference(RewardConfig(reward_device=args.device, reward_dtype=args.reward_dtype),
+    full = ReversedEngineeredRewardForInference(RewardConfig(reward_device=args.device, reward_dtype=args.dtype),
                                                 encoder=encoder)
     print(f"full RER, cold:          {timed(full, examples, responses, args.batch_size):10.1f} responses/s")
 
@@ -73,6 +84,19 @@ def main() -> None:
     for r in set(responses):
         encoder.cache.pop(r, None)
     print(f"full RER, warm:          {timed(full, examples, responses, args.batch_size):10.1f} responses/s")
+    if args.compare_float32:
+        compare_float32(full, examples, responses, args)
+
+
+def compare_float32(rer, examples, responses, args) -> None:
+    """Largest |difference| of QR and RAR from the exact path (torch, float32), over every sample."""
+    exact = ReversedEngineeredRewardForInference(RewardConfig(reward_device=args.device), encoder=RelevanceEncoder(
+        args.relevance_model, batch_size=args.encoder_batch_size, device=args.device, dtype="float32", backend="torch"))
+    _, got = rer.score_examples(examples, responses, args.batch_size, return_features=True, progress=False)
+    _, ref = exact.score_examples(examples, responses, args.batch_size, return_features=True, progress=False)
+    for name in ("QR", "RAR"):
+        diffs = [abs(a[name] - b[name]) for a, b in zip(got, ref) if a[name] == a[name] and b[name] == b[name]]
+        print(f"max |{name} - float32 {name}| over {len(diffs)} samples: {max(diffs):.2e}")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def test_quickstart_smoke_produces_every_artefact_and_reuses_them(tmp_path):
 
     # A second run reuses every finished phase: no training, no generation, no scoring.
     mtimes = {p: p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file() and p.name != "summary.txt"
-              and p.name not in ("monotonicity.json", "monotonicity.png", "phase_times.tsv")}
+              and p.name not in ("monotonicity.json", "monotonicity.png", "monotonicity_features.png",
+                                 "phase_times.tsv")}
     again, _ = run_quickstart(run_dir)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "reusing the finished run" in again.stdout

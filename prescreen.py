@@ -1,0 +1,488 @@
+"""Rank reward designs before any training: which white-box design orders existing systems as the gold does?
+
+A PPO run costs thousands of GPU steps, and tells you one Spearman number. Many systems' outputs already exist
+(AlpacaEval publishes hundreds; every run leaves its checkpoints' outputs), so a design that cannot even order
+those systems as the gold orders them is unlikely to steer training toward what the gold likes. This script
+scores every system with every design and reports, per design and per gold, the system-level Spearman and
+Kendall correlation with the gold, a bootstrap 95% interval over instructions, and (when the gold is a model)
+the per-sample Spearman over every (system, instruction) pair.
+
+    python prescreen.py --systems runs/quickstart/policy_base runs/quickstart/policy_step_* \\
+        --annotations_path data/eval.json --gold_model runs/quickstart/gold_standin --gold_type classifier \\
+        --rar_max_dot=1.0 --output_dir runs/quickstart/prescreen
+
+Systems (`--systems`): an outputs file (alpaca_eval format), a folder holding `model_outputs.json` (AlpacaEval's
+`results/{model}/` layout) or one `alpaca-eval-*.json` (a checkpoint folder of evaluation.py), or a folder of such
+folders. Every system must answer every instruction of the annotated file (qtype, reference answer).
+Gold: `--gold_model` (repeatable; any gold eval_monotonicity.py supports) and/or `--gold_csv name,score` (a
+leaderboard's per-system scores, e.g. AlpacaEval win rates).
+Designs (`--designs`): the paper's flag combinations by name (`LI`, `LI+RP`, `LI+RP+QR`, `RER` = all four; any
+`+`-joined set of LI, RP, QR, RAR), plus one design per `--features_module` file (its features and `combine`, on
+top of all four flags).
+
+Scoring is cached under `--cache_dir`: the features of each outputs file once (the relevance encoder's work),
+then the reward of each (file, design) and the gold scores of each (file, gold), each keyed by a hash of exactly
+what was scored; adding a design or a system computes only what is new.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+from tqdm.auto import tqdm
+
+from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from eval_monotonicity import (GoldSpec, cached_scores, content_hash, find_outputs_file, gold_specs, load_gold,
+                               merge_repeated_flags)
+from evaluation import REPO, resolve_prompt_format
+from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
+from prompts import clean_response
+from reward_model import (CombineFn, FeatureFn, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
+                          Sample, load_features_module, paper_reward, tokenize)
+
+PAPER_DESIGNS = ("LI", "LI+RP", "LI+RP+QR", "RER")
+FLAG_OF = {"LI": "length_incentive", "RP": "repetition_penalty", "QR": "relevance_scaling", "RAR": "reward_branching"}
+
+
+@dataclass
+class PrescreenArguments:
+    systems: list[str] = field(
+        default_factory=list, metadata={"help": "outputs files, system folders, or folders of system folders"})
+    annotations_path: str = field(default=str(REPO / "data" / "eval.json"),
+                                  metadata={"help": "annotated instructions (qtype, reference answer)"})
+    designs: list[str] = field(default_factory=lambda: list(PAPER_DESIGNS),
+                               metadata={"help": "flag combinations: LI, LI+RP, LI+RP+QR, RER (= LI+RP+QR+RAR), ..."})
+    features_module: list[str] | None = field(
+        default=None, metadata={"help": "features files, one design each (all four flags plus its features)"})
+    gold_model: list[str] | None = field(default=None, metadata={"help": "gold reward model(s); repeat for several"})
+    gold_type: list[str] = field(default_factory=lambda: ["starling"],
+                                 metadata={"help": "starling | classifier, one for all golds or one each"})
+    gold_tokenizer: list[str] | None = field(default=None, metadata={"help": "gold tokenizer(s), one or one each"})
+    gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
+    gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
+    gold_csv: str | None = field(default=None, metadata={"help": "per-system gold scores: rows of name,score"})
+    prompt_format: str = field(default="alpaca", metadata={"help": "auto | chat | alpaca: role markers to cut at"})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer for --prompt_format chat/auto"})
+    output_dir: str = field(default="prescreen", metadata={"help": "where prescreen.json and the plots go"})
+    cache_dir: str | None = field(default=None, metadata={"help": "score cache (default: {output_dir}/cache)"})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples over instructions"})
+    bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Systems and designs.
+
+
+@dataclass
+class System:
+    name: str
+    path: Path
+    responses: list[str]  # cleaned, in the annotated file's order
+
+
+def system_file(path: Path) -> Path | None:
+    """The outputs file of a system folder (AlpacaEval's model_outputs.json, or evaluation.py's), else None."""
+    if (path / "model_outputs.json").is_file():
+        return path / "model_outputs.json"
+    if any(path.glob("alpaca-eval-*.json")):
+        return find_outputs_file(path)
+    return None
+
+
+def system_name(file: Path) -> str:
+    if file.name == "model_outputs.json" or file.name == f"alpaca-eval-{file.parent.name}.json":
+        return file.parent.name
+    return file.stem.removeprefix("alpaca-eval-")
+
+
+def find_systems(paths: Sequence[str]) -> list[tuple[str, Path]]:
+    """(name, outputs file) of every system the paths name, in the order given."""
+    found: list[tuple[str, Path]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            found.append((system_name(p), p))
+        elif p.is_dir():
+            own = system_file(p)
+            if own is not None:
+                found.append((p.name, own))
+                continue
+            inner = [(sub.name, f) for sub in sorted(p.iterdir()) if sub.is_dir() and (f := system_file(sub))]
+            if not inner:
+                raise DataError(f"--systems {raw}: no model_outputs.json or alpaca-eval-*.json in it or its folders")
+            found += inner
+        else:
+            raise DataError(f"--systems {raw}: not found")
+    names = [n for n, _ in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"--systems: several systems named {dupes[0]!r}; give each its own folder name")
+    if len(found) < 2:
+        raise DataError(f"--systems: found {len(found)} system(s); ranking needs at least 2")
+    return found
+
+
+def load_system(name: str, path: Path, examples: list[Example], stop_strings: Sequence[str],
+                do_strip: bool) -> System:
+    """The system's responses in the annotated file's order; every annotated instruction must be answered."""
+    outputs = load_outputs(path)
+    joined = join_outputs(outputs, examples, path)
+    answer: dict[int, str] = {}
+    for ex, rec in zip(joined, outputs):
+        answer.setdefault(id(ex), rec["output"])
+    missing = [ex for ex in examples if id(ex) not in answer]
+    if missing:
+        raise DataError(f"system {name!r} ({path}): no output for {len(missing)} of {len(examples)} annotated "
+                        f"instructions (first: {missing[0].seed_input[:60]!r})")
+    raw = [answer[id(ex)] for ex in examples]
+    return System(name, path, [clean_response(r, tuple(stop_strings)) if do_strip else r for r in raw])
+
+
+@dataclass
+class Design:
+    """A reward design: the paper's four flags, and optionally a features module's features and combine rule."""
+
+    name: str
+    config: RewardConfig
+    extra_features: dict[str, FeatureFn] = field(default_factory=dict)
+    combine: CombineFn | None = None
+    ident: Any = None  # what its scores depend on (flags, module code): part of its cache key
+
+
+def parse_design(name: str, base: RewardConfig) -> Design:
+    parts = {"LI", "RP", "QR", "RAR"} if name == "RER" else set(name.split("+"))
+    unknown = sorted(parts - set(FLAG_OF))
+    if unknown or not name:
+        raise DataError(f"--designs: unknown design {name!r} (expected LI, LI+RP, LI+RP+QR, RER or a +-joined set "
+                        "of LI, RP, QR, RAR)")
+    if "RAR" in parts and "QR" not in parts:
+        raise DataError(f"--designs {name}: RAR (branching) needs QR, as in the paper's flags")
+    config = replace(base, **{flag: key in parts for key, flag in FLAG_OF.items()})
+    return Design(name, config, ident=[name, asdict(config)])
+
+
+def module_design(path: str, base: RewardConfig) -> Design:
+    features, combine = load_features_module(path)
+    config = replace(base, **{flag: True for flag in FLAG_OF.values()})
+    return Design(Path(path).stem, config, features, combine, ident=[path, Path(path).read_text(), asdict(config)])
+
+
+def design_rewards(design: Design, features: list[dict[str, float | None]], examples: list[Example],
+                   responses: list[str]) -> list[float]:
+    """The design's reward of every sample, from the features computed once per file with all flags on: LI and RP
+    read 1.0 when the design turns them off, and the combination is the paper's (or the module's `combine`),
+    exactly as ReversedEngineeredRewardForInference would compute it with the design's flags."""
+    c = design.config
+    rewards = []
+    for f, ex, response in zip(features, examples, responses):
+        g: dict[str, Any] = {"LI": f["LI"] if c.length_incentive else 1.0, "RP": f["RP"] if c.repetition_penalty else 1.0,
+                             "QR": math.nan if f.get("QR") is None else f["QR"],
+                             "RAR": math.nan if f.get("RAR") is None else f["RAR"], "qtype": ex.qtype}
+        g["paper_reward"] = paper_reward(g, c)
+        if design.extra_features:
+            sample = Sample(ex.query, response, ex.reference, ex.qtype, tuple(tokenize(response)))
+            for name, fn in design.extra_features.items():
+                g[name] = fn(sample)
+        rewards.append(float(design.combine(g)) if design.combine else g["paper_reward"])
+    return rewards
+
+
+def module_features(designs: Sequence[Design], examples: list[Example], responses: list[str]) -> list[dict]:
+    """Values of every features module's own features (for the per-feature view), per sample."""
+    out: list[dict[str, float]] = [{} for _ in responses]
+    for d in designs:
+        for name, fn in d.extra_features.items():
+            for row, ex, r in zip(out, examples, responses):
+                row[name] = float(fn(Sample(ex.query, r, ex.reference, ex.qtype, tuple(tokenize(r)))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Gold.
+
+
+def read_gold_csv(path: str, systems: Sequence[str]) -> dict[str, float]:
+    """Rows of `name,score` (a header row is allowed); every system needs a score."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"--gold_csv {path}: file not found")
+    scores: dict[str, float] = {}
+    with p.open(newline="") as fh:
+        for i, row in enumerate(csv.reader(fh)):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2:
+                raise DataError(f"--gold_csv {path}: row {i + 1}: expected name,score")
+            try:
+                scores[row[0].strip()] = float(row[1])
+            except ValueError:
+                if i == 0:
+                    continue  # a header
+                raise DataError(f"--gold_csv {path}: row {i + 1}: score {row[1]!r} is not a number") from None
+    for name in systems:
+        if name not in scores:
+            raise DataError(f"--gold_csv {path}: no score for system {name!r}")
+    return {name: scores[name] for name in systems}
+
+
+@dataclass
+class Gold:
+    name: str
+    system_scores: np.ndarray  # (systems,)
+    per_sample: np.ndarray | None  # (systems, instructions) when the gold is a model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def _stat(x: Any) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def bootstrap_interval(P: np.ndarray, gold: Gold, n_resamples: int, seed: int) -> dict[str, Any]:
+    """95% percentile interval of the system-level Spearman, resampling instructions with replacement (the gold's
+    per-system scores are resampled too when it is a model; a CSV gold is fixed)."""
+    rng = np.random.default_rng(seed)
+    n = P.shape[1]
+    stats = []
+    with warnings.catch_warnings():  # a resample with a constant mean vector has no correlation: counted below
+        warnings.simplefilter("ignore")
+        for _ in range(n_resamples):
+            cols = rng.integers(0, n, size=n)
+            g = gold.per_sample[:, cols].mean(1) if gold.per_sample is not None else gold.system_scores
+            rho = spearmanr(P[:, cols].mean(1), g).statistic
+            if not math.isnan(rho):
+                stats.append(rho)
+    lo, hi = np.percentile(stats, [2.5, 97.5]).tolist() if stats else [None, None]
+    return {"n_resamples": n_resamples, "seed": seed, "n_valid": len(stats), "ci95": [lo, hi]}
+
+
+def design_stats(P: np.ndarray, gold: Gold, args: PrescreenArguments) -> dict[str, Any]:
+    means = P.mean(1)
+    s, k = spearmanr(means, gold.system_scores), kendalltau(means, gold.system_scores)
+    out = {"spearman": {"statistic": _stat(s.statistic), "pvalue": _stat(s.pvalue)},
+           "kendall": {"statistic": _stat(k.statistic), "pvalue": _stat(k.pvalue)},
+           "bootstrap": bootstrap_interval(P, gold, args.bootstrap_samples, args.bootstrap_seed),
+           "per_sample_spearman": None}
+    if gold.per_sample is not None:
+        out["per_sample_spearman"] = _stat(spearmanr(P.ravel(), gold.per_sample.ravel()).statistic)
+    return out
+
+
+def print_ranking(ranked: list[dict[str, Any]], golds: Sequence[Gold]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"reward designs ranked by system-level Spearman with gold {golds[0].name}")
+    table.add_column("rank", justify="right")
+    table.add_column("design")
+    for g in golds:
+        for col in ("Spearman", "Kendall", "95% CI") + (("per-sample",) if g.per_sample is not None else ()):
+            table.add_column(f"{col} {g.name}" if len(golds) > 1 else col, justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for rank, row in enumerate(ranked, 1):
+        cells = [str(rank), row["design"]]
+        for g in golds:
+            st = row["golds"][g.name]
+            lo, hi = st["bootstrap"]["ci95"]
+            cells += [fmt(st["spearman"]["statistic"]), fmt(st["kendall"]["statistic"]), f"[{fmt(lo)}, {fmt(hi)}]"]
+            if g.per_sample is not None:
+                cells.append(fmt(st["per_sample_spearman"]))
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def plot_ranking(ranked: list[dict[str, Any]], golds: Sequence[Gold], path: Path) -> None:
+    """Spearman with each gold per design (bars), with the bootstrap interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(ranked) + 2), 4))
+    width = 0.8 / len(golds)
+    for i, g in enumerate(golds):
+        xs = [k + (i - (len(golds) - 1) / 2) * width for k in range(len(ranked))]
+        vals = [r["golds"][g.name]["spearman"]["statistic"] or 0.0 for r in ranked]
+        cis = [r["golds"][g.name]["bootstrap"]["ci95"] for r in ranked]
+        err = [[max(0.0, v - (lo if lo is not None else v)) for v, (lo, _) in zip(vals, cis)],
+               [max(0.0, (hi if hi is not None else v) - v) for v, (_, hi) in zip(vals, cis)]]
+        ax.bar(xs, vals, width, yerr=err, capsize=3, label=f"gold {g.name}")
+    ax.set_xticks(range(len(ranked)), [r["design"] for r in ranked], rotation=20, ha="right")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("system-level Spearman with the gold")
+    ax.set_title("reward designs before training (bootstrap 95% CI over instructions)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name)
+
+
+def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
+    """The whole screen; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
+    if not args.gold_model and not args.gold_csv:
+        raise DataError("no gold: pass --gold_model (a reward model) and/or --gold_csv (per-system scores)")
+    specs = gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer) if args.gold_model else []
+    designs = [parse_design(d, config) for d in args.designs]
+    designs += [module_design(p, config) for p in args.features_module or []]
+    names = [d.name for d in designs]
+    if len(set(names)) != len(names):
+        raise DataError(f"--designs/--features_module: a design name occurs twice ({', '.join(names)})")
+    examples = load_examples(args.annotations_path, require_qtype=True)
+    found = find_systems(args.systems)
+    gold_csv = read_gold_csv(args.gold_csv, [n for n, _ in found]) if args.gold_csv else None
+    tokenizer = None
+    if args.prompt_format in ("auto", "chat") and args.tokenizer_name:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
+    stop_strings = resolve_prompt_format(args.prompt_format, tokenizer).stop_strings
+    systems = [load_system(n, p, examples, stop_strings, config.do_strip) for n, p in found]
+    out = Path(args.output_dir)
+    cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
+    folder = {s.name: cache / f"{slug(s.name)}-{content_hash(str(s.path.resolve()))[:8]}" for s in systems}
+    for f in folder.values():
+        f.mkdir(parents=True, exist_ok=True)
+
+    # Phase 1: features of every file with all four flags on (the encoder's work), once per file.
+    all_on = replace(config, **{flag: True for flag in FLAG_OF.values()})
+    feature_tag = content_hash([asdict(all_on), encoder.name if encoder else None])[:12]
+    scorer: list[ReversedEngineeredRewardForInference] = []  # built on first use: a cached re-run loads no encoder
+
+    def features_of(s: System) -> list[dict[str, float | None]]:
+        if not scorer:
+            # Responses are cleaned already (load_system), so the scorer does not clean them again.
+            scorer.append(ReversedEngineeredRewardForInference(replace(all_on, do_strip=False), encoder=encoder))
+        _, feats = scorer[0].score_examples(examples, s.responses, return_features=True, progress=False)
+        return [numeric_features(f) for f in feats]
+
+    inputs = {s.name: [[e.query, r, e.reference, e.qtype] for e, r in zip(examples, s.responses)] for s in systems}
+    features = {s.name: cached_scores(folder[s.name] / f"features-{feature_tag}.json", inputs[s.name],
+                                      lambda s=s: features_of(s))
+                for s in tqdm(systems, desc="features (per system)", unit="system")}
+
+    # Phase 2: every design's reward per file, cached per (file, design).
+    P: dict[str, np.ndarray] = {}
+    with tqdm(total=len(designs) * len(systems), desc="designs (per system x design)", unit="score") as bar:
+        for d in designs:
+            rows = []
+            for s in systems:
+                rows.append(cached_scores(
+                    folder[s.name] / f"design-{slug(d.name)}-{content_hash(d.ident)[:8]}.json", [inputs[s.name], d.ident],
+                    lambda d=d, s=s: score_design(d, features[s.name], examples, s.responses)))
+                bar.update()
+            P[d.name] = np.array(rows, dtype=float)
+
+    # Phase 3: the golds.
+    golds: list[Gold] = []
+    for spec in specs:
+        loaded: list[Any] = []
+        instructions = [e.user_turn for e in examples]
+
+        def gold_scores(s: System, spec: GoldSpec = spec) -> list[float]:
+            if not loaded:
+                loaded.append(load_gold(spec, args.gold_batch_size, args.gold_device, args.trust_remote_code))
+            return loaded[0].score(instructions, s.responses, progress=False)
+
+        M = np.array([cached_scores(folder[s.name] / f"gold-{spec.slug}.json", [instructions, s.responses],
+                                    lambda s=s: monotonicity_cache(s, spec, [instructions, s.responses])
+                                    or gold_scores(s))
+                      for s in tqdm(systems, desc=f"gold {spec.short} (per system)", unit="system")], dtype=float)
+        golds.append(Gold(spec.short, M.mean(1), M))
+        loaded.clear()
+    if gold_csv is not None:
+        golds.append(Gold(Path(args.gold_csv).stem, np.array([gold_csv[s.name] for s in systems], dtype=float), None))
+
+    # Statistics, ranking, per-feature view across systems.
+    results = [{"design": d.name, "system_means": dict(zip([s.name for s in systems], P[d.name].mean(1).tolist())),
+                "golds": {g.name: design_stats(P[d.name], g, args) for g in golds}} for d in designs]
+    primary = golds[0].name
+    ranked = sorted(results, key=lambda r: -(r["golds"][primary]["spearman"]["statistic"]
+                                              if r["golds"][primary]["spearman"]["statistic"] is not None else -2))
+    print_ranking(ranked, golds)
+    agreement = {}
+    for i, a in enumerate(golds):
+        for b in golds[i + 1:]:
+            rho = _stat(spearmanr(a.system_scores, b.system_scores).statistic)
+            agreement[f"{a.name} vs {b.name}"] = rho
+            print(f"gold agreement {a.name} vs {b.name}: system-level Spearman {rho if rho is None else round(rho, 3)} "
+                  "(a ceiling for any design)")
+    extras = {s.name: module_features(designs, examples, s.responses) for s in systems}
+    rows = [[{**f, **x} for f, x in zip(features[s.name], extras[s.name])] for s in systems]
+    qtypes = [e.qtype or "unknown" for e in examples]
+    views = {g.name: feature_view([s.name for s in systems], rows,
+                                  g.per_sample if g.per_sample is not None else np.repeat(
+                                      g.system_scores[:, None], len(examples), axis=1), qtypes) for g in golds}
+    for name, view in views.items():
+        print_feature_view(view, name, label_name="system")
+    print(f"best design for gold {primary}: {ranked[0]['design']}; worst: {ranked[-1]['design']}")
+
+    result = {"systems": {s.name: str(s.path) for s in systems}, "annotations_path": args.annotations_path,
+              "n_instructions": len(examples), "designs": [d.name for d in designs],
+              "golds": {g.name: g.system_scores.tolist() for g in golds}, "gold_agreement": agreement,
+              "ranking": ranked, "feature_view": views,
+              "feature_tracking_best": {g: best_and_worst(v)[0] for g, v in views.items()},
+              "reward_config": asdict(config), "prompt_format": args.prompt_format}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "prescreen.json").write_text(json.dumps(result, indent=2))
+    plot_ranking(ranked, golds, out / "prescreen.png")
+    plot_feature_view(views, "features across systems, beside the gold", out / "prescreen_features.png",
+                      xlabel="system")
+    print(f"wrote {out / 'prescreen.json'}, {out / 'prescreen.png'} and {out / 'prescreen_features.png'}")
+    return result
+
+
+def monotonicity_cache(s: System, spec: GoldSpec, key_obj: Any) -> list[float] | None:
+    """Gold scores eval_monotonicity.py left beside a checkpoint's outputs file, when they are of the same texts."""
+    path = s.path.parent / f"scores-gold-{spec.slug}.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == content_hash(key_obj):
+            return stored["scores"]
+    return None
+
+
+def score_design(design: Design, features: list[dict[str, float | None]], examples: list[Example],
+                 responses: list[str]) -> list[float]:
+    """One (file, design) score list; a named function so that tests can count what is computed."""
+    return design_rewards(design, features, examples, responses)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[PrescreenArguments, RewardConfig]:
+    from transformers import HfArgumentParser
+
+    argv = merge_repeated_flags(sys.argv[1:] if argv is None else argv,
+                                ("--gold_model", "--gold_type", "--gold_tokenizer", "--features_module", "--systems",
+                                 "--designs"))
+    return HfArgumentParser((PrescreenArguments, RewardConfig)).parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args, config = parse_args(argv)
+    with exit_on_data_error():
+        return run(args, config)
+
+
+if __name__ == "__main__":
+    main()
