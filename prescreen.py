@@ -46,9 +46,10 @@ from eval_monotonicity import (GoldSpec, cached_scores, content_hash, find_outpu
                                merge_repeated_flags)
 from evaluation import REPO, resolve_prompt_format
 from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
+from precision import resolve_dtype
 from prompts import clean_response
 from reward_model import (CombineFn, FeatureFn, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
-                          Sample, load_features_module, paper_reward, tokenize)
+                          Sample, load_features_module, paper_reward, resolve_device, tokenize)
 
 PAPER_DESIGNS = ("LI", "LI+RP", "LI+RP+QR", "RER")
 FLAG_OF = {"LI": "length_incentive", "RP": "repetition_penalty", "QR": "relevance_scaling", "RAR": "reward_branching"}
@@ -70,6 +71,11 @@ class PrescreenArguments:
     gold_tokenizer: list[str] | None = field(default=None, metadata={"help": "gold tokenizer(s), one or one each"})
     gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
     gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+    gold_prompt: str = field(
+        default="paper", metadata={"help": "Starling's input: paper (the paper's wrapping) | model_card"})
+    gold_dtype: str = field(
+        default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively, else float32) | bfloat16 | "
+                                  "float32"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
     gold_csv: str | None = field(default=None, metadata={"help": "per-system gold scores: rows of name,score"})
     prompt_format: str = field(default="alpaca", metadata={"help": "auto | chat | alpaca: role markers to cut at"})
@@ -343,7 +349,10 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
     """The whole screen; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
     if not args.gold_model and not args.gold_csv:
         raise DataError("no gold: pass --gold_model (a reward model) and/or --gold_csv (per-system scores)")
-    specs = gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer) if args.gold_model else []
+    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
+    gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
+    specs = (gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
+             if args.gold_model else [])
     designs = [parse_design(d, config) for d in args.designs]
     designs += [module_design(p, config) for p in args.features_module or []]
     names = [d.name for d in designs]
@@ -398,7 +407,7 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
     golds: list[Gold] = []
     for spec in specs:
         loaded: list[Any] = []
-        instructions = [e.user_turn for e in examples]
+        instructions = [getattr(e, spec.instruction_form) for e in examples]
 
         def gold_scores(s: System, spec: GoldSpec = spec) -> list[float]:
             if not loaded:
