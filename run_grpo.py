@@ -340,6 +340,15 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
 
     trl_dir = Path(args.output_dir) / "trl"  # TRL's checkpoint-N land here, then move to {output_dir}_step_N
     grad_acc = trl_args.batch_size // trl_args.mini_batch_size
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        # A DeepSpeed launch config's gradient_accumulation_steps (1 in the paper's, reproduced by run_ppo.py) is a
+        # PPO detail; here one optimizer update per rollout batch defines the method, so the batch's own count wins
+        # (transformers would otherwise stop on the mismatch).
+        launch_acc = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+        if launch_acc not in (None, "auto", str(grad_acc)) and main_proc:
+            print(f"note: the launch config's gradient_accumulation_steps={launch_acc} is replaced by {grad_acc} "
+                  "(batch_size / mini_batch_size): one optimizer update per rollout batch", file=sys.stderr)
+        os.environ["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] = str(grad_acc)
     launch_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     common = dict(
         output_dir=str(trl_dir), run_name=args.exp_name, seed=args.seed, max_steps=args.overall_steps,
