@@ -26,7 +26,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from nltk.tokenize import wordpunct_tokenize
@@ -316,8 +316,8 @@ class ReversedEngineeredRewardForInference:
             if self.extra_features:
                 sample = Sample(queries[i], cleaned[i], references[i], qtypes[i], tuple(tokens[i]))
                 for name, fn in self.extra_features.items():
-                    f[name] = fn(sample)
-            f["reward"] = float(self.combine(f)) if self.combine else f["paper_reward"]
+                    f[name] = _user_number(fn, sample, f"feature {name!r}", i)
+            f["reward"] = _user_number(self.combine, f, "combine", i) if self.combine else f["paper_reward"]
             rewards.append(f["reward"])
             features.append(f)
         return (rewards, features) if return_features else rewards
@@ -336,19 +336,49 @@ class ReversedEngineeredRewardForInference:
         return (rewards, features) if return_features else rewards
 
 
-def load_features_module(path: str) -> tuple[dict[str, FeatureFn], CombineFn | None]:
+def _user_number(fn: Callable, arg: Any, what: str, index: int) -> float:
+    """Call a researcher's feature (or `combine`): what it raises or returns instead of a number becomes one
+    line naming it and the sample's index in the batch."""
+    try:
+        value = fn(arg)
+    except Exception as err:  # their code: report it as theirs, then stop
+        raise DataError(f"{what} raised on sample {index}: {type(err).__name__}: {err}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # numpy / torch scalars
+        except (TypeError, ValueError):
+            raise DataError(f"{what} returned {type(value).__name__} on sample {index}, expected a number") from None
+    return float(value)
+
+
+def load_features_module(path: str, flag: str = "features_module") -> tuple[dict[str, FeatureFn], CombineFn | None]:
     """Import a researcher's feature file: `EXTRA_FEATURES = {name: fn(sample)}` and optionally `combine(f)`.
-    It is their own code, run as any script they write would be."""
+    It is their own code, run as any script they write would be; a file that breaks the contract stops here,
+    in one line, before any model loads."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"--{flag} {path}: " + ("is a folder, expected a Python file" if p.is_dir() else "no such file"))
     spec = importlib.util.spec_from_file_location(p.stem, p)
+    if spec is None or spec.loader is None:
+        raise DataError(f"--{flag} {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    features = getattr(module, "EXTRA_FEATURES", {})
-    if not isinstance(features, dict):
-        raise DataError(f"{path}: EXTRA_FEATURES must be a dict of name -> function")
-    return features, getattr(module, "combine", None)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's module: report where it broke, in one line
+        raise DataError(f"--{flag} {path}: importing it failed: {type(err).__name__}: {err}") from None
+    if not hasattr(module, "EXTRA_FEATURES"):
+        raise DataError(f"--{flag} {path}: defines no EXTRA_FEATURES (a dict of name -> function(sample))")
+    features = module.EXTRA_FEATURES
+    if not isinstance(features, dict) or not features:
+        raise DataError(f"--{flag} {path}: EXTRA_FEATURES must be a non-empty dict of name -> function(sample), "
+                        f"got {type(features).__name__}")
+    for name, fn in features.items():
+        if not isinstance(name, str) or not callable(fn):
+            raise DataError(f"--{flag} {path}: EXTRA_FEATURES[{name!r}] must be a function of one sample")
+    combine = getattr(module, "combine", None)
+    if combine is not None and not callable(combine):
+        raise DataError(f"--{flag} {path}: combine must be a function of the feature dict")
+    return features, combine
 
 
 # =========================================================================================================

@@ -1,0 +1,48 @@
+"""The one function that says which checkpoints exist: complete `{prefix}_step_N` folders, ordered by N.
+
+run_ppo.py and run_grpo.py (resume from the latest), eval_monotonicity.py, scripts/evaluate.sh and the
+quickstart all list checkpoints through `list_checkpoints`, so none of them can take a killed save for one.
+A folder counts when its name is exactly `{prefix}_step_N` and it holds a loadable LoRA adapter (config and
+weights); saves are built under a hidden temporary name and renamed into place only when complete (files.py).
+
+    python checkpoints.py runs/quickstart/policy      # prints the complete checkpoints, one per line
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def is_complete(folder: Path) -> bool:
+    return folder.is_dir() and all((folder / f).is_file() for f in ADAPTER_FILES)
+
+
+def list_checkpoints(prefix: str | Path, steps: list[int] | None = None) -> list[tuple[int, Path]]:
+    """(N, folder) of every complete `{prefix}_step_N`, sorted by N; `steps` keeps only those N."""
+    prefix = Path(str(prefix).rstrip("/"))
+    parent = prefix.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(rf"{re.escape(prefix.name)}_step_(\d+)")
+    found = []
+    for p in parent.iterdir():
+        m = pattern.fullmatch(p.name)
+        if m and is_complete(p) and (steps is None or int(m.group(1)) in steps):
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("prefix", help="checkpoint prefix: the run's --output_dir (folders {prefix}_step_N)")
+    args = parser.parse_args(argv)
+    for _, path in list_checkpoints(args.prefix):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Checks every CLI runs on its flags before any expensive work (a model load, scoring, training).
+
+Each check raises DataError with one line naming the flag or file and what was expected; the scripts print
+it as `error: ...` and exit with code 2 (`data.exit_on_data_error`). A check never creates anything: an
+output folder that does not exist yet is fine when its nearest existing parent is a writable folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from data import DataError
+
+# A hub name: `name` or `owner/name`, no path syntax. Anything else that does not exist is a missing folder.
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def parse_flags(dataclass_types: Sequence[type], argv: Sequence[str] | None, description: str | None = None):
+    """HfArgumentParser, except that unknown flags give argparse's one-line usage error (exit 2), not a
+    ValueError traceback."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(tuple(dataclass_types), description=description)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return tuple(parsed)
+
+
+# --- numbers and choices ---------------------------------------------------------------------------------
+
+
+def positive(flag: str, value: float | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise DataError(f"--{flag} must be > 0, got {value}")
+
+
+def non_negative(flag: str, value: float | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 0:
+        raise DataError(f"--{flag} must be >= 0, got {value}")
+
+
+def one_of(flag: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise DataError(f"--{flag} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+# --- files and folders -----------------------------------------------------------------------------------
+
+
+def input_file(flag: str, path: str | os.PathLike) -> Path:
+    """An existing, readable file."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"--{flag} {p}: no such file")
+    if p.is_dir():
+        raise DataError(f"--{flag} {p}: is a folder, expected a file")
+    if not os.access(p, os.R_OK):
+        raise DataError(f"--{flag} {p}: not readable")
+    return p
+
+
+def input_data(flag: str, path: str | os.PathLike) -> None:
+    """A data file (JSON/JSONL), or anything else `datasets.load_dataset` reads (a dataset folder, a hub name)."""
+    p = Path(path)
+    if p.suffix.lower() in (".json", ".jsonl"):
+        input_file(flag, p)
+    elif not p.exists() and not HUB_NAME.fullmatch(str(path)):
+        raise DataError(f"--{flag} {p}: no such file or folder")
+
+
+def input_folder(flag: str, path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"--{flag} {p}: no such folder")
+    if not p.is_dir():
+        raise DataError(f"--{flag} {p}: is a file, expected a folder")
+    return p
+
+
+def _nearest_existing(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def output_folder(flag: str, path: str | os.PathLike, must_exist: bool = False) -> Path:
+    """A folder the script may create or write into."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise DataError(f"--{flag} {p}: is a file, expected a folder")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise DataError(f"--{flag} {p}: folder is not writable")
+        return p
+    if must_exist:
+        raise DataError(f"--{flag} {p}: no such folder")
+    base = _nearest_existing(p)
+    if not base.is_dir():
+        raise DataError(f"--{flag} {p}: {base} is a file, so the folder cannot be created")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise DataError(f"--{flag} {p}: cannot be created ({base} is not writable)")
+    return p
+
+
+def output_file(flag: str, path: str | os.PathLike) -> Path:
+    """A file the script may create or replace."""
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"--{flag} {p}: is a folder, expected a file name")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise DataError(f"--{flag} {p}: file is not writable")
+    output_folder(flag, p.parent if str(p.parent) else Path("."))
+    return p
+
+
+def output_prefix(flag: str, prefix: str | os.PathLike) -> None:
+    """A checkpoint prefix `{prefix}_step_N`: its parent folder must be creatable."""
+    p = Path(str(prefix).rstrip("/"))
+    if p.exists() and not p.is_dir():
+        raise DataError(f"--{flag} {p}: is a file, expected a folder")
+    output_folder(flag, p.parent)
+    output_folder(flag, p)
+
+
+# --- models ----------------------------------------------------------------------------------------------
+
+
+def model(flag: str, name: str, cache_dir: str | None = None, marker: str = "config.json") -> None:
+    """A local model folder holding `marker`, or a hub name (which, offline, must be in the hub cache)."""
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise DataError(f"--{flag} {name}: is a file, expected a model folder")
+        if not (p / marker).is_file():
+            raise DataError(f"--{flag} {name}: folder has no {marker}, so it is not a saved model")
+        return
+    if not HUB_NAME.fullmatch(name) or name.startswith(".") or "/." in name:
+        raise DataError(f"--{flag} {name}: no such folder")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, marker, cache_dir=cache_dir), str):
+            raise DataError(f"--{flag} {name}: no such folder, and not in the hub cache (HF_HUB_OFFLINE=1)")
+
+
+def adapter(flag: str, path: str) -> None:
+    """A LoRA adapter folder: a readable adapter_config.json and a complete adapter_model.safetensors."""
+    p = input_folder(flag, path)
+    cfg = p / "adapter_config.json"
+    if not cfg.is_file():
+        raise DataError(f"--{flag} {p}: no adapter_config.json, so it is not a LoRA adapter folder")
+    try:
+        json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"--{flag} {cfg}: not valid JSON ({err})") from None
+    safetensors_file(flag, p / "adapter_model.safetensors")
+
+
+def safetensors_file(flag: str, path: Path) -> None:
+    """A safetensors file whose header is intact and whose tensors all lie inside the file (a truncated copy
+    fails here, before any model is loaded)."""
+    if not path.is_file():
+        raise DataError(f"--{flag} {path.parent}: no {path.name}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        header = f.read(n) if 0 < n <= size - 8 else b""
+    try:
+        meta = json.loads(header.decode("utf-8")) if header else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise DataError(f"--{flag} {path}: not a safetensors file (unreadable header)")
+    end = max((t["data_offsets"][1] for k, t in meta.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise DataError(f"--{flag} {path}: truncated ({size} bytes; its header needs {8 + n + end})")
+
+
+# --- the reward's flags ----------------------------------------------------------------------------------
+
+
+def reward_flags(cfg: Any) -> None:
+    """RewardConfig's flags (shared by every script that scores with the proxy)."""
+    positive("max_sequence_length", cfg.max_sequence_length)
+    positive("rar_max_dot", cfg.rar_max_dot)
+    positive("reward_model_batch_size", cfg.reward_model_batch_size)
+    one_of("relevance_model_type", cfg.relevance_model_type, ("auto", "sentence_transformers", "contriever"))
+    one_of("reward_dtype", cfg.reward_dtype, ("auto", "float32", "bfloat16"))
+    one_of("relevance_backend", cfg.relevance_backend, ("torch", "onnx", "onnx-int8"))
+    if cfg.uses_relevance and cfg.relevance_model:
+        model("relevance_model", cfg.relevance_model)
+
+
+def features_module(flag: str, path: str | None) -> None:
+    """Import the researcher's feature file now, so a broken one stops the run before any model loads."""
+    if path:
+        from reward_model import load_features_module
+
+        load_features_module(path, flag)
