@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Callable
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -21,8 +22,11 @@ def is_complete(folder: Path) -> bool:
     return folder.is_dir() and all((folder / f).is_file() for f in ADAPTER_FILES)
 
 
-def list_checkpoints(prefix: str | Path, steps: list[int] | None = None) -> list[tuple[int, Path]]:
-    """(N, folder) of every complete `{prefix}_step_N`, sorted by N; `steps` keeps only those N."""
+def list_checkpoints(prefix: str | Path, steps: list[int] | None = None,
+                     accept: Callable[[Path], bool] = is_complete) -> list[tuple[int, Path]]:
+    """(N, folder) of every complete `{prefix}_step_N`, sorted by N; `steps` keeps only those N. `accept` says
+    what counts as complete (default: a loadable adapter; eval_monotonicity.py also takes a folder that holds
+    the outputs evaluation.py wrote, since it reads only those)."""
     prefix = Path(str(prefix).rstrip("/"))
     parent = prefix.parent
     if not parent.is_dir():
@@ -31,7 +35,7 @@ def list_checkpoints(prefix: str | Path, steps: list[int] | None = None) -> list
     found = []
     for p in parent.iterdir():
         m = pattern.fullmatch(p.name)
-        if m and is_complete(p) and (steps is None or int(m.group(1)) in steps):
+        if m and accept(p) and (steps is None or int(m.group(1)) in steps):
             found.append((int(m.group(1)), p))
     return sorted(found)
 

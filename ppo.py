@@ -236,6 +236,12 @@ class AdaptiveKLController:
         proportional_error = float(np.clip(current_kl / self.target - 1, -0.2, 0.2))
         self.value *= 1 + proportional_error * n_steps / self.horizon
 
+    def state_dict(self) -> dict[str, float]:  # for accelerator.register_for_checkpointing
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = state["value"]
+
 
 class FixedKLController:
     def __init__(self, kl_coef: float):
@@ -243,6 +249,8 @@ class FixedKLController:
 
     def update(self, current_kl: float, n_steps: int) -> None:
         pass
+
+    state_dict, load_state_dict = AdaptiveKLController.state_dict, AdaptiveKLController.load_state_dict
 
 
 class RunningMoments:
@@ -810,83 +818,13 @@ class PPOTrainer:
                           "ppo/val/error": vf["error"], "ppo/val/vpred": masked_mean(vpreds[s].detach(), mask[s])})
         return torch.stack(losses).mean(), stats
 
-    # --- state for checkpoints ------------------------------------------------------------------------
+    # --- state for checkpoints (the optimizer, RNG and weights are accelerate's: run_ppo.save_checkpoint) ----
 
-    def training_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """Trainable weights (float32 masters), Adam moments and the controller/score state.
+    COUNTERS = ("current_step", "skipped_steps", "skipped_minibatches", "consecutive_skips")
 
-        Collective under DeepSpeed (every process must call it); returns full tensors on every process.
-        """
-        tensors: dict[str, torch.Tensor] = {}
-        named = trainable_named_parameters(self.unwrapped)
-        if self.is_deepspeed:
-            from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+    def state_dict(self) -> dict[str, int]:  # for accelerator.register_for_checkpointing
+        return {name: getattr(self, name) for name in self.COUNTERS}
 
-            for name, p in named:
-                tensors[f"param/{name}"] = safe_get_full_fp32_param(p).detach().float().cpu()
-                for key in ("exp_avg", "exp_avg_sq"):
-                    tensors[f"{key}/{name}"] = safe_get_full_optimizer_state(p, key).detach().float().cpu()
-            base_state = self.optimizer.optimizer.optimizer.state
-            adam_step = int(next(iter(base_state.values()))["step"]) if base_state else 0
-        else:
-            state = self.optimizer.optimizer.state
-            adam_step = 0
-            for name, p in named:
-                tensors[f"param/{name}"] = p.detach().float().cpu()
-                if p in state:
-                    for key in ("exp_avg", "exp_avg_sq"):
-                        tensors[f"{key}/{name}"] = state[p][key].detach().float().cpu()
-                    adam_step = int(state[p]["step"])
-        meta = {"step": self.current_step, "kl_coef": self.kl_ctl.value, "running_scores": self.running.state_dict(),
-                "adam_step": adam_step, "skipped_steps": self.skipped_steps,
-                "skipped_minibatches": self.skipped_minibatches, "consecutive_skips": self.consecutive_skips}
-        return {k: v.contiguous() for k, v in tensors.items()}, meta
-
-    def load_training_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        """Restore what `training_state` returned, after `accelerator.prepare`. The weights must already be
-        in the model (`load_trainable_weights` before prepare); this restores the optimizer's copy."""
-        self.current_step = meta["step"]
-        self.kl_ctl.value = meta["kl_coef"]
-        self.running.load_state_dict(meta["running_scores"])
-        self.skipped_steps = meta.get("skipped_steps", 0)
-        self.skipped_minibatches = meta.get("skipped_minibatches", 0)
-        self.consecutive_skips = meta.get("consecutive_skips", 0)
-        named = dict(trainable_named_parameters(self.unwrapped))
-        if meta["adam_step"] == 0:
-            return
-        step = torch.tensor(float(meta["adam_step"]))
-        if self.is_deepspeed:
-            # ZeRO keeps the fp32 masters and Adam moments in flat per-process partitions; each parameter
-            # maps a fragment of itself into them (`_hp_mapping`). Rebuild the partitions from full tensors.
-            zero = self.optimizer.optimizer
-            names = {id(p): n for n, p in named.items()}
-            for group, flat in zip(zero.bit16_groups, zero.single_partition_of_fp32_groups):
-                state = {"step": step.clone(), "exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
-                for lp in group:
-                    mapping = lp._hp_mapping
-                    if mapping is None:
-                        continue
-                    src, dst = mapping.lp_fragment_address, mapping.hp_fragment_address
-                    name = names[id(lp)]
-                    targets = (("param", flat), ("exp_avg", state["exp_avg"]), ("exp_avg_sq", state["exp_avg_sq"]))
-                    for key, target in targets:
-                        value = tensors[f"{key}/{name}"].to(flat.device).flatten().narrow(0, src.start, src.numel)
-                        target.data.narrow(0, dst.start, dst.numel).copy_(value)
-                zero.optimizer.state[flat] = state
-        else:
-            opt = self.optimizer.optimizer
-            for name, p in named.items():
-                opt.state[p] = {"step": step.clone(),
-                                "exp_avg": tensors[f"exp_avg/{name}"].to(p.device, p.dtype),
-                                "exp_avg_sq": tensors[f"exp_avg_sq/{name}"].to(p.device, p.dtype)}
-
-
-def load_trainable_weights(module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Copy the saved float32 masters into the module's trainable parameters (before `prepare`)."""
-    named = dict(trainable_named_parameters(module))
-    missing = [n for n in named if f"param/{n}" not in tensors]
-    if missing:
-        raise ValueError(f"checkpoint has no weights for {len(missing)} trainable parameters, e.g. {missing[0]}")
-    with torch.no_grad():
-        for name, p in named.items():
-            p.copy_(tensors[f"param/{name}"].to(p.dtype))
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for name in self.COUNTERS:
+            setattr(self, name, int(state[name]))

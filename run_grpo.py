@@ -25,7 +25,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -37,7 +36,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+import validation as v  # noqa: E402
+from checkpoints import list_checkpoints  # noqa: E402
 from data import DataError, exit_on_data_error, load_examples  # noqa: E402
+from files import clean_partials, partial_path, replace_dir  # noqa: E402
 from precision import CHOICES as PRECISION_CHOICES, announce, resolve_dtype  # noqa: E402
 from prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
 from proxy_settings import proxy_settings, write_training_config  # noqa: E402
@@ -127,40 +129,60 @@ class TRLArguments:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArguments, RewardConfig]:
-    from transformers import HfArgumentParser
-
+    """Flags, checked before anything loads: a bad one ends the run with one `error:` line and exit code 2."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser((ScriptArguments, TRLArguments, RewardConfig), description=__doc__.split("\n")[0])
-    args, trl_args, reward_config = parser.parse_args_into_dataclasses(args=argv)
+    args, trl_args, reward_config = v.parse_flags((ScriptArguments, TRLArguments, RewardConfig), argv,
+                                                  __doc__.split("\n")[0])
     if not any(a.startswith("--max_sequence_length") for a in argv):  # as run_ppo.py: RAR tops at output length
         reward_config.max_sequence_length = trl_args.output_max_length
-    errors = []
-    if args.trainer not in TRAINERS:
-        errors.append(f"--trainer must be grpo or rloo, got {args.trainer!r}")
-    if args.prompt_format not in PROMPT_FORMATS + ("auto",):
-        errors.append(f"--prompt_format must be one of {PROMPT_FORMATS + ('auto',)}, got {args.prompt_format!r}")
-    if args.log_with not in ("tensorboard", "wandb", "none"):
-        errors.append(f"--log_with must be tensorboard, wandb or none, got {args.log_with!r}")
-    elif args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
-        errors.append("--log_with=wandb needs the wandb package (pip install wandb)")
-    if args.precision not in PRECISION_CHOICES:
-        errors.append(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {args.precision!r}")
-    if args.overall_steps < 1:
-        errors.append("--overall_steps must be >= 1")
-    if trl_args.num_generations < 2:
-        errors.append("--num_generations must be >= 2 (the group baseline compares responses to one prompt)")
-    elif trl_args.batch_size % trl_args.num_generations:
-        errors.append(f"--batch_size ({trl_args.batch_size}) must be a multiple of --num_generations "
-                      f"({trl_args.num_generations})")
-    if trl_args.batch_size % trl_args.mini_batch_size:
-        errors.append(f"--batch_size ({trl_args.batch_size}) must be a multiple of --mini_batch_size "
-                      f"({trl_args.mini_batch_size})")
-    if args.trainer == "rloo" and any(a.startswith("--loss_type") for a in argv):
-        errors.append("--loss_type applies to --trainer=grpo only")
-    if errors:
-        print(f"error: {errors[0]}", file=sys.stderr)
-        sys.exit(2)
+    with exit_on_data_error():
+        check_flags(args, trl_args, reward_config, argv)
     return args, trl_args, reward_config
+
+
+def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig, argv) -> None:
+    """Every flag that can be checked without loading a model (validation.py)."""
+    v.one_of("trainer", args.trainer, TRAINERS)
+    v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
+    v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
+    if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise DataError("--log_with=wandb needs the wandb package (pip install wandb)")
+    v.one_of("precision", args.precision, PRECISION_CHOICES)
+    v.positive("overall_steps", args.overall_steps)
+    v.non_negative("save_freq", args.save_freq, allow_none=True)
+    for name in ("max_prompt_length", "num_threads"):
+        v.positive(name, getattr(args, name), allow_none=True)
+    for name in ("lora_r", "lora_alpha"):
+        v.positive(name, getattr(args, name))
+    for name in ("batch_size", "mini_batch_size", "learning_rate", "output_max_length", "num_iterations",
+                 "temperature"):
+        v.positive(name, getattr(trl_args, name))
+    if trl_args.num_generations < 2:
+        raise DataError("--num_generations must be >= 2 (the group baseline compares responses to one prompt)")
+    if trl_args.batch_size % trl_args.num_generations:
+        raise DataError(f"--batch_size ({trl_args.batch_size}) must be a multiple of --num_generations "
+                        f"({trl_args.num_generations})")
+    if trl_args.batch_size % trl_args.mini_batch_size:
+        raise DataError(f"--batch_size ({trl_args.batch_size}) must be a multiple of --mini_batch_size "
+                        f"({trl_args.mini_batch_size})")
+    if args.trainer == "rloo" and any(a.startswith("--loss_type") for a in argv):
+        raise DataError("--loss_type applies to --trainer=grpo only")
+    v.reward_flags(reward_config)
+    if args.model_name:
+        v.model("model_name", args.model_name, args.cache_dir)
+    if args.tokenizer_name:
+        v.model("tokenizer_name", args.tokenizer_name, args.cache_dir, marker="tokenizer_config.json")
+    if args.cache_dir:
+        v.output_folder("cache_dir", args.cache_dir)
+    v.input_data("dataset_path", args.dataset_path)
+    v.output_prefix("output_dir", args.output_dir)
+    if args.logging_dir:
+        v.output_folder("logging_dir", args.logging_dir)
+    if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
+        if not (Path(args.resume_from_checkpoint) / TRAINER_STATE).is_file():
+            raise DataError(f"--resume_from_checkpoint {args.resume_from_checkpoint}: not a {args.output_dir}_step_N "
+                            f"folder (no {TRAINER_STATE})")
+    v.features_module("features_module", args.features_module)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -213,26 +235,9 @@ def checkpoint_path(output_dir: str, tag: str) -> Path:
 
 
 def find_latest_checkpoint(output_dir: str) -> Path | None:
-    """The highest complete `{output_dir}_step_N` (folders are renamed into place only once complete)."""
-    base = Path(output_dir.rstrip("/"))
-    pattern = re.compile(re.escape(base.name) + r"_step_(\d+)$")
-    found = []
-    for p in base.parent.glob(f"{base.name}_step_*"):
-        m = pattern.match(p.name)
-        if m and (p / TRAINER_STATE).is_file():
-            found.append((int(m.group(1)), p))
-    return max(found)[1] if found else None
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place; an older folder of that name goes only after the new one is there."""
-    if dst.exists():
-        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
-        dst.rename(old)
-        src.rename(dst)
-        shutil.rmtree(old)
-    else:
-        src.rename(dst)
+    """The highest complete `{output_dir}_step_N` holding TRL's trainer state (checkpoints.py lists them)."""
+    found = [p for _, p in list_checkpoints(output_dir) if (p / TRAINER_STATE).is_file()]
+    return found[-1] if found else None
 
 
 def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
@@ -400,7 +405,7 @@ def _trl_version() -> str:
 def save_final(trainer, tokenizer, output_dir: str, config_record: dict) -> Path:
     """Adapter, tokenizer and training_config.json in {output_dir}_final (written aside, then renamed)."""
     final = checkpoint_path(output_dir, "final")
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    tmp = partial_path(final)
     trainer.save_model(str(tmp))  # collective under DeepSpeed; the main process writes
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(tmp))
@@ -419,15 +424,18 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
         if resume_path is None:
             print(f"no checkpoint {args.output_dir}_step_N found; starting from scratch", file=sys.stderr)
     elif args.resume_from_checkpoint:
-        resume_path = Path(args.resume_from_checkpoint)
-        if not (resume_path / TRAINER_STATE).is_file():
-            raise DataError(f"--resume_from_checkpoint {resume_path}: not a {args.output_dir}_step_N folder "
-                            f"(no {TRAINER_STATE})")
+        resume_path = Path(args.resume_from_checkpoint)  # checked by check_flags
 
     trainer, tokenizer, config_record = build_trainer(args, trl_args, reward_config)
     main_proc = trainer.accelerator.is_main_process
     if main_proc:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        base = Path(args.output_dir.rstrip("/"))
+        leftovers = sorted((base / "trl").glob("checkpoint-*"))  # TRL's folder of a save killed before its rename
+        for p in leftovers:
+            shutil.rmtree(p)
+        for p in [*clean_partials(base.parent, f"{base.name}_"), *leftovers]:
+            print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
+        base.mkdir(parents=True, exist_ok=True)
         write_training_config(args.output_dir, config_record)
     if resume_path is not None and main_proc:
         step = json.loads((resume_path / TRAINER_STATE).read_text())["global_step"]

@@ -6,7 +6,8 @@
 
 The flags keep the paper's names (`--help` lists them, with the reward's flags). Outputs:
   {output_dir}/training_config.json   every flag of the run
-  {output_dir}/logs (logging_dir)     tensorboard scalars (or wandb with --log_with=wandb)
+  {logging_dir}/{exp_name}            tensorboard scalars, through accelerate's trackers (--log_with;
+                                      logging_dir defaults to {output_dir}/logs)
   {output_dir}_step_{N}/              every save_freq steps: LoRA adapter (PeftModel.from_pretrained on the
                                       base model loads it), value_head.safetensors, tokenizer, and the
                                       training state that --resume_from_checkpoint restores
@@ -19,8 +20,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,15 +33,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from data import DataError, exit_on_data_error, load_examples
-from precision import mixed_precision_for
-from ppo import (PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, load_trainable_weights,
-                 optimizer_steps_per_ppo_step, train_chunk_size)
-from prompts import PROMPT_FORMATS, get_prompt_format
-from proxy_settings import given_flags, proxy_settings, write_training_config
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module
+import validation as v  # noqa: E402
+from checkpoints import list_checkpoints  # noqa: E402
+from data import DataError, exit_on_data_error, load_examples  # noqa: E402
+from files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
+from ppo import (PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, optimizer_steps_per_ppo_step,  # noqa: E402
+                 train_chunk_size)
+from precision import mixed_precision_for  # noqa: E402
+from prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
+from proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module  # noqa: E402
+from validation import parse_flags  # noqa: E402
 
-STATE_JSON, STATE_TENSORS, VALUE_HEAD = "training_state.json", "training_state.safetensors", "value_head.safetensors"
+STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
+STATE_DIR = "state"  # accelerate's save_state: optimizer (ZeRO partitions), RNG, registered objects, LoRA weights
+VALUE_HEAD = "value_head.safetensors"
 
 
 @dataclass
@@ -124,37 +131,59 @@ NO_EFFECT_FLAGS = {
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfig, RewardConfig]:
-    from transformers import HfArgumentParser
-
+    """Flags, checked before anything loads: a bad one ends the run with one `error:` line and exit code 2."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser((ScriptArguments, PPOConfig, RewardConfig), description=__doc__.split("\n")[0])
-    args, ppo_config, reward_config = parser.parse_args_into_dataclasses(args=argv)
+    args, ppo_config, reward_config = parse_flags((ScriptArguments, PPOConfig, RewardConfig), argv,
+                                                  __doc__.split("\n")[0])
     # The paper's reward ranges up to output_max_length / 100 for CONSTRAINED answers.
     if not any(a.startswith("--max_sequence_length") for a in argv):
         reward_config.max_sequence_length = ppo_config.output_max_length
-    errors = []
-    if args.prompt_format not in PROMPT_FORMATS + ("auto",):
-        errors.append(f"--prompt_format must be one of {PROMPT_FORMATS + ('auto',)}, got {args.prompt_format!r}")
-    if args.log_with not in ("tensorboard", "wandb", "none"):
-        errors.append(f"--log_with must be tensorboard, wandb or none, got {args.log_with!r}")
-    elif args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
-        errors.append("--log_with=wandb needs the wandb package (pip install wandb)")
-    if args.overall_steps < 0:
-        errors.append("--overall_steps must be >= 0")
-    if args.adafactor:
-        errors.append("--adafactor=true is not supported (the optimizer is Adam, as in the paper's command)")
-    if args.load_in_8bit:
-        errors.append("--load_in_8bit=true is not supported (LoRA trains on the full-precision base)")
     for name in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):
         print(f"note: --{name} has no effect here: {NO_EFFECT_FLAGS[name]}", file=sys.stderr)
+    with exit_on_data_error():
+        check_flags(args, ppo_config, reward_config)
+    return args, ppo_config, reward_config
+
+
+def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:
+    """Every flag that can be checked without loading a model (validation.py)."""
+    v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
+    v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
+    if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise DataError("--log_with=wandb needs the wandb package (pip install wandb)")
+    v.one_of("mixed_precision", args.mixed_precision, (None, "auto", "no", "bf16", "fp16"))
+    v.one_of("attn_implementation", args.attn_implementation, ("auto", "eager", "sdpa", "flash_attention_2"))
+    if args.adafactor:
+        raise DataError("--adafactor=true is not supported (the optimizer is Adam, as in the paper's command)")
+    if args.load_in_8bit:
+        raise DataError("--load_in_8bit=true is not supported (LoRA trains on the full-precision base)")
+    v.non_negative("overall_steps", args.overall_steps)
+    v.non_negative("save_freq", args.save_freq, allow_none=True)
+    v.non_negative("eval_table_rows", args.eval_table_rows)
+    for name in ("dev_max_examples", "max_prompt_length", "num_threads"):
+        v.positive(name, getattr(args, name), allow_none=True)
+    for name in ("lora_r", "lora_alpha"):
+        v.positive(name, getattr(args, name))
     try:
         ppo_config.validate()
     except ValueError as err:
-        errors.append(str(err))
-    if errors:
-        print(f"error: {errors[0]}", file=sys.stderr)
-        sys.exit(2)
-    return args, ppo_config, reward_config
+        raise DataError(str(err)) from None
+    v.reward_flags(reward_config)
+    if args.model_name:
+        v.model("model_name", args.model_name, args.cache_dir)
+    if args.tokenizer_name:
+        v.model("tokenizer_name", args.tokenizer_name, args.cache_dir, marker="tokenizer_config.json")
+    if args.cache_dir:
+        v.output_folder("cache_dir", args.cache_dir)
+    v.input_data("dataset_path", args.dataset_path)
+    if args.dev_prompt_path and args.save_freq:
+        v.input_data("dev_prompt_path", args.dev_prompt_path)
+    v.output_prefix("output_dir", args.output_dir)
+    if args.logging_dir:
+        v.output_folder("logging_dir", args.logging_dir)
+    if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
+        read_run_summary(Path(args.resume_from_checkpoint))
+    v.features_module("features_module", args.features_module)
 
 
 def optimizer_accumulation(ppo_config: PPOConfig, from_launch: bool) -> tuple[int, str]:
@@ -252,101 +281,104 @@ def checkpoint_path(output_dir: str, tag: str) -> Path:
 
 
 def find_latest_checkpoint(output_dir: str) -> Path | None:
-    """The highest complete `{output_dir}_step_N` (temporary folders of interrupted saves never match)."""
-    base = Path(output_dir.rstrip("/"))
-    pattern = re.compile(re.escape(base.name) + r"_step_(\d+)$")
-    found = []
-    for p in base.parent.glob(f"{base.name}_step_*"):
-        m = pattern.match(p.name)
-        if m and (p / STATE_JSON).is_file():
-            found.append((int(m.group(1)), p))
-    return max(found)[1] if found else None
+    """The highest complete `{output_dir}_step_N` that holds a run state to resume from."""
+    found = [p for _, p in list_checkpoints(output_dir) if (p / STATE_JSON).is_file()]
+    return found[-1] if found else None
+
+
+def register_run_state(accelerator, trainer: PPOTrainer, stream: PromptStream) -> None:
+    """Hand the run's state to accelerate: `save_state`/`load_state` then cover the optimizer (DeepSpeed's
+    partitions under ZeRO-2), every process's RNG, and these objects (each has state_dict/load_state_dict):
+    the step and skip counters, the KL controller, the running score moments and the prompt stream.
+
+    Without DeepSpeed accelerate would save the whole model, frozen base included; the hooks keep only the
+    trainable weights (LoRA, value head), which is all a resume needs beside --model_name."""
+    for obj in (trainer, trainer.kl_ctl, trainer.running, stream):
+        accelerator.register_for_checkpointing(obj)
+    if trainer.is_deepspeed:
+        return
+
+    def trainable(model) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def keep_trainable(models, weights, output_dir) -> None:
+        for i, model in enumerate(models):
+            names = trainable(model)
+            weights[i] = {k: v for k, v in weights[i].items() if k in names}
+
+    def load_trainable(models, input_dir) -> None:
+        from safetensors.torch import load_file
+
+        model = models.pop(0)  # loaded here, so that accelerate's strict load_state_dict does not see it
+        saved, params = load_file(str(Path(input_dir) / "model.safetensors")), trainable(model)
+        if set(saved) != set(params):
+            raise DataError(f"{input_dir}: the saved trainable weights do not match this model's "
+                            f"({len(saved)} saved, {len(params)} here; same --model_name and LoRA flags?)")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(saved[name])
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+    accelerator.register_load_state_pre_hook(load_trainable)
 
 
 def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptStream, accelerator,
                     config_record: dict | None = None) -> None:
-    """Adapter, value head, tokenizer, training state and a copy of the run's training_config.json (the proxy
-    it trained with travels with the checkpoint), written atomically by the main process.
-
-    Collective: every process calls it (optimizer state and RNG states are gathered).
-    """
-    from accelerate.utils import gather_object
+    """The adapter (PEFT, loadable on the base model), value head, tokenizer, a copy of the run's
+    training_config.json (the proxy it trained with travels with the checkpoint), and accelerate's run state in
+    `state/`. Built under a hidden temporary name and renamed into place once complete (files.py), so a killed
+    save never looks like a checkpoint. Collective: every process calls it."""
     from safetensors.torch import save_file
 
-    tensors, meta = trainer.training_state()
-    rng = gather_object([{"torch": torch.get_rng_state(),
-                          "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}])
+    tmp = partial_path(path)
     if accelerator.is_main_process:
-        for rank, state in enumerate(rng):
-            tensors[f"rng/torch/{rank}"] = state["torch"]
-            if state["cuda"] is not None:
-                tensors[f"rng/cuda/{rank}"] = state["cuda"]
-        meta.update({"data": stream.state_dict(), "num_processes": accelerator.num_processes,
-                     "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")})
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    # ZeRO-2: each process writes its optimizer partition; the frozen base is not saved.
+    extra = {"exclude_frozen_parameters": True} if trainer.is_deepspeed else {}
+    accelerator.save_state(str(tmp / STATE_DIR), safe_serialization=True, **extra)
+    if accelerator.is_main_process:
         model = trainer.unwrapped
         model.policy.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
         save_file({k: v.detach().float().cpu().contiguous() for k, v in model.value_head.state_dict().items()},
                   str(tmp / VALUE_HEAD))
         tokenizer.save_pretrained(str(tmp))
-        save_file(tensors, str(tmp / STATE_TENSORS))
         if config_record is not None:
             write_training_config(tmp, config_record)
-        (tmp / STATE_JSON).write_text(json.dumps(meta, indent=2))  # written last: marks the folder complete
-        if path.exists():
-            old = path.with_name(f"{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(path)
+        if os.environ.get("RRE_TEST_KILL_DURING_SAVE") == path.name:  # tests/test_kill_resume.py only
+            os.kill(os.getpid(), signal.SIGKILL)
+        summary = {**trainer.state_dict(), "kl_coef": trainer.kl_ctl.value,
+                   "running_scores": trainer.running.state_dict(), "data": stream.state_dict(),
+                   "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
+                   "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        write_json(tmp / STATE_JSON, summary)
+        replace_dir(tmp, path)
     accelerator.wait_for_everyone()
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    from safetensors.torch import load_file
-
-    if not (path / STATE_JSON).is_file() or not (path / STATE_TENSORS).is_file():
-        raise DataError(f"{path} is not a complete checkpoint (no {STATE_JSON} / {STATE_TENSORS})")
-    return load_file(str(path / STATE_TENSORS)), json.loads((path / STATE_JSON).read_text())
+def read_run_summary(path: Path) -> dict:
+    """The checkpoint's training_state.json: what `--resume_from_checkpoint` restores, in readable form."""
+    if not (path / STATE_JSON).is_file() or not (path / STATE_DIR).is_dir():
+        raise DataError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_JSON} and "
+                        f"{STATE_DIR}/; checkpoints written before the run state moved to accelerate cannot resume)")
+    try:
+        return json.loads((path / STATE_JSON).read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path / STATE_JSON}: not valid JSON ({err})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Logging and evaluation.
 
 
-class Logger:
-    """Scalars to tensorboard (or wandb) on the main process."""
-
-    def __init__(self, log_with: str, logging_dir: str, exp_name: str, config: dict, enabled: bool):
-        self.writer = self.wandb = None
-        if not enabled or log_with == "none":
-            return
-        if log_with == "wandb":
-            import wandb
-
-            self.wandb = wandb.init(name=exp_name, config=config, dir=logging_dir)
-        else:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=logging_dir)
-            self.writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```")
-
-    def log(self, stats: dict[str, float], step: int) -> None:
-        if self.writer is not None:
-            for k, v in stats.items():
-                self.writer.add_scalar(k, v, step)
-            self.writer.flush()
-        if self.wandb is not None:
-            self.wandb.log(stats, step=step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.wandb is not None:
-            self.wandb.finish()
+def tracker_config(record: dict) -> dict:
+    """The run's settings as the flat scalar dict trackers accept (tensorboard's hparams reject None/lists)."""
+    flat = {}
+    for section, values in record.items():
+        for key, value in values.items():
+            flat[f"{section}/{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
 
 
 def evaluate(trainer: PPOTrainer, examples, prompts, reward_fn, accelerator, table_rows: int, title: str) -> dict:
@@ -441,7 +473,9 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
         # DeepSpeed on CPU: accelerate only counts the processes when the process group backend is named.
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
     mixed_precision, why = choose_mixed_precision(args.mixed_precision, os.environ)
-    accelerator = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=handlers)
+    logging_dir = args.logging_dir or str(Path(args.output_dir) / "logs")
+    accelerator = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=handlers,
+                              log_with=None if args.log_with == "none" else args.log_with, project_dir=logging_dir)
     if accelerator.is_main_process:
         print(f"run_ppo.py: mixed precision {accelerator.mixed_precision} on {accelerator.device.type} ({why})",
               file=sys.stderr)
@@ -487,11 +521,18 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
         dev_examples, dev_prompts, dropped = tokenize_prompts(dev_examples, prompt_format, tokenizer, max_prompt)
         if main_proc:
             print(f"dev: {len(dev_prompts)} prompts from {args.dev_prompt_path} ({dropped} dropped)", file=sys.stderr)
+    need = ppo_config.batch_size * accelerator.num_processes
+    if len(train_prompts) < need:
+        why = (f"; {dropped} of its {len(train_examples) + dropped} prompts are longer than --max_prompt_length="
+               f"{max_prompt} tokens" + ("" if args.max_prompt_length else " (it defaults to --output_max_length, "
+                                         "as in the paper; set --max_prompt_length)") if dropped else "")
+        raise DataError(f"--dataset_path {args.dataset_path}: {len(train_prompts)} usable prompts, fewer than "
+                        f"batch_size x processes ({need}){why}")
     stream = PromptStream(len(train_prompts), ppo_config.batch_size, accelerator.num_processes,
                           accelerator.process_index, args.seed)
 
-    # Resume: find the checkpoint before building anything, so its weights go in before `prepare`.
-    resume_path = None
+    # Resume: find the checkpoint and read its summary before building anything.
+    resume_path, summary = None, {}
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
             resume_path = find_latest_checkpoint(args.output_dir)
@@ -499,17 +540,20 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                 print(f"no checkpoint {args.output_dir}_step_N found; starting from scratch", file=sys.stderr)
         else:
             resume_path = Path(args.resume_from_checkpoint)
-            if not resume_path.is_dir():
-                raise DataError(f"--resume_from_checkpoint {resume_path}: no such folder")
+        if resume_path is not None:
+            summary = read_run_summary(resume_path)
+            saved_world = summary.get("num_processes")
+            if saved_world != accelerator.num_processes:
+                if is_ds:  # DeepSpeed restores a ZeRO-2 optimizer partition only onto the rank that wrote it
+                    raise DataError(f"{resume_path} was written by {saved_world} processes and ZeRO-2 keeps one "
+                                    f"optimizer partition per process: resume with --num_processes {saved_world}")
+                if main_proc:
+                    print(f"note: {resume_path} was written by {saved_world} processes, resuming with "
+                          f"{accelerator.num_processes}: weights, optimizer and data position carry over; processes "
+                          "without a saved RNG state start from the seed", file=sys.stderr)
 
     bf16_base = accelerator.mixed_precision == "bf16" and not is_ds
     model = build_policy(args, ppo_config, model_name, bf16_base, accelerator.device)
-    state_tensors, state_meta = (read_checkpoint(resume_path) if resume_path else ({}, {}))
-    if resume_path:
-        if state_meta["num_processes"] != accelerator.num_processes:
-            raise DataError(f"{resume_path} was written by {state_meta['num_processes']} processes; "
-                            f"resume with --num_processes {state_meta['num_processes']}")
-        load_trainable_weights(model, state_tensors)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ppo_config.learning_rate)
     if is_ds:
         ds = accelerator.state.deepspeed_plugin.deepspeed_config
@@ -532,17 +576,13 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
 
     trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
                          warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation)
+    register_run_state(accelerator, trainer, stream)
     if resume_path:
-        trainer.load_training_state(state_tensors, state_meta)
-        stream.load_state_dict(state_meta["data"])
-        rank = accelerator.process_index
-        torch.set_rng_state(state_tensors[f"rng/torch/{rank}"])
-        if torch.cuda.is_available() and f"rng/cuda/{rank}" in state_tensors:
-            torch.cuda.set_rng_state(state_tensors[f"rng/cuda/{rank}"])
+        # Weights, optimizer (ZeRO partitions), RNG of every process, counters, KL, score moments, data position.
+        accelerator.load_state(str(resume_path / STATE_DIR), **({"load_module_strict": False} if is_ds else {}))
         if main_proc:
             print(f"resumed from {resume_path} at step {trainer.current_step} (kl_coef={trainer.kl_ctl.value:.6f}, "
-                  f"adam_step={state_meta['adam_step']}, data epoch {stream.epoch} position {stream.position})",
-                  file=sys.stderr)
+                  f"data epoch {stream.epoch} position {stream.position})", file=sys.stderr)
     else:
         set_seed(args.seed + accelerator.process_index)  # different samples on each process
 
@@ -563,12 +603,13 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
 
     run = setup(args, ppo_config, reward_config)
     accelerator, trainer, main_proc = run.accelerator, run.trainer, run.accelerator.is_main_process
-    logging_dir = args.logging_dir or str(Path(args.output_dir) / "logs")
     if main_proc:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        Path(logging_dir).mkdir(parents=True, exist_ok=True)
+        base = Path(args.output_dir.rstrip("/"))
+        for p in clean_partials(base.parent, f"{base.name}_"):
+            print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
+        base.mkdir(parents=True, exist_ok=True)
         write_training_config(args.output_dir, run.config_record)
-    logger = Logger(args.log_with, logging_dir, args.exp_name, run.config_record, main_proc)
+    accelerator.init_trackers(args.exp_name, config=tracker_config(run.config_record))
 
     bar = tqdm(total=args.overall_steps, initial=trainer.current_step, desc="PPO steps", unit="step",
                disable=not main_proc, dynamic_ncols=True)
@@ -582,8 +623,8 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                                       args.eval_table_rows, f"{args.exp_name} @ step {step}"))
             save_checkpoint(checkpoint_path(args.output_dir, f"step_{step}"), trainer, run.tokenizer, run.stream,
                             accelerator, run.config_record)
+        accelerator.log(stats, step=step)
         if main_proc:
-            logger.log(stats, step)
             bar.write(format_step_line(step, args.overall_steps, stats)
                       + (f" | dev {stats['eval/reward_mean']:.3f}" if "eval/reward_mean" in stats else ""))
         bar.update(1)
@@ -593,7 +634,6 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     if main_proc:
         print(f"done: {trainer.current_step} steps; final adapter in {checkpoint_path(args.output_dir, 'final')}",
               file=sys.stderr)
-    logger.close()
     accelerator.end_training()
 
 

@@ -12,12 +12,11 @@ PREFIX="${PREFIX:-alpaca_test}"
 OUTPUT_DIR="${OUTPUT_DIR:-.}"
 BATCH_SIZE="${BATCH_SIZE:-16}"
 
-# Checkpoint folders sorted by their step number (a plain sort would put step_1000 before step_500).
-mapfile -t CKPTS < <(for d in "$OUTPUT_DIR/${PREFIX}"_step_*/; do
-  [ -f "$d/adapter_config.json" ] && printf '%s\t%s\n' "$(basename "$d" | sed 's/.*_step_//')" "${d%/}"
-done | sort -n | cut -f2-)
+# Complete checkpoint folders, ordered by step (checkpoints.py: the one list every script uses; a save that
+# was killed half-way is never among them).
+mapfile -t CKPTS < <(python "$ROOT/checkpoints.py" "$OUTPUT_DIR/$PREFIX")
 if [ "${#CKPTS[@]}" -eq 0 ]; then
-  echo "error: no LoRA checkpoints $OUTPUT_DIR/${PREFIX}_step_N (folders with adapter_config.json)" >&2
+  echo "error: no complete checkpoints $OUTPUT_DIR/${PREFIX}_step_N (folders with a LoRA adapter)" >&2
   exit 2
 fi
 if [ -z "${BASE:-}" ]; then

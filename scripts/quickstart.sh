@@ -60,7 +60,7 @@ else
 fi
 
 phase "4/7 answer the eval set with every checkpoint"
-for ckpt in $(ls -d "$RUN_DIR"/policy_step_* | sort -t_ -k3 -n); do
+for ckpt in $(python checkpoints.py "$RUN_DIR/policy"); do  # complete checkpoints, by step
   python evaluation.py --base_model_name="$POLICY" --peft_model_name="$ckpt" --batch_size=16 \
     --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42
 done

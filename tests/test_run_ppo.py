@@ -41,9 +41,10 @@ def assert_loadable_checkpoint(ckpt: Path, base_dir: str, step: int) -> None:
     from transformers import AutoModelForCausalLM
 
     for name in ("adapter_config.json", "adapter_model.safetensors", "value_head.safetensors",
-                 "tokenizer_config.json", "training_state.json", "training_state.safetensors"):
+                 "tokenizer_config.json", "training_state.json"):
         assert (ckpt / name).is_file(), f"{ckpt} lacks {name}"
-    assert json.loads((ckpt / "training_state.json").read_text())["step"] == step
+    assert (ckpt / "state" / "custom_checkpoint_0.pkl").is_file(), f"{ckpt} lacks accelerate's run state"
+    assert json.loads((ckpt / "training_state.json").read_text())["current_step"] == step
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(ckpt))
     saved = lora_tensors(ckpt)
     loaded = {n: p for n, p in model.named_parameters() if "lora_" in n}
@@ -79,7 +80,7 @@ def test_three_steps_single_process(three_steps, tiny_llama_dir):
     # Tensorboard scalars in logging_dir
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(out / "logs"))
+    events = EventAccumulator(str(out / "logs" / "ppo"))  # accelerate's tracker: {logging_dir}/{exp_name}
     events.Reload()
     tags = set(events.Tags()["scalars"])
     for tag in ("env/reward_mean", "objective/kl", "objective/kl_coef", "ppo/loss/policy", "ppo/loss/value",
@@ -88,12 +89,23 @@ def test_three_steps_single_process(three_steps, tiny_llama_dir):
     assert [e.step for e in events.Scalars("env/reward_mean")] == [1, 2, 3]
 
 
-def test_deepspeed_zero2_two_processes(tiny_llama_dir, tmp_path):
-    out = tmp_path / "ds"
-    launcher = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "2"]
-    flags = tiny_flags(tiny_llama_dir, out, steps=2, save_freq=1)
+def ds_flags(model_dir: str, out: Path, steps: int, *extra: str) -> list[str]:
+    flags = tiny_flags(model_dir, out, steps, 1, *extra)
     flags[flags.index("--gradient_accumulation_steps=1")] = "--gradient_accumulation_steps=2"
-    proc = run_cli(flags, launcher)
+    return flags
+
+
+DS_LAUNCH = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "2"]
+
+
+@pytest.fixture(scope="module")
+def zero2_two_steps(tiny_llama_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    return out, run_cli(ds_flags(tiny_llama_dir, out, 2), DS_LAUNCH)
+
+
+def test_deepspeed_zero2_two_processes(zero2_two_steps, tiny_llama_dir):
+    out, proc = zero2_two_steps
     for step in (1, 2):
         ckpt = Path(f"{out}_step_{step}")
         assert_loadable_checkpoint(ckpt, tiny_llama_dir, step)
@@ -102,11 +114,61 @@ def test_deepspeed_zero2_two_processes(tiny_llama_dir, tmp_path):
     assert "DEEPSPEED" in config["resolved"]["distributed_type"] and config["resolved"]["num_processes"] == 2
     step1, step2 = lora_tensors(Path(f"{out}_step_1")), lora_tensors(Path(f"{out}_step_2"))
     assert any(not torch.equal(step1[k], step2[k]) for k in step1)
-    # Both processes' RNG states and the full (gathered) Adam moments are in the checkpoint.
-    state = load_file(str(Path(f"{out}_step_2") / "training_state.safetensors"))
-    assert {"rng/torch/0", "rng/torch/1"} <= set(state)
-    assert any(k.startswith("exp_avg_sq/") and v.abs().sum() > 0 for k, v in state.items())
+    # accelerate's state: both processes' RNG states and DeepSpeed's two ZeRO-2 optimizer partitions.
+    state = Path(f"{out}_step_2") / "state"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in state.iterdir()}
+    assert len(list(state.rglob("*zero_pp_rank_*_optim_states.pt"))) == 2
     assert proc.stdout.count("step 2/2") == 1  # only the main process logs
+
+
+def assert_same_run_state(got: Path, want: Path) -> None:
+    """Two checkpoints hold bitwise equal weights, optimizer state (Adam moments and steps; under ZeRO-2 every
+    partition's fp32 masters) and run counters."""
+    a, b = json.loads((got / "training_state.json").read_text()), json.loads((want / "training_state.json").read_text())
+    for key in ("current_step", "kl_coef", "running_scores", "data", "skipped_steps", "skipped_minibatches"):
+        assert a[key] == b[key], key
+    for name in ("adapter_model.safetensors", "value_head.safetensors"):
+        x, y = load_file(str(got / name)), load_file(str(want / name))
+        assert set(x) == set(y) and all(torch.equal(x[k], y[k]) for k in y), name
+    files = sorted(p.relative_to(want / "state") for p in (want / "state").rglob("*")
+                   if p.suffix in (".safetensors", ".bin", ".pt") and "model_states" not in p.name)
+    assert files, f"no state files in {want}/state"
+    for rel in files:
+        if rel.suffix == ".safetensors":
+            x, y = load_file(str(got / "state" / rel)), load_file(str(want / "state" / rel))
+        else:  # our own files, written by this test's runs
+            x = torch.load(got / "state" / rel, map_location="cpu", weights_only=False)
+            y = torch.load(want / "state" / rel, map_location="cpu", weights_only=False)
+        assert_nested_equal(x, y, str(rel))
+
+
+def assert_nested_equal(x, y, where: str) -> None:
+    if isinstance(y, torch.Tensor):
+        assert isinstance(x, torch.Tensor) and torch.equal(x, y), where
+    elif isinstance(y, dict):
+        assert set(x) == set(y), where
+        for k in y:
+            if k not in ("ds_config", "ds_version"):
+                assert_nested_equal(x[k], y[k], f"{where}/{k}")
+    elif isinstance(y, (list, tuple)):
+        assert len(x) == len(y), where
+        for i, (u, w) in enumerate(zip(x, y)):
+            assert_nested_equal(u, w, f"{where}[{i}]")
+    elif hasattr(y, "__dict__") and not isinstance(y, type):  # e.g. DeepSpeed's loss scaler
+        assert type(x) is type(y), where
+        assert_nested_equal(vars(x), vars(y), where)
+    else:
+        assert x == y, where
+
+
+def test_zero2_resume_is_bitwise_equal(zero2_two_steps, tiny_llama_dir, tmp_path):
+    """Under the CPU ZeRO-2 launch: stop after step 1, resume to step 2: equal to the uninterrupted run."""
+    reference, _ = zero2_two_steps
+    out = tmp_path / "ds"
+    run_cli(ds_flags(tiny_llama_dir, out, 1), DS_LAUNCH)
+    proc = run_cli(ds_flags(tiny_llama_dir, out, 2, "--resume_from_checkpoint=latest"), DS_LAUNCH)
+    assert "resumed from" in proc.stderr and "at step 1" in proc.stderr
+    assert_same_run_state(Path(f"{out}_final"), Path(f"{reference}_final"))
 
 
 def test_resume_reaches_the_same_state(three_steps, tiny_llama_dir, tmp_path):
@@ -117,15 +179,8 @@ def test_resume_reaches_the_same_state(three_steps, tiny_llama_dir, tmp_path):
     saved = json.loads((Path(f"{out}_step_1") / "training_state.json").read_text())
     proc = run_cli(tiny_flags(tiny_llama_dir, out, 3, 1, "--resume_from_checkpoint=latest"))
     assert f"at step 1 (kl_coef={saved['kl_coef']:.6f}" in proc.stderr
-    final = json.loads((Path(f"{out}_final") / "training_state.json").read_text())
-    expected = json.loads((Path(f"{reference}_final") / "training_state.json").read_text())
-    assert final["step"] == 3 and final["kl_coef"] == expected["kl_coef"] and final["adam_step"] == expected["adam_step"]
-    assert final["running_scores"] == expected["running_scores"] and final["data"] == expected["data"]
-    for name in ("adapter_model.safetensors", "value_head.safetensors", "training_state.safetensors"):
-        got, want = load_file(str(Path(f"{out}_final") / name)), load_file(str(Path(f"{reference}_final") / name))
-        assert set(got) == set(want)
-        for key in want:
-            assert torch.equal(got[key], want[key]), f"{name}: {key}"
+    assert json.loads((Path(f"{out}_final") / "training_state.json").read_text())["current_step"] == 3
+    assert_same_run_state(Path(f"{out}_final"), Path(f"{reference}_final"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -280,10 +335,12 @@ def test_latest_checkpoint_ignores_incomplete_saves(tmp_path):
 
     out = tmp_path / "run"
     for name, complete in (("run_step_2", True), ("run_step_10", True), ("run_step_20.tmp-123", True),
-                           ("run_step_30", False), ("run_final", True), ("other_step_40", True)):
+                           (".partial-run_step_25", True), ("run_step_30", False), ("run_final", True),
+                           ("other_step_40", True)):
         (tmp_path / name).mkdir()
         if complete:
-            (tmp_path / name / "training_state.json").write_text("{}")
+            for f in ("training_state.json", "adapter_config.json", "adapter_model.safetensors"):
+                (tmp_path / name / f).write_text("{}")
     assert find_latest_checkpoint(str(out)) == tmp_path / "run_step_10"
     assert find_latest_checkpoint(str(tmp_path / "none")) is None
 
@@ -308,6 +365,6 @@ def test_features_module_reaches_the_training_reward(tiny_llama_dir, tmp_path):
                        f"--features_module={module}"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(out / "logs"))
+    events = EventAccumulator(str(out / "logs" / "ppo"))
     events.Reload()
     assert [e.value for e in events.Scalars("env/reward_mean")] == [0.25]
