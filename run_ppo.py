@@ -322,6 +322,29 @@ def register_run_state(accelerator, trainer: PPOTrainer, stream: PromptStream) -
     accelerator.register_load_state_pre_hook(load_trainable)
 
 
+def check_state_files(state_dir: Path, deepspeed: bool) -> None:
+    """accelerate and DeepSpeed read their state files with full unpickling. Open each one first with
+    `weights_only=True`, which admits only tensors, plain containers and the few named classes these files
+    hold, so a tampered checkpoint stops here instead of running code."""
+    from accelerate.utils.other import TORCH_SAFE_GLOBALS  # numpy's RNG state
+
+    allowed = list(TORCH_SAFE_GLOBALS)
+    if deepspeed:
+        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+        from deepspeed.runtime.zero.config import ZeroStageEnum
+        from deepspeed.utils.tensor_fragment import fragment_address
+
+        allowed += [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+    for f in sorted(state_dir.rglob("*")):
+        if f.suffix in (".pkl", ".pt", ".bin"):
+            try:
+                with torch.serialization.safe_globals(allowed):
+                    torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as err:  # any failure means: not plain data
+                raise DataError(f"{f}: not plain tensors/data ({type(err).__name__}); refusing to unpickle it "
+                                "(resume only from checkpoints run_ppo.py wrote)") from None
+
+
 def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptStream, accelerator,
                     config_record: dict | None = None) -> None:
     """The adapter (PEFT, loadable on the base model), value head, tokenizer, a copy of the run's
@@ -542,7 +565,10 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
             resume_path = Path(args.resume_from_checkpoint)
         if resume_path is not None:
             summary = read_run_summary(resume_path)
-            saved_world = summary.get("num_processes")
+            saved_world, saved_type = summary.get("num_processes"), summary.get("distributed_type")
+            if ("DEEPSPEED" in str(saved_type)) != is_ds:  # the two keep the optimizer state in different files
+                raise DataError(f"{resume_path} was written {'with' if not is_ds else 'without'} DeepSpeed "
+                                f"({saved_type}); resume it under the launch it was written with")
             if saved_world != accelerator.num_processes:
                 if is_ds:  # DeepSpeed restores a ZeRO-2 optimizer partition only onto the rank that wrote it
                     raise DataError(f"{resume_path} was written by {saved_world} processes and ZeRO-2 keeps one "
@@ -579,6 +605,7 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     register_run_state(accelerator, trainer, stream)
     if resume_path:
         # Weights, optimizer (ZeRO partitions), RNG of every process, counters, KL, score moments, data position.
+        check_state_files(resume_path / STATE_DIR, is_ds)
         accelerator.load_state(str(resume_path / STATE_DIR), **({"load_module_strict": False} if is_ds else {}))
         if main_proc:
             print(f"resumed from {resume_path} at step {trainer.current_step} (kl_coef={trainer.kl_ctl.value:.6f}, "

@@ -169,6 +169,12 @@ def test_zero2_resume_is_bitwise_equal(zero2_two_steps, tiny_llama_dir, tmp_path
     proc = run_cli(ds_flags(tiny_llama_dir, out, 2, "--resume_from_checkpoint=latest"), DS_LAUNCH)
     assert "resumed from" in proc.stderr and "at step 1" in proc.stderr
     assert_same_run_state(Path(f"{out}_final"), Path(f"{reference}_final"))
+    # ZeRO-2 partitions restore only onto as many processes as wrote them; without DeepSpeed not at all.
+    one = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "1"]
+    proc = run_cli(ds_flags(tiny_llama_dir, out, 3, "--resume_from_checkpoint=latest"), one, expect_rc=1)
+    assert "error: " in proc.stderr and "resume with --num_processes 2" in proc.stderr
+    proc = run_cli(tiny_flags(tiny_llama_dir, out, 3, 1, "--resume_from_checkpoint=latest"), expect_rc=2)
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "with DeepSpeed" in proc.stderr
 
 
 def test_resume_reaches_the_same_state(three_steps, tiny_llama_dir, tmp_path):
@@ -368,3 +374,29 @@ def test_features_module_reaches_the_training_reward(tiny_llama_dir, tmp_path):
     events = EventAccumulator(str(out / "logs" / "ppo"))
     events.Reload()
     assert [e.value for e in events.Scalars("env/reward_mean")] == [0.25]
+
+
+def test_resume_refuses_a_state_file_that_is_not_plain_data(tiny_llama_dir, tmp_path):
+    """accelerate unpickles its state files fully; run_ppo.py first opens them with weights_only=True."""
+    import pickle
+
+    from data import DataError
+    from run_ppo import save_checkpoint
+
+    run = make_run(tiny_llama_dir, tmp_path / "a")
+    ckpt = tmp_path / "a_step_0"
+    save_checkpoint(ckpt, run.trainer, run.tokenizer, run.stream, run.accelerator)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (ckpt / "state" / "custom_checkpoint_3.pkl").write_bytes(pickle.dumps(Payload()))
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    with pytest.raises(DataError, match="custom_checkpoint_3.pkl: not plain tensors/data"):
+        make_run(tiny_llama_dir, tmp_path / "a", f"--resume_from_checkpoint={ckpt}")
+    assert not marker.exists()
