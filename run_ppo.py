@@ -6,13 +6,15 @@
 
 The flags keep the paper's names (`--help` lists them, with the reward's flags). Outputs:
   {output_dir}/training_config.json   every flag of the run
-  {logging_dir}/{exp_name}            tensorboard scalars, through accelerate's trackers (--log_with;
+  {logging_dir}/trl                   tensorboard scalars, through accelerate's trackers (--log_with;
                                       logging_dir defaults to {output_dir}/logs)
   {output_dir}_step_{N}/              every save_freq steps: LoRA adapter (PeftModel.from_pretrained on the
-                                      base model loads it), value_head.safetensors, tokenizer, and the
-                                      training state that --resume_from_checkpoint restores
+                                      base model loads it), value_head.safetensors, tokenizer, a copy of
+                                      training_config.json, training_state.json (readable summary) and
+                                      state/ (accelerate's save_state), which --resume_from_checkpoint restores
   {output_dir}_final/                 the same at the end
-Checkpoints are written to a temporary folder and renamed, so a killed save never looks complete.
+A checkpoint is built under a hidden `.partial-` name and renamed once complete, so a killed save never looks
+like one (checkpoints.py lists the complete ones); the next start removes what a killed save left.
 """
 
 from __future__ import annotations
@@ -636,7 +638,9 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
             print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
         base.mkdir(parents=True, exist_ok=True)
         write_training_config(args.output_dir, run.config_record)
-    accelerator.init_trackers(args.exp_name, config=tracker_config(run.config_record))
+    # TRL 0.7.4's tracker project name: tensorboard writes to {logging_dir}/trl; wandb names the run exp_name.
+    accelerator.init_trackers("trl", config=tracker_config(run.config_record),
+                              init_kwargs={"wandb": {"name": args.exp_name}})
 
     bar = tqdm(total=args.overall_steps, initial=trainer.current_step, desc="PPO steps", unit="step",
                disable=not main_proc, dynamic_ncols=True)

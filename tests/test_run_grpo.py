@@ -164,7 +164,7 @@ def test_trl_gets_exactly_the_white_box_rewards(smollm2_dir, tmp_path, fresh_acc
 @pytest.mark.parametrize("bad, message", [
     (["--num_generations=3"], "--batch_size (4) must be a multiple of --num_generations (3)"),
     (["--num_generations=1"], "--num_generations must be >= 2"),
-    (["--trainer=ppo"], "--trainer must be grpo or rloo"),
+    (["--trainer=ppo"], "--trainer must be one of grpo, rloo"),
     (["--trainer=rloo", "--loss_type=dapo"], "--loss_type applies to --trainer=grpo only"),
     (["--precision=half"], "--precision must be one of auto, bfloat16, float32"),
 ])

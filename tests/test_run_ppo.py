@@ -80,7 +80,7 @@ def test_three_steps_single_process(three_steps, tiny_llama_dir):
     # Tensorboard scalars in logging_dir
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(out / "logs" / "ppo"))  # accelerate's tracker: {logging_dir}/{exp_name}
+    events = EventAccumulator(str(out / "logs" / "trl"))  # accelerate's tracker, TRL 0.7.4's project name
     events.Reload()
     tags = set(events.Tags()["scalars"])
     for tag in ("env/reward_mean", "objective/kl", "objective/kl_coef", "ppo/loss/policy", "ppo/loss/value",
@@ -371,7 +371,7 @@ def test_features_module_reaches_the_training_reward(tiny_llama_dir, tmp_path):
                        f"--features_module={module}"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(out / "logs" / "ppo"))
+    events = EventAccumulator(str(out / "logs" / "trl"))
     events.Reload()
     assert [e.value for e in events.Scalars("env/reward_mean")] == [0.25]
 
