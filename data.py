@@ -110,6 +110,14 @@ def _read_json_records(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
         return [(f"{path}: record {i}", rec) for i, rec in enumerate(records)]
+    if text.lstrip().startswith("{") and "\n" in text.strip():  # one pretty-printed object is not JSONL
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, dict):
+            raise DataError(f"{path}: holds a single JSON object; expected a JSON array of records or JSONL "
+                            "(one object per line)")
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():

@@ -3,12 +3,13 @@ model rise together?
 
     python eval_monotonicity.py --output_dir=. --model_prefix=alpaca_test
 
-For every `{output_dir}/{model_prefix}_step_N` folder (or `--steps`), the AlpacaEval outputs that evaluation.py
-wrote are joined with the eval set (qtype, reference) and scored by the proxy (the same RewardConfig flags as
-training, all on by default) and by the gold model (Starling-RM-34B by default). The result is the Spearman
-correlation of the per-checkpoint means, printed as scipy returns it, with Kendall's tau and a bootstrap 95%
-interval over instructions. The gold model also judges each checkpoint against the eval set's reference answers:
-an offline win rate computed with alpaca_eval's own metric.
+For every `{output_dir}/{model_prefix}_step_N` folder (or `--steps`) that is a complete checkpoint or holds
+evaluation.py's outputs (checkpoints.list_checkpoints: a killed save is never taken for one), the AlpacaEval
+outputs that evaluation.py wrote are joined with the eval set (qtype, reference) and scored by the proxy (the
+same RewardConfig flags as training, all on by default) and by the gold model (Starling-RM-34B by default). The
+result is the Spearman correlation of the per-checkpoint means, printed as scipy returns it, with Kendall's tau
+and a bootstrap 95% interval over instructions. The gold model also judges each checkpoint against the eval
+set's reference answers: an offline win rate computed with alpaca_eval's own metric.
 
 Scores are cached beside each outputs file (`scores-proxy-{config hash}.json`, `scores-gold-{model}.json`), keyed
 by a hash of exactly what was scored, so adding one checkpoint only scores that one, and no model is loaded
@@ -30,10 +31,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+import validation
+from checkpoints import is_complete, list_checkpoints
 from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from evaluation import REPO, resolve_prompt_format
+from files import save_figure, write_json
 from precision import resolve_dtype
-from prompts import clean_response
+from prompts import PROMPT_FORMATS, clean_response
 from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
 from reward_model import (GOLD_PROMPTS, GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
@@ -122,19 +126,23 @@ def find_outputs_file(folder: Path) -> Path:
     raise DataError(f"{folder}: several outputs files ({', '.join(p.name for p in files)}); keep one")
 
 
+def evaluated(folder: Path) -> bool:
+    """A step folder this check can use: a complete checkpoint, or one holding the outputs evaluation.py wrote
+    (the adapter itself is never read here, so outputs kept after the adapter was deleted still count)."""
+    return is_complete(folder) or any(folder.glob("alpaca-eval-*.json"))
+
+
 def find_checkpoints(output_dir: str | Path, prefix: str, steps: Sequence[int] | None) -> list[tuple[int, Path]]:
     root = Path(output_dir)
+    found = list_checkpoints(root / prefix, list(steps) if steps else None, accept=evaluated)
     if steps:
-        found = [(s, root / f"{prefix}_step_{s}") for s in steps]
-        missing = [str(p) for _, p in found if not p.is_dir()]
+        missing = [str(root / f"{prefix}_step_{s}") for s in sorted(set(steps) - {n for n, _ in found})]
         if missing:
-            raise DataError(f"checkpoint folder(s) not found: {', '.join(missing)}")
-    else:
-        pattern = re.compile(rf"^{re.escape(prefix)}_step_(\d+)$")
-        found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := pattern.match(p.name))]
-    found.sort()
+            raise DataError(f"--steps: checkpoint folder(s) not found (or holding neither an adapter nor outputs): "
+                            f"{', '.join(missing)}")
     if len(found) < 2:
-        raise DataError(f"{root}: found {len(found)} {prefix}_step_N folder(s); a correlation needs at least 2")
+        raise DataError(f"--output_dir {root}: found {len(found)} {prefix}_step_N folder(s) (a checkpoint or its "
+                        "outputs); a correlation needs at least 2")
     return found
 
 
@@ -202,9 +210,7 @@ def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]])
         if stored.get("key") == key:
             return stored["scores"]
     scores = compute()
-    tmp = cache.with_name(f".{cache.name}.tmp")
-    tmp.write_text(json.dumps({"key": key, "scores": scores}))
-    tmp.replace(cache)
+    write_json(cache, {"key": key, "scores": scores}, indent=None)
     return scores
 
 
@@ -462,19 +468,43 @@ def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, pa
     ax1.set_title(title)
     fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.85))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
+
+
+def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
+    """Flags, files and models named on the command line, before anything is read, scored or loaded."""
+    validation.input_folder("output_dir", args.output_dir)
+    validation.output_folder("output_dir", args.output_dir, must_exist=True)  # monotonicity.json goes there
+    validation.input_data("eval_path", args.eval_path)
+    if not args.gold_model:
+        raise DataError("--gold_model: give at least one gold reward model")
+    for name in args.gold_model:
+        validation.model("gold_model", name)
+    for kind in args.gold_type:
+        validation.one_of("gold_type", kind, GOLD_TYPES)
+    for name in args.gold_tokenizer or []:
+        validation.model("gold_tokenizer", name, marker="tokenizer_config.json")
+    validation.one_of("gold_prompt", args.gold_prompt, GOLD_PROMPTS)
+    validation.positive("gold_batch_size", args.gold_batch_size)
+    validation.non_negative("bootstrap_samples", args.bootstrap_samples)
+    validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
+    if args.tokenizer_name:
+        validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
+    if args.features_module:
+        validation.features_module("features_module", args.features_module)
+    if args.base_outputs:
+        validation.input_folder("base_outputs", args.base_outputs)
+    validation.reward_flags(config)
 
 
 def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None,
         explicit: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """The whole check; `encoder` reuses an already loaded relevance encoder (notebooks, tests). The proxy is the
     one the run trained with (its training_config.json); the `explicit` flags of `config`/`args` override it."""
-    if args.gold_prompt not in GOLD_PROMPTS:
-        raise DataError(f"--gold_prompt: unknown value {args.gold_prompt!r} (expected {' / '.join(GOLD_PROMPTS)})")
+    check_args(args, config)
     if args.device:
         args.gold_device = args.device
     kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
@@ -567,7 +597,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     if several is not None:
         result["golds"] = several
     out = Path(args.output_dir)
-    (out / "monotonicity.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "monotonicity.json", result)
     title = f"{args.model_prefix}: Spearman {spearman.statistic:.2f}, Kendall {kendall.statistic:.2f}"
     extra_golds = {spec.short: M.mean(1).tolist() for spec, M in zip(golds[1:], gold_matrices[1:])}
     plot(steps, steps_mean_proxy, steps_mean_gold, title, out / "monotonicity.png", golds[0].short, extra_golds)
@@ -613,10 +643,8 @@ def golds_summary(golds: Sequence[GoldSpec], matrices: Sequence[np.ndarray], P: 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[MonotonicityArguments, RewardConfig]:
-    from transformers import HfArgumentParser
-
     argv = merge_repeated_flags(sys.argv[1:] if argv is None else argv, ("--gold_model", "--gold_type", "--gold_tokenizer"))
-    return HfArgumentParser((MonotonicityArguments, RewardConfig)).parse_args_into_dataclasses(args=argv)
+    return validation.parse_flags((MonotonicityArguments, RewardConfig), argv, __doc__.splitlines()[0])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -17,19 +17,20 @@ Super-NaturalInstructions alignment tax.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import set_seed
 
+import validation
 from data import DataError, Example, exit_on_data_error, load_examples
+from files import atomic_write, write_json
 from precision import resolve_dtype
 from prompts import PROMPT_FORMATS, PromptFormat, get_prompt_format
 
@@ -90,6 +91,17 @@ NO_EFFECT_FLAGS = {
 # Model, tokenizer, prompt format.
 
 
+@contextlib.contextmanager
+def load_errors(flag: str, name: str) -> Iterator[None]:
+    """A folder that passed the checks but does not load (an unknown architecture, a broken config, an adapter
+    for another base model): one line naming the flag, not a traceback."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise DataError(f"--{flag} {name}: cannot load it ({type(err).__name__}: {first_line})") from None
+
+
 def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_remote_code: bool = False,
                 precision: str = "auto"):
     """The base model with the adapter merged in, and the tokenizer (the adapter's own if it saved one).
@@ -103,18 +115,21 @@ def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_
     on_gpu = torch.cuda.is_available()
     dtype = resolve_dtype(precision, "cuda" if on_gpu else "cpu")
     announce("evaluation.py:", dtype, precision, "cuda" if on_gpu else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(
-        base_model_name, dtype=dtype if on_gpu else torch.float32, device_map="auto" if on_gpu else None,
-        trust_remote_code=trust_remote_code,
-    )
+    with load_errors("base_model_name", base_model_name):
+        model = AutoModelForCausalLM.from_pretrained(
+            base_model_name, dtype=dtype if on_gpu else torch.float32, device_map="auto" if on_gpu else None,
+            trust_remote_code=trust_remote_code,
+        )
     if peft_model_name:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, peft_model_name).merge_and_unload()
+        with load_errors("peft_model_name", peft_model_name):
+            model = PeftModel.from_pretrained(model, peft_model_name).merge_and_unload()
     model = model.to(dtype)
     has_own = peft_model_name and (Path(peft_model_name) / "tokenizer_config.json").exists()
-    tokenizer = AutoTokenizer.from_pretrained(peft_model_name if has_own else base_model_name,
-                                              trust_remote_code=trust_remote_code)
+    flag, source = ("peft_model_name", peft_model_name) if has_own else ("base_model_name", base_model_name)
+    with load_errors(flag, source):
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
     tokenizer.truncation_side = "left"  # an over-long prompt keeps its end, where the question is
     if tokenizer.pad_token is None:
@@ -197,18 +212,6 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     return responses
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temp file beside `path`, then rename: a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    _write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # AlpacaEval rollouts.
 
@@ -254,25 +257,36 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
     todo = [i for i in range(len(examples)) if i not in done]
     if done:
         print(f"resuming {partial}: {len(done)} done, {len(todo)} to go")
-    # Start the partial file afresh from what was read, so a torn last line is not continued.
-    _write_text_atomic(partial, "".join(json.dumps({"index": i, **rec}, ensure_ascii=False) + "\n"
-                                        for i, rec in done.items()))
-    with partial.open("a", encoding="utf-8") as f:
-        def append(positions: list[int], texts: list[str]) -> None:
-            for j, text in zip(positions, texts):  # positions in `todo`
-                i = todo[j]
-                done[i] = output_record(examples[i], text, name, dataset)
-                f.write(json.dumps({"index": i, **done[i]}, ensure_ascii=False) + "\n")
-            f.flush()
+    # Start the partial file afresh from what was read, so a torn last line is not continued; with nothing read
+    # there is no partial file until the first batch is answered (a run that fails first leaves none behind).
+    if done:
+        atomic_write(partial, "".join(json.dumps({"index": i, **rec}, ensure_ascii=False) + "\n"
+                                      for i, rec in done.items()))
+    else:
+        partial.unlink(missing_ok=True)
+    opened: list[Any] = []  # the partial file, opened for appending at the first answered batch
 
+    def append(positions: list[int], texts: list[str]) -> None:
+        if not opened:
+            opened.append(partial.open("a", encoding="utf-8"))
+        for j, text in zip(positions, texts):  # positions in `todo`
+            i = todo[j]
+            done[i] = output_record(examples[i], text, name, dataset)
+            opened[0].write(json.dumps({"index": i, **done[i]}, ensure_ascii=False) + "\n")
+        opened[0].flush()
+
+    try:
         if todo:
             set_seed(args.seed)
             prompts = [fmt.build(examples[i].instruction, examples[i].input) for i in todo]
             generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.max_new_tokens, do_sample=True,
                                temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, on_batch=append,
                                desc=f"alpaca {name}")
-    _write_json_atomic(final, [done[i] for i in range(len(examples))])
-    partial.unlink()
+    finally:
+        for f in opened:
+            f.close()
+    write_json(final, [done[i] for i in range(len(examples))])
+    partial.unlink(missing_ok=True)
     print(f"wrote {final} ({len(examples)} outputs)")
     return final
 
@@ -283,7 +297,7 @@ def write_reference_outputs(eval_path: str | Path, out_path: str | Path, generat
     examples = load_examples(eval_path)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out, [output_record(ex, ex.reference, generator, Path(eval_path).stem) for ex in examples])
+    write_json(out, [output_record(ex, ex.reference, generator, Path(eval_path).stem) for ex in examples])
     return out
 
 
@@ -380,7 +394,7 @@ def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_di
               "max_instances": args.superni_max_instances, "max_new_tokens": args.superni_max_new_tokens,
               **score_superni(tasks, predictions)}
     path = out_dir / "superni_eval.json"
-    _write_json_atomic(path, result)
+    write_json(path, result)
     print(f"SuperNI ROUGE-L {result['rougeL']:.2f} over {result['n_instances']} instances "
           f"of {result['n_tasks']} tasks; wrote {path}")
     return path
@@ -389,29 +403,44 @@ def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_di
 # ---------------------------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    from transformers import HfArgumentParser
+def check_args(args: EvalArguments) -> Path:
+    """Every flag and file, before any model loads; returns the output folder (not created here)."""
+    for e in args.evaluations:
+        validation.one_of("evaluations", e, EVALUATIONS)
+    resolve_dtype(args.precision)
+    validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
+    for flag in ("batch_size", "max_new_tokens", "superni_max_instances", "superni_max_new_tokens", "temperature"):
+        validation.positive(flag, getattr(args, flag))
+    if not 0 < args.top_p <= 1:
+        raise DataError(f"--top_p must be in (0, 1], got {args.top_p}")
+    validation.non_negative("top_k", args.top_k)
+    validation.model("base_model_name", args.base_model_name)
+    if args.peft_model_name:
+        validation.adapter("peft_model_name", args.peft_model_name)
+    if "alpaca" in args.evaluations:
+        validation.input_data("eval_path", args.eval_path)
+        load_examples(args.eval_path, require_reference=False)
+    if "superni" in args.evaluations:
+        load_superni(args.superni_dir, args.superni_max_instances)
+    out_dir = Path(args.output_dir or args.peft_model_name or "eval_outputs")
+    validation.output_folder("peft_model_name" if args.peft_model_name and not args.output_dir else "output_dir",
+                             out_dir)
+    return out_dir
 
+
+def main(argv: Sequence[str] | None = None) -> None:
     from proxy_settings import given_flags
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = validation.parse_flags([EvalArguments], argv, __doc__.splitlines()[0])
     for flag in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):
         print(f"note: --{flag} has no effect here: {NO_EFFECT_FLAGS[flag]}", file=sys.stderr)
     with exit_on_data_error():
-        unknown = [e for e in args.evaluations if e not in EVALUATIONS]
-        if unknown:
-            raise DataError(f"--evaluations: unknown value(s) {unknown} (expected {' / '.join(EVALUATIONS)})")
-        resolve_dtype(args.precision)  # a bad --precision fails before any work
-        if args.peft_model_name and not (Path(args.peft_model_name) / "adapter_config.json").is_file():
-            raise DataError(f"{args.peft_model_name}: not a LoRA adapter folder (no adapter_config.json)")
+        out_dir = check_args(args)
         name = checkpoint_name(args.base_model_name, args.peft_model_name)
-        out_dir = Path(args.output_dir or args.peft_model_name or "eval_outputs")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # Validate the inputs and skip finished work before paying for the model load.
+        # Skip finished work before paying for the model load.
         todo = []
         if "alpaca" in args.evaluations:
-            load_examples(args.eval_path, require_reference=False)
             final, partial = alpaca_paths(out_dir, name)
             if args.overwrite:
                 final.unlink(missing_ok=True)
@@ -421,7 +450,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             else:
                 todo.append("alpaca")
         if "superni" in args.evaluations:
-            load_superni(args.superni_dir, args.superni_max_instances)
             if (out_dir / "superni_eval.json").exists() and not args.overwrite:
                 print(f"kept {out_dir / 'superni_eval.json'} (--overwrite to regenerate)")
             else:
@@ -432,10 +460,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         model, tokenizer = load_policy(args.base_model_name, args.peft_model_name, args.trust_remote_code,
                                        args.precision)
         fmt = resolve_prompt_format(args.prompt_format, tokenizer)
-        if "alpaca" in todo:
-            run_alpaca(model, tokenizer, fmt, args, out_dir, name)
-        if "superni" in todo:
-            run_superni(model, tokenizer, fmt, args, out_dir, name)
+        with creating(out_dir):
+            if "alpaca" in todo:
+                run_alpaca(model, tokenizer, fmt, args, out_dir, name)
+            if "superni" in todo:
+                run_superni(model, tokenizer, fmt, args, out_dir, name)
+
+
+@contextlib.contextmanager
+def creating(out_dir: Path) -> Iterator[None]:
+    """Create `out_dir` for the run; if the run fails and this run created it, an empty folder is not left behind
+    (a folder that holds a partial file stays, so the next run resumes)."""
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for p in created:  # innermost first; stops at the first that is not empty
+            if any(p.iterdir()):
+                break
+            p.rmdir()
+        raise
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+from files import save_figure
+
 BUILTIN_FEATURES = ("LI", "RP", "QR", "RAR")
 NOT_FEATURES = {"qtype", "branch"}  # per-sample labels, not numbers
 
@@ -168,5 +170,4 @@ def plot_feature_view(views: dict[str, dict[str, Any]], title: str, path: Path, 
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

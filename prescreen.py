@@ -41,15 +41,18 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 from tqdm.auto import tqdm
 
+import validation
 from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from eval_monotonicity import (GoldSpec, cached_scores, content_hash, find_outputs_file, gold_specs, load_gold,
                                merge_repeated_flags)
 from evaluation import REPO, resolve_prompt_format
 from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
+from files import save_figure, write_json
 from precision import resolve_dtype
-from prompts import clean_response
-from reward_model import (CombineFn, FeatureFn, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
-                          Sample, load_features_module, paper_reward, resolve_device, tokenize)
+from prompts import PROMPT_FORMATS, clean_response
+from reward_model import (GOLD_PROMPTS, GOLD_TYPES, CombineFn, FeatureFn, RelevanceEncoder,
+                          ReversedEngineeredRewardForInference, RewardConfig, Sample, load_features_module,
+                          paper_reward, resolve_device, tokenize)
 
 PAPER_DESIGNS = ("LI", "LI+RP", "LI+RP+QR", "RER")
 FLAG_OF = {"LI": "length_incentive", "RP": "repetition_penalty", "QR": "relevance_scaling", "RAR": "reward_branching"}
@@ -334,8 +337,7 @@ def plot_ranking(ranked: list[dict[str, Any]], golds: Sequence[Gold], path: Path
     ax.set_title("reward designs before training (bootstrap 95% CI over instructions)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -345,10 +347,38 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name)
 
 
-def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
-    """The whole screen; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
+def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
+    """Flags, files and models named on the command line, before anything is read, scored or created."""
     if not args.gold_model and not args.gold_csv:
         raise DataError("no gold: pass --gold_model (a reward model) and/or --gold_csv (per-system scores)")
+    if not args.systems:
+        raise DataError("--systems: give at least 2 systems (outputs files or folders)")
+    validation.input_data("annotations_path", args.annotations_path)
+    for name in args.gold_model or []:
+        validation.model("gold_model", name)
+    for kind in args.gold_type:
+        validation.one_of("gold_type", kind, GOLD_TYPES)
+    for name in args.gold_tokenizer or []:
+        validation.model("gold_tokenizer", name, marker="tokenizer_config.json")
+    validation.one_of("gold_prompt", args.gold_prompt, GOLD_PROMPTS)
+    validation.positive("gold_batch_size", args.gold_batch_size)
+    validation.non_negative("bootstrap_samples", args.bootstrap_samples)
+    if args.gold_csv:
+        validation.input_file("gold_csv", args.gold_csv)
+    validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
+    if args.tokenizer_name:
+        validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
+    for path in args.features_module or []:
+        validation.features_module("features_module", path)
+    validation.output_folder("output_dir", args.output_dir)
+    if args.cache_dir:
+        validation.output_folder("cache_dir", args.cache_dir)
+    validation.reward_flags(config)
+
+
+def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
+    """The whole screen; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
+    check_args(args, config)
     kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
     gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
     specs = (gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
@@ -454,7 +484,7 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
               "feature_tracking_best": {g: best_and_worst(v)[0] for g, v in views.items()},
               "reward_config": asdict(config), "prompt_format": args.prompt_format}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "prescreen.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "prescreen.json", result)
     plot_ranking(ranked, golds, out / "prescreen.png")
     plot_feature_view(views, "features across systems, beside the gold", out / "prescreen_features.png",
                       xlabel="system")
@@ -479,12 +509,10 @@ def score_design(design: Design, features: list[dict[str, float | None]], exampl
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[PrescreenArguments, RewardConfig]:
-    from transformers import HfArgumentParser
-
     argv = merge_repeated_flags(sys.argv[1:] if argv is None else argv,
                                 ("--gold_model", "--gold_type", "--gold_tokenizer", "--features_module", "--systems",
                                  "--designs"))
-    return HfArgumentParser((PrescreenArguments, RewardConfig)).parse_args_into_dataclasses(args=argv)
+    return validation.parse_flags((PrescreenArguments, RewardConfig), argv, __doc__.splitlines()[0])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

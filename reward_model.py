@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,7 +280,8 @@ class ReversedEngineeredRewardForInference:
         return "LIxQR" if c.relevance_scaling else "LI"
 
     def __call__(self, queries: Sequence[str], responses: Sequence[str], references: Sequence[str] | None = None,
-                 qtypes: Sequence[str | None] | None = None, return_features: bool = False):
+                 qtypes: Sequence[str | None] | None = None, return_features: bool = False, first_index: int = 0):
+        """`first_index`: the position of this batch's first sample in the whole file, for error messages."""
         n = len(responses)
         references = list(references) if references is not None else [""] * n
         qtypes = list(qtypes) if qtypes is not None else [None] * n
@@ -316,8 +318,9 @@ class ReversedEngineeredRewardForInference:
             if self.extra_features:
                 sample = Sample(queries[i], cleaned[i], references[i], qtypes[i], tuple(tokens[i]))
                 for name, fn in self.extra_features.items():
-                    f[name] = _user_number(fn, sample, f"feature {name!r}", i)
-            f["reward"] = _user_number(self.combine, f, "combine", i) if self.combine else f["paper_reward"]
+                    f[name] = _user_number(fn, sample, f"feature {name!r}", first_index + i)
+            f["reward"] = (_user_number(self.combine, f, "combine", first_index + i) if self.combine
+                           else f["paper_reward"])
             rewards.append(f["reward"])
             features.append(f)
         return (rewards, features) if return_features else rewards
@@ -330,7 +333,7 @@ class ReversedEngineeredRewardForInference:
                           unit="batch"):
             exs = examples[start:start + batch_size]
             r, f = self([e.query for e in exs], responses[start:start + batch_size], [e.reference for e in exs],
-                        [e.qtype for e in exs], return_features=True)
+                        [e.qtype for e in exs], return_features=True, first_index=start)
             rewards += r
             features += f
         return (rewards, features) if return_features else rewards
@@ -362,10 +365,14 @@ def load_features_module(path: str, flag: str = "features_module") -> tuple[dict
     if spec is None or spec.loader is None:
         raise DataError(f"--{flag} {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
+    # No __pycache__ beside their file: it is edited between runs, and a run writes nothing it was not asked to.
+    write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # the user's module: report where it broke, in one line
         raise DataError(f"--{flag} {path}: importing it failed: {type(err).__name__}: {err}") from None
+    finally:
+        sys.dont_write_bytecode = write_bytecode
     if not hasattr(module, "EXTRA_FEATURES"):
         raise DataError(f"--{flag} {path}: defines no EXTRA_FEATURES (a dict of name -> function(sample))")
     features = module.EXTRA_FEATURES

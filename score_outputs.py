@@ -13,16 +13,15 @@ reference answers are scored, which is a quick look at what the reward thinks of
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from data import DataError, exit_on_data_error, join_outputs, load_examples, load_outputs
+import validation
+from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from files import write_json
 from prompts import PROMPT_FORMATS, get_prompt_format
 from reward_model import RewardConfig, ReversedEngineeredRewardForInference, load_features_module
 
@@ -73,14 +72,39 @@ def print_summary(rows, extra: list[str], title: str) -> None:
     Console().print(table)
 
 
+def check_args(args: ScoreArguments) -> None:
+    """The script's own flags and files, before anything is read or scored."""
+    validation.positive("batch_size", args.batch_size)
+    validation.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS)
+    validation.input_data("annotations_path", args.annotations_path)
+    if args.outputs_path:
+        validation.input_data("outputs_path", args.outputs_path)
+    if args.save_path:
+        validation.output_file("save_path", args.save_path)
+    if args.tokenizer_name:
+        validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
+    if args.run_dir:
+        validation.input_folder("run_dir", args.run_dir)
+
+
+def saved_rows(examples: list[Example], responses: list[str], features: list[dict]) -> list[dict]:
+    """Per-sample rows for --save_path. QR and RAR are NaN where the reward did not compute them: written as null
+    without a warning; any other non-number (a custom feature's NaN) is counted by files.write_json."""
+    rows = []
+    for e, r, f in zip(examples, responses, features):
+        f = {k: None if k in ("QR", "RAR") and isinstance(v, float) and math.isnan(v) else v for k, v in f.items()}
+        rows.append({"instruction": e.seed_input, "output": r, **f})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     from proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, given_flags, read_proxy
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = HfArgumentParser((ScoreArguments, RewardConfig))
-    args, reward_config = parser.parse_args_into_dataclasses(args=argv)
+    args, reward_config = validation.parse_flags((ScoreArguments, RewardConfig), argv, __doc__.splitlines()[0])
     trained = None
     with exit_on_data_error():
+        check_args(args)
         if args.run_dir:
             path = Path(args.run_dir) / TRAINING_CONFIG
             trained = read_proxy(path) if path.is_file() else None
@@ -93,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"proxy: as trained, from {path}", file=sys.stderr)
             for line in overrides:
                 print(f"proxy override: {line}", file=sys.stderr)
+        validation.reward_flags(reward_config)
+        extra_features, combine = (load_features_module(args.features_module) if args.features_module
+                                   else ({}, None))
         needs_qtype = reward_config.reward_branching and reward_config.relevance_scaling
         examples = load_examples(args.annotations_path, require_qtype=needs_qtype)
         if args.outputs_path:
@@ -101,25 +128,27 @@ def main(argv: list[str] | None = None) -> None:
             responses = [o["output"] for o in outputs]
         else:
             responses = [e.reference for e in examples]
-        extra_features, combine = load_features_module(args.features_module) if args.features_module else ({}, None)
-    tokenizer = None
-    if args.prompt_format == "chat":
-        from transformers import AutoTokenizer
+        tokenizer = None
+        if args.prompt_format == "chat":
+            from transformers import AutoTokenizer
 
-        from offline_models import smollm2_path
+            from offline_models import smollm2_path
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
-    stop_strings = get_prompt_format(args.prompt_format, tokenizer).stop_strings
-    if trained is not None and not given_flags(argv, ["prompt_format", "tokenizer_name"]):
-        stop_strings = tuple(trained["stop_strings"])
-    rer = ReversedEngineeredRewardForInference(reward_config, stop_strings, extra_features, combine)
-    rewards, features = rer.score_examples(examples, responses, args.batch_size, return_features=True)
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
+        try:
+            stop_strings = get_prompt_format(args.prompt_format, tokenizer).stop_strings
+        except ValueError as err:  # chat without a chat template: one line naming the flag
+            raise DataError(str(err)) from None
+        if trained is not None and not given_flags(argv, ["prompt_format", "tokenizer_name"]):
+            stop_strings = tuple(trained["stop_strings"])
+        rer = ReversedEngineeredRewardForInference(reward_config, stop_strings, extra_features, combine)
+        rewards, features = rer.score_examples(examples, responses, args.batch_size, return_features=True)
     extra = list(extra_features)
     source = args.outputs_path or f"{args.annotations_path} (reference answers)"
     print_summary(summarize(features, extra), extra, f"proxy reward of {source}")
     if args.save_path:
-        rows = [{"instruction": e.seed_input, "output": r, **f} for e, r, f in zip(examples, responses, features)]
-        Path(args.save_path).write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+        Path(args.save_path).parent.mkdir(parents=True, exist_ok=True)  # checked creatable before scoring
+        write_json(args.save_path, saved_rows(examples, responses, features))
         print(f"per-sample features written to {args.save_path}", file=sys.stderr)
 
 

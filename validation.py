@@ -90,7 +90,8 @@ def input_folder(flag: str, path: str | os.PathLike) -> Path:
 
 
 def _nearest_existing(p: Path) -> Path:
-    p = p.absolute()
+    """The path itself or its nearest existing parent, as given (relative paths stay relative: messages read as
+    the flag was typed; "." always exists)."""
     while not p.exists():
         p = p.parent
     return p
@@ -122,7 +123,11 @@ def output_file(flag: str, path: str | os.PathLike) -> Path:
         raise DataError(f"--{flag} {p}: is a folder, expected a file name")
     if p.exists() and not os.access(p, os.W_OK):
         raise DataError(f"--{flag} {p}: file is not writable")
-    output_folder(flag, p.parent if str(p.parent) else Path("."))
+    base = _nearest_existing(p.parent)
+    if not base.is_dir():
+        raise DataError(f"--{flag} {p}: {base} is a file, so the file cannot be created")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise DataError(f"--{flag} {p}: cannot be created ({base} is not writable)")
     return p
 
 

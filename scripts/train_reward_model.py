@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import re
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,9 +41,11 @@ sys.path.insert(0, str(ROOT))  # run as `python scripts/train_reward_model.py` f
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser  # noqa: E402
+from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
+import validation  # noqa: E402
 from data import DataError, Example, exit_on_data_error, load_examples, read_records  # noqa: E402
+from files import atomic_dir, write_json  # noqa: E402
 from reward_model import resolve_device  # noqa: E402
 
 INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
@@ -426,7 +425,36 @@ def settings_of(cfg: TrainRewardModelConfig, model_name: str) -> dict:
     return s
 
 
-def main(cfg: TrainRewardModelConfig) -> None:
+def check_args(cfg: TrainRewardModelConfig) -> None:
+    """Flags, files and the output folder, before the base model loads and training starts (a save path that
+    cannot be written used to show only after the training)."""
+    for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
+        if getattr(cfg, name) < 1:
+            raise DataError(f"--{name}={getattr(cfg, name)}: must be at least 1")
+    if not 0 <= cfg.heldout_fraction < 1:
+        raise DataError(f"--heldout_fraction={cfg.heldout_fraction}: must be in [0, 1)")
+    validation.positive("learning_rate", cfg.learning_rate)
+    validation.non_negative("max_pairs", cfg.max_pairs)
+    validation.non_negative("trainable_layers", cfg.trainable_layers)
+    validation.positive("num_threads", cfg.num_threads)
+    use_bf16(cfg)
+    if cfg.pairs_path:
+        validation.input_data("pairs_path", cfg.pairs_path)
+    else:
+        validation.input_data("data_path", cfg.data_path)
+    validation.output_folder("output_dir", cfg.output_dir)
+    if cfg.model_name:
+        validation.model("model_name", cfg.model_name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    (cfg,) = validation.parse_flags([TrainRewardModelConfig], argv, __doc__.splitlines()[0])
+    with exit_on_data_error():
+        check_args(cfg)
+        train(cfg)
+
+
+def train(cfg: TrainRewardModelConfig) -> None:
     t0 = time.time()
     out = Path(cfg.output_dir)
     if cfg.model_name:
@@ -451,12 +479,6 @@ def main(cfg: TrainRewardModelConfig) -> None:
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:  # never replace a folder we did not write
         raise DataError(f"{out}: exists but holds no finished reward model ({INFO_FILE} missing); "
                         "pass --overwrite=true or choose another --output_dir")
-
-    for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
-        if getattr(cfg, name) < 1:
-            raise DataError(f"--{name}={getattr(cfg, name)}: must be at least 1")
-    if not 0 <= cfg.heldout_fraction < 1:
-        raise DataError(f"--heldout_fraction={cfg.heldout_fraction}: must be in [0, 1)")
 
     # --- pairs -------------------------------------------------------------------------------------------
     if cfg.pairs_path:
@@ -586,19 +608,12 @@ def main(cfg: TrainRewardModelConfig) -> None:
         "train_seconds": round(time.time() - t0, 1),
         "settings": settings,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should read like any other
-    model.float().cpu().save_pretrained(tmp)  # safetensors, all float32
-    tokenizer.save_pretrained(tmp)
-    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:  # a hidden temporary folder beside output_dir, renamed when complete
+        model.float().cpu().save_pretrained(tmp)  # safetensors, all float32
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / INFO_FILE, info)
     print(f"saved the reward model to {out} ({time.time() - t0:.0f}s)")
 
 
 if __name__ == "__main__":
-    (config,) = HfArgumentParser(TrainRewardModelConfig).parse_args_into_dataclasses()
-    with exit_on_data_error():
-        main(config)
+    main()
