@@ -25,7 +25,8 @@ def parse_flags(dataclass_types: Sequence[type], argv: Sequence[str] | None, des
     ValueError traceback."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(tuple(dataclass_types), description=description)
+    # No abbreviations: a mistyped prefix such as --num_generation would silently set --num_generations.
+    parser = HfArgumentParser(tuple(dataclass_types), description=description, allow_abbrev=False)
     argv = list(sys.argv[1:] if argv is None else argv)
     *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if rest:
@@ -133,11 +134,7 @@ def output_file(flag: str, path: str | os.PathLike) -> Path:
 
 def output_prefix(flag: str, prefix: str | os.PathLike) -> None:
     """A checkpoint prefix `{prefix}_step_N`: its parent folder must be creatable."""
-    p = Path(str(prefix).rstrip("/"))
-    if p.exists() and not p.is_dir():
-        raise DataError(f"--{flag} {p}: is a file, expected a folder")
-    output_folder(flag, p.parent)
-    output_folder(flag, p)
+    output_folder(flag, Path(str(prefix).rstrip("/")))  # the run folder; its checkpoints go beside it
 
 
 # --- models ----------------------------------------------------------------------------------------------

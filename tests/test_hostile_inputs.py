@@ -62,6 +62,8 @@ SCORE_FIXTURES = {"ann.json": ANNOTATIONS}
 MONO = ("--output_dir", ".", "--gold_model", "model")
 TRAIN_DATA = ("--data_path", "{root}/data/train.json")
 MONO_STEP = {"p_step_1/alpaca-eval-p_step_1.json": "[]"}
+PPO = ("--dataset_path", "{root}/data/train.json", "--dev_prompt_path", "{root}/data/dev.json", "--output_dir", "run")
+GRPO = ("--dataset_path", "{root}/data/train.json", "--output_dir", "run")
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,36 @@ CASES = [
          make({"run": None})),
     Case("summary-artefact-corrupt", "summarize_run", ("--run_dir", "run"), "run/monotonicity.json: not valid JSON",
          make({"run/monotonicity.json": '{"steps": [1, 2'})),
+    # --- run_ppo.py -----------------------------------------------------------------------------------------
+    Case("ppo-model-missing", "run_ppo", (*PPO, "--model_name", "./no_model"), "--model_name ./no_model: no such folder"),
+    Case("ppo-model-no-config", "run_ppo", (*PPO, "--model_name", "empty"), "--model_name empty: folder has no config.json",
+         make({"empty": None})),
+    Case("ppo-dataset-missing", "run_ppo", (*PPO, "--dataset_path", "nope.json"), "--dataset_path nope.json: no such file"),
+    Case("ppo-dataset-is-folder", "run_ppo", (*PPO, "--dataset_path", "d.json"), "--dataset_path d.json: is a folder",
+         make({"d.json": None})),
+    Case("ppo-dev-missing", "run_ppo", (*PPO, "--dev_prompt_path", "dev.json"), "--dev_prompt_path dev.json: no such file"),
+    Case("ppo-save-freq-negative", "run_ppo", (*PPO, "--save_freq=-1"), "--save_freq must be >= 0, got -1"),
+    Case("ppo-steps-negative", "run_ppo", (*PPO, "--overall_steps=-5"), "--overall_steps must be >= 0"),
+    Case("ppo-lora-r-0", "run_ppo", (*PPO, "--lora_r=0"), "--lora_r must be > 0"),
+    Case("ppo-batch-not-multiple", "run_ppo", (*PPO, "--batch_size=5", "--mini_batch_size=2"), "batch_size (5)"),
+    Case("ppo-bogus-log-with", "run_ppo", (*PPO, "--log_with=mlflow"), "--log_with must be one of tensorboard, wandb, none"),
+    Case("ppo-bogus-precision", "run_ppo", (*PPO, "--mixed_precision=fp8"), "--mixed_precision must be one of"),
+    Case("ppo-output-dir-under-file", "run_ppo", (*PPO, "--output_dir", "afile/run"), "afile is a file", make(A_FILE)),
+    Case("ppo-resume-not-a-checkpoint", "run_ppo", (*PPO, "--resume_from_checkpoint", "old"),
+         "--resume_from_checkpoint old: not a complete checkpoint", make({"old/adapter_config.json": "{}"})),
+    Case("ppo-features-no-extra", "run_ppo", (*PPO, "--features_module", "feat.py"), "defines no EXTRA_FEATURES",
+         make({"feat.py": "FEATURES = {}\n"})),
+    Case("ppo-relevance-model-missing", "run_ppo", (*PPO, "--relevance_model", "./enc"), "--relevance_model ./enc: no such"),
+    Case("ppo-unknown-flag", "run_ppo", (*PPO, "--overal_steps=3"), "", usage=True),
+    # --- run_grpo.py ----------------------------------------------------------------------------------------
+    Case("grpo-model-missing", "run_grpo", (*GRPO, "--model_name", "./no_model"), "--model_name ./no_model: no such folder"),
+    Case("grpo-dataset-missing", "run_grpo", (*GRPO, "--dataset_path", "nope.json"), "--dataset_path nope.json: no such"),
+    Case("grpo-one-generation", "run_grpo", (*GRPO, "--num_generations=1"), "--num_generations must be >= 2"),
+    Case("grpo-save-freq-negative", "run_grpo", (*GRPO, "--save_freq=-1"), "--save_freq must be >= 0"),
+    Case("grpo-output-dir-under-file", "run_grpo", (*GRPO, "--output_dir", "afile/g"), "afile is a file", make(A_FILE)),
+    Case("grpo-resume-not-a-checkpoint", "run_grpo", (*GRPO, "--resume_from_checkpoint", "old"),
+         "--resume_from_checkpoint old: not a", make({"old": None})),
+    Case("grpo-unknown-flag", "run_grpo", (*GRPO, "--num_generation=4"), "", usage=True),
 ]
 
 
@@ -246,7 +278,7 @@ def test_hostile_input_fails_in_one_line(case: Case, tmp_path, monkeypatch, caps
 
 
 def test_the_table_is_large_and_names_are_unique():
-    assert len(CASES) >= 34 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
 
 
 # ---------------------------------------------------------------------------------------------------------

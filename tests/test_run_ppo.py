@@ -359,6 +359,12 @@ def test_bad_input_is_one_line_exit_2(tiny_llama_dir, tmp_path):
     proc = run_cli(tiny_flags(tiny_llama_dir, tmp_path / "x", 1, 0, f"--dataset_path={tmp_path / 'missing.json'}"),
                    expect_rc=2)
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "missing.json" in proc.stderr
+    # --max_prompt_length follows --output_max_length (as in the paper): 8 tokens drop every prompt; say so.
+    flags = [f for f in tiny_flags(tiny_llama_dir, tmp_path / "y", 1, 0) if not f.startswith("--max_prompt_length")]
+    proc = run_cli(flags, expect_rc=2)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --dataset_path data/train.json: 0 usable prompts") and "--max_prompt_length=8" in last
+    assert not (tmp_path / "y").exists()
 
 
 def test_features_module_reaches_the_training_reward(tiny_llama_dir, tmp_path):
