@@ -295,8 +295,10 @@ class ReversedEngineeredRewardForInference:
         if self.config.relevance_scaling:
             # Only what the formula needs is encoded (QR for LI x QR samples, RAR for CONSTRAINED ones), all
             # in one encoder pass; asking for the features computes both wherever there is a text to compare with.
-            need_qr = [i for i in range(n) if return_features or branches[i] == "LIxQR"]
-            need_rar = [i for i in range(n) if branches[i] == "RAR" or (return_features and references[i])]
+            # A `combine` rule may read any feature, so it sees them all, in training as in scoring.
+            every = return_features or self.combine is not None
+            need_qr = [i for i in range(n) if every or branches[i] == "LIxQR"]
+            need_rar = [i for i in range(n) if branches[i] == "RAR" or (every and references[i])]
             texts = [cleaned[i] for i in range(n)] + [queries[i] for i in need_qr] + [references[i] for i in need_rar]
             emb = self.encoder.encode(texts)
             resp, rest = emb[:n], emb[n:]
@@ -332,10 +334,10 @@ class ReversedEngineeredRewardForInference:
         for start in tqdm(range(0, len(examples), batch_size), desc=desc, disable=not progress or len(examples) <= batch_size,
                           unit="batch"):
             exs = examples[start:start + batch_size]
-            r, f = self([e.query for e in exs], responses[start:start + batch_size], [e.reference for e in exs],
-                        [e.qtype for e in exs], return_features=True, first_index=start)
-            rewards += r
-            features += f
+            out = self([e.query for e in exs], responses[start:start + batch_size], [e.reference for e in exs],
+                       [e.qtype for e in exs], return_features=return_features, first_index=start)
+            rewards += out[0] if return_features else out
+            features += out[1] if return_features else []
         return (rewards, features) if return_features else rewards
 
 

@@ -2,7 +2,9 @@
 
 Each instruction is paired with another record's answer as its response. Three settings:
 - no relevance: LI x RP only (no encoder);
-- full RER cold: all four features, empty embedding cache (every text new);
+- full RER cold: all four features, empty embedding cache (every text new), encoding only the relevance the
+  formula needs (QR for open-ended, RAR for constrained instructions: what PPO's reward calls do);
+- full RER + all features, cold: QR and RAR for every sample (what prescreen.py and the checks compute);
 - full RER warm: instructions and references already encoded (as in PPO epochs and repeated dev
   evaluations); responses are not in the cache.
 
@@ -34,11 +36,13 @@ from reward_model import RelevanceEncoder, RewardConfig, ReversedEngineeredRewar
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
 
 
-def timed(rer, examples, responses, batch_size) -> float:
+def timed(rer, examples, responses, batch_size, features: bool = False) -> float:
+    """Responses/s of the reward (features=False: only the relevance the formula needs, as PPO scores) or of
+    the reward with every feature (QR and RAR wherever there is a text: what prescreen.py and the checks need)."""
     start = time.perf_counter()
-    rewards = rer.score_examples(examples, responses, batch_size=batch_size, progress=False)
+    out = rer.score_examples(examples, responses, batch_size=batch_size, progress=False, return_features=features)
     elapsed = time.perf_counter() - start
-    assert len(rewards) == len(examples)
+    assert len(out[0] if features else out) == len(examples)
     return len(examples) / elapsed
 
 
@@ -76,6 +80,8 @@ def main() -> None:
     full = ReversedEngineeredRewardForInference(RewardConfig(reward_device=args.device, reward_dtype=args.dtype),
                                                 encoder=encoder)
     print(f"full RER, cold:          {timed(full, examples, responses, args.batch_size):10.1f} responses/s")
+    encoder.cache.clear()
+    print(f"full RER + all features, cold: {timed(full, examples, responses, args.batch_size, True):4.1f} responses/s")
 
     # Warm: keep queries and references, forget the responses.
     for r in set(responses):
