@@ -67,7 +67,10 @@ class RewardConfig:
         default="auto",
         metadata={"help": "auto | sentence_transformers | contriever (mean pooling, raw dot product)"},
     )
-    reward_model_batch_size: int = field(default=64, metadata={"help": "relevance encoder batch size"})
+    reward_model_batch_size: int = field(
+        default=8, metadata={"help": "relevance encoder batch size (texts per forward; texts are sorted by length "
+                             "first). 8 as the paper's command; on a CPU small batches are also the fastest "
+                             "(less padding: 1.7x over 64 measured, see README)"})
     reward_device: str = field(default="auto", metadata={"help": "device of the relevance encoder"})
     reward_dtype: str = field(
         default="auto",

@@ -50,7 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--batch_size", type=int, default=256, help="samples per reward call")
-    parser.add_argument("--encoder_batch_size", type=int, default=64)
+    parser.add_argument("--encoder_batch_size", type=int, default=RewardConfig.reward_model_batch_size,
+                        help="texts per encoder forward (default: RewardConfig's, the paper's 8)")
     parser.add_argument("--device", default="auto", help="relevance encoder device: auto | cpu | cuda")
     parser.add_argument("--dtype", "--reward_dtype", dest="dtype", default="auto",
                         help="torch backend precision: auto (bf16 where native, precision.py) | float32 | bfloat16")

@@ -240,6 +240,7 @@ def test_score_outputs_reads_the_run(paper_pipeline, tmp_path):
     assert "proxy: as trained" in proc.stderr
     scores = {r["instruction"]: r["reward"] for r in json.loads((tmp_path / "f.json").read_text())}
     # The same proxy as the check: its cached per-checkpoint scores equal these.
-    cached = next((work / "alpaca_test_step_2").glob("scores-proxy-*.json"))
+    # The pipeline's own (as-trained) check wrote the first cache file; an override test may have added another.
+    cached = min((work / "alpaca_test_step_2").glob("scores-proxy-*.json"), key=lambda p: p.stat().st_mtime_ns)
     cached_rewards = [f["reward"] for f in json.loads(cached.read_text())["scores"]]  # per-sample features
     assert sorted(cached_rewards) == pytest.approx(sorted(scores.values()), abs=1e-6)
