@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,10 +38,10 @@ def proxy_settings(config: RewardConfig, prompt_format: str, stop_strings: Seque
 
 def write_training_config(folder: str | Path, record: dict[str, Any]) -> Path:
     """Write `record` (which should carry a "proxy" entry) as folder/training_config.json, atomically."""
+    from files import write_json
+
     path = Path(folder) / TRAINING_CONFIG
-    tmp = path.with_name(f".{TRAINING_CONFIG}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    write_json(path, record)
     return path
 
 
