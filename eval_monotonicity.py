@@ -40,7 +40,7 @@ from precision import resolve_dtype
 from prompts import PROMPT_FORMATS, clean_response
 from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
-from reward_model import (GOLD_PROMPTS, GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
+from reward_model import (GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
                           load_features_module, load_gold_reward_model, resolve_device)
 
 
@@ -481,15 +481,7 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     validation.input_data("eval_path", args.eval_path)
     if not args.gold_model:
         raise DataError("--gold_model: give at least one gold reward model")
-    for name in args.gold_model:
-        validation.model("gold_model", name)
-    for kind in args.gold_type:
-        validation.one_of("gold_type", kind, GOLD_TYPES)
-    for name in args.gold_tokenizer or []:
-        validation.model("gold_tokenizer", name, marker="tokenizer_config.json")
-    validation.one_of("gold_prompt", args.gold_prompt, GOLD_PROMPTS)
-    validation.positive("gold_batch_size", args.gold_batch_size)
-    validation.non_negative("bootstrap_samples", args.bootstrap_samples)
+    validation.gold_flags(args)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     if args.tokenizer_name:
         validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")

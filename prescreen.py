@@ -50,7 +50,7 @@ from feature_view import best_and_worst, feature_view, numeric_features, plot_fe
 from files import save_figure, write_json
 from precision import resolve_dtype
 from prompts import PROMPT_FORMATS, clean_response
-from reward_model import (GOLD_PROMPTS, GOLD_TYPES, CombineFn, FeatureFn, RelevanceEncoder,
+from reward_model import (CombineFn, FeatureFn, RelevanceEncoder,
                           ReversedEngineeredRewardForInference, RewardConfig, Sample, load_features_module,
                           paper_reward, resolve_device, tokenize)
 
@@ -354,15 +354,7 @@ def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     if not args.systems:
         raise DataError("--systems: give at least 2 systems (outputs files or folders)")
     validation.input_data("annotations_path", args.annotations_path)
-    for name in args.gold_model or []:
-        validation.model("gold_model", name)
-    for kind in args.gold_type:
-        validation.one_of("gold_type", kind, GOLD_TYPES)
-    for name in args.gold_tokenizer or []:
-        validation.model("gold_tokenizer", name, marker="tokenizer_config.json")
-    validation.one_of("gold_prompt", args.gold_prompt, GOLD_PROMPTS)
-    validation.positive("gold_batch_size", args.gold_batch_size)
-    validation.non_negative("bootstrap_samples", args.bootstrap_samples)
+    validation.gold_flags(args)
     if args.gold_csv:
         validation.input_file("gold_csv", args.gold_csv)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))

@@ -168,16 +168,7 @@ def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: Re
     if args.trainer == "rloo" and any(a.startswith("--loss_type") for a in argv):
         raise DataError("--loss_type applies to --trainer=grpo only")
     v.reward_flags(reward_config)
-    if args.model_name:
-        v.model("model_name", args.model_name, args.cache_dir)
-    if args.tokenizer_name:
-        v.model("tokenizer_name", args.tokenizer_name, args.cache_dir, marker="tokenizer_config.json")
-    if args.cache_dir:
-        v.output_folder("cache_dir", args.cache_dir)
-    v.input_data("dataset_path", args.dataset_path)
-    v.output_prefix("output_dir", args.output_dir)
-    if args.logging_dir:
-        v.output_folder("logging_dir", args.logging_dir)
+    v.training_paths(args)
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         if not (Path(args.resume_from_checkpoint) / TRAINER_STATE).is_file():
             raise DataError(f"--resume_from_checkpoint {args.resume_from_checkpoint}: not a {args.output_dir}_step_N "

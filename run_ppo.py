@@ -171,18 +171,9 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
     except ValueError as err:
         raise DataError(str(err)) from None
     v.reward_flags(reward_config)
-    if args.model_name:
-        v.model("model_name", args.model_name, args.cache_dir)
-    if args.tokenizer_name:
-        v.model("tokenizer_name", args.tokenizer_name, args.cache_dir, marker="tokenizer_config.json")
-    if args.cache_dir:
-        v.output_folder("cache_dir", args.cache_dir)
-    v.input_data("dataset_path", args.dataset_path)
+    v.training_paths(args)
     if args.dev_prompt_path and args.save_freq:
         v.input_data("dev_prompt_path", args.dev_prompt_path)
-    v.output_prefix("output_dir", args.output_dir)
-    if args.logging_dir:
-        v.output_folder("logging_dir", args.logging_dir)
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         read_run_summary(Path(args.resume_from_checkpoint))
     v.features_module("features_module", args.features_module)

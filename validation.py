@@ -109,12 +109,17 @@ def output_folder(flag: str, path: str | os.PathLike, must_exist: bool = False) 
         return p
     if must_exist:
         raise DataError(f"--{flag} {p}: no such folder")
-    base = _nearest_existing(p)
+    _creatable(flag, p, p, "folder")
+    return p
+
+
+def _creatable(flag: str, p: Path, below: Path, what: str) -> None:
+    """`p` can be created: the nearest existing folder above `below` is a writable folder."""
+    base = _nearest_existing(below)
     if not base.is_dir():
-        raise DataError(f"--{flag} {p}: {base} is a file, so the folder cannot be created")
+        raise DataError(f"--{flag} {p}: {base} is a file, so the {what} cannot be created")
     if not os.access(base, os.W_OK | os.X_OK):
         raise DataError(f"--{flag} {p}: cannot be created ({base} is not writable)")
-    return p
 
 
 def output_file(flag: str, path: str | os.PathLike) -> Path:
@@ -124,11 +129,7 @@ def output_file(flag: str, path: str | os.PathLike) -> Path:
         raise DataError(f"--{flag} {p}: is a folder, expected a file name")
     if p.exists() and not os.access(p, os.W_OK):
         raise DataError(f"--{flag} {p}: file is not writable")
-    base = _nearest_existing(p.parent)
-    if not base.is_dir():
-        raise DataError(f"--{flag} {p}: {base} is a file, so the file cannot be created")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise DataError(f"--{flag} {p}: cannot be created ({base} is not writable)")
+    _creatable(flag, p, p.parent, "file")
     return p
 
 
@@ -205,6 +206,35 @@ def reward_flags(cfg: Any) -> None:
     one_of("relevance_backend", cfg.relevance_backend, ("torch", "onnx", "onnx-int8"))
     if cfg.uses_relevance and cfg.relevance_model:
         model("relevance_model", cfg.relevance_model)
+
+
+def training_paths(args: Any) -> None:
+    """The model, data and output flags run_ppo.py and run_grpo.py share (same names, the paper's)."""
+    if args.model_name:
+        model("model_name", args.model_name, args.cache_dir)
+    if args.tokenizer_name:
+        model("tokenizer_name", args.tokenizer_name, args.cache_dir, marker="tokenizer_config.json")
+    if args.cache_dir:
+        output_folder("cache_dir", args.cache_dir)
+    input_data("dataset_path", args.dataset_path)
+    output_prefix("output_dir", args.output_dir)
+    if args.logging_dir:
+        output_folder("logging_dir", args.logging_dir)
+
+
+def gold_flags(args: Any) -> None:
+    """The gold-model flags eval_monotonicity.py and prescreen.py share."""
+    from reward_model import GOLD_PROMPTS, GOLD_TYPES
+
+    for name in args.gold_model or []:
+        model("gold_model", name)
+    for kind in args.gold_type:
+        one_of("gold_type", kind, GOLD_TYPES)
+    for name in args.gold_tokenizer or []:
+        model("gold_tokenizer", name, marker="tokenizer_config.json")
+    one_of("gold_prompt", args.gold_prompt, GOLD_PROMPTS)
+    positive("gold_batch_size", args.gold_batch_size)
+    non_negative("bootstrap_samples", args.bootstrap_samples)
 
 
 def features_module(flag: str, path: str | None) -> None:
