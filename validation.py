@@ -141,8 +141,10 @@ def output_prefix(flag: str, prefix: str | os.PathLike) -> None:
 # --- models ----------------------------------------------------------------------------------------------
 
 
-def model(flag: str, name: str, cache_dir: str | None = None, marker: str = "config.json") -> None:
-    """A local model folder holding `marker`, or a hub name (which, offline, must be in the hub cache)."""
+def model(flag: str, name: str, cache_dir: str | None = None, marker: str = "config.json",
+          offline_cache: bool = True) -> None:
+    """A local model folder holding `marker`, or a hub name (which, offline, must be in the hub cache unless
+    `offline_cache` is False: for a model loaded only when needed, such as a gold whose scores are cached)."""
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir():
@@ -152,7 +154,7 @@ def model(flag: str, name: str, cache_dir: str | None = None, marker: str = "con
         return
     if not HUB_NAME.fullmatch(name) or name.startswith(".") or "/." in name:
         raise DataError(f"--{flag} {name}: no such folder")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if offline_cache and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(name, marker, cache_dir=cache_dir), str):
@@ -226,8 +228,8 @@ def gold_flags(args: Any) -> None:
     """The gold-model flags eval_monotonicity.py and prescreen.py share."""
     from reward_model import GOLD_PROMPTS, GOLD_TYPES
 
-    for name in args.gold_model or []:
-        model("gold_model", name)
+    for name in args.gold_model or []:  # loaded only if its scores are not cached yet (a failed load is one line)
+        model("gold_model", name, offline_cache=False)
     for kind in args.gold_type:
         one_of("gold_type", kind, GOLD_TYPES)
     for name in args.gold_tokenizer or []:
