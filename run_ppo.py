@@ -153,7 +153,8 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
         raise DataError("--log_with=wandb needs the wandb package (pip install wandb)")
-    v.one_of("mixed_precision", args.mixed_precision, (None, "auto", "no", "bf16", "fp16"))
+    if args.mixed_precision is not None:  # None: accelerate's config, else the precision rule
+        v.one_of("mixed_precision", args.mixed_precision, ("auto", "no", "bf16", "fp16"))
     v.one_of("attn_implementation", args.attn_implementation, ("auto", "eager", "sdpa", "flash_attention_2"))
     if args.adafactor:
         raise DataError("--adafactor=true is not supported (the optimizer is Adam, as in the paper's command)")
