@@ -316,10 +316,8 @@ def register_run_state(accelerator, trainer: PPOTrainer, stream: PromptStream) -
     accelerator.register_load_state_pre_hook(load_trainable)
 
 
-def check_state_files(state_dir: Path, deepspeed: bool) -> None:
-    """accelerate and DeepSpeed read their state files with full unpickling. Open each one first with
-    `weights_only=True`, which admits only tensors, plain containers and the few named classes these files
-    hold, so a tampered checkpoint stops here instead of running code."""
+def state_file_globals(deepspeed: bool) -> list:
+    """The classes (beyond tensors and plain data) accelerate's and DeepSpeed's state files hold."""
     from accelerate.utils.other import TORCH_SAFE_GLOBALS  # numpy's RNG state
 
     allowed = list(TORCH_SAFE_GLOBALS)
@@ -329,6 +327,14 @@ def check_state_files(state_dir: Path, deepspeed: bool) -> None:
         from deepspeed.utils.tensor_fragment import fragment_address
 
         allowed += [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+    return allowed
+
+
+def check_state_files(state_dir: Path, deepspeed: bool) -> None:
+    """accelerate and DeepSpeed read their state files with full unpickling. Open each one first with
+    `weights_only=True`, which admits only tensors, plain containers and the few named classes these files
+    hold, so a tampered checkpoint stops here instead of running code."""
+    allowed = state_file_globals(deepspeed)
     for f in sorted(state_dir.rglob("*")):
         if f.suffix in (".pkl", ".pt", ".bin"):
             try:
@@ -337,6 +343,18 @@ def check_state_files(state_dir: Path, deepspeed: bool) -> None:
             except Exception as err:  # any failure means: not plain data
                 raise DataError(f"{f}: not plain tensors/data ({type(err).__name__}); refusing to unpickle it "
                                 "(resume only from checkpoints run_ppo.py wrote)") from None
+
+
+def drop_tied_frozen_weights(state_dir: Path, model: torch.nn.Module) -> None:
+    """DeepSpeed's `exclude_frozen_parameters` still saves a frozen weight tied to another (SmolLM2's lm_head is
+    its input embedding: 113 MB per checkpoint). Keep only the trainable tensors in its module-state file; the
+    resume loads it with load_module_strict=False and the frozen base comes from --model_name again."""
+    trainable = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    for f in state_dir.rglob("*model_states.pt"):
+        with torch.serialization.safe_globals(state_file_globals(deepspeed=True)):
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        state["module"] = {k: v for k, v in state["module"].items() if k in trainable}
+        torch.save(state, f)
 
 
 def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptStream, accelerator,
@@ -357,6 +375,8 @@ def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptSt
     accelerator.save_state(str(tmp / STATE_DIR), safe_serialization=True, **extra)
     if accelerator.is_main_process:
         model = trainer.unwrapped
+        if trainer.is_deepspeed:
+            drop_tied_frozen_weights(tmp / STATE_DIR, model)
         model.policy.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
         save_file({k: v.detach().float().cpu().contiguous() for k, v in model.value_head.state_dict().items()},
                   str(tmp / VALUE_HEAD))

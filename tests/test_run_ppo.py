@@ -118,6 +118,13 @@ def test_deepspeed_zero2_two_processes(zero2_two_steps, tiny_llama_dir):
     state = Path(f"{out}_step_2") / "state"
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in state.iterdir()}
     assert len(list(state.rglob("*zero_pp_rank_*_optim_states.pt"))) == 2
+    # Only trainable tensors in DeepSpeed's module states (a tied frozen lm_head would otherwise be saved).
+    from run_ppo import state_file_globals
+
+    (module_file,) = state.rglob("*model_states.pt")
+    with torch.serialization.safe_globals(state_file_globals(deepspeed=True)):
+        module = torch.load(module_file, map_location="cpu", weights_only=True)["module"]
+    assert module and all("lora_" in k or k.startswith("value_head.") for k in module), sorted(module)[:5]
     assert proc.stdout.count("step 2/2") == 1  # only the main process logs
 
 
