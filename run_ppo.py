@@ -548,9 +548,9 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     need_qtype = reward_config.reward_branching and reward_config.relevance_scaling
     max_prompt = args.max_prompt_length or ppo_config.output_max_length
     train_examples = load_examples(args.dataset_path, require_qtype=need_qtype)
-    train_examples, train_prompts, dropped = tokenize_prompts(train_examples, prompt_format, tokenizer, max_prompt)
+    train_examples, train_prompts, too_long = tokenize_prompts(train_examples, prompt_format, tokenizer, max_prompt)
     if main_proc:
-        print(f"train: {len(train_prompts)} prompts from {args.dataset_path} ({dropped} longer than {max_prompt} "
+        print(f"train: {len(train_prompts)} prompts from {args.dataset_path} ({too_long} longer than {max_prompt} "
               f"tokens dropped); prompt format: {fmt_name}", file=sys.stderr)
     dev_examples, dev_prompts = [], []
     if args.dev_prompt_path and args.save_freq:
@@ -560,9 +560,9 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
             print(f"dev: {len(dev_prompts)} prompts from {args.dev_prompt_path} ({dropped} dropped)", file=sys.stderr)
     need = ppo_config.batch_size * accelerator.num_processes
     if len(train_prompts) < need:
-        why = (f"; {dropped} of its {len(train_examples) + dropped} prompts are longer than --max_prompt_length="
+        why = (f"; {too_long} of its {len(train_examples) + too_long} prompts are longer than --max_prompt_length="
                f"{max_prompt} tokens" + ("" if args.max_prompt_length else " (it defaults to --output_max_length, "
-                                         "as in the paper; set --max_prompt_length)") if dropped else "")
+                                         "as in the paper; set --max_prompt_length)") if too_long else "")
         raise DataError(f"--dataset_path {args.dataset_path}: {len(train_prompts)} usable prompts, fewer than "
                         f"batch_size x processes ({need}){why}")
     stream = PromptStream(len(train_prompts), ppo_config.batch_size, accelerator.num_processes,

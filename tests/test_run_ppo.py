@@ -370,7 +370,8 @@ def test_bad_input_is_one_line_exit_2(tiny_llama_dir, tmp_path):
     flags = [f for f in tiny_flags(tiny_llama_dir, tmp_path / "y", 1, 0) if not f.startswith("--max_prompt_length")]
     proc = run_cli(flags, expect_rc=2)
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --dataset_path data/train.json: 0 usable prompts") and "--max_prompt_length=8" in last
+    assert last.startswith("error: --dataset_path data/train.json: 0 usable prompts")
+    assert "90 of its 90 prompts are longer than --max_prompt_length=8" in last  # the train file's count, not dev's
     assert not (tmp_path / "y").exists()
 
 
