@@ -119,14 +119,15 @@ def replace_dir(tmp: Path, final: Path) -> None:
         tmp.rename(final)
 
 
-def clean_partials(folder: str | Path, name_prefix: str) -> list[Path]:
-    """Remove temporary folders/files `.partial-{name_prefix}*` (and replaced `.partial-old-...`) that a killed
-    run left in `folder`; returns what was removed."""
+def clean_partials(folder: str | Path, *name_prefixes: str) -> list[Path]:
+    """Remove temporary folders/files `.partial-{prefix}*` (and replaced `.partial-old-{prefix}*`) that a killed
+    run left in `folder`, for each of `name_prefixes`; returns what was removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
-    for pattern in (f"{PARTIAL_PREFIX}{name_prefix}*", f"{PARTIAL_PREFIX}old-{name_prefix}*"):
+    patterns = [f"{PARTIAL_PREFIX}{old}{prefix}*" for prefix in name_prefixes for old in ("", "old-")]
+    for pattern in patterns:
         for p in folder.glob(pattern):
             if p.is_dir():
                 shutil.rmtree(p)

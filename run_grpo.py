@@ -424,7 +424,7 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
         leftovers = sorted((base / "trl").glob("checkpoint-*"))  # TRL's folder of a save killed before its rename
         for p in leftovers:
             shutil.rmtree(p)
-        for p in [*clean_partials(base.parent, f"{base.name}_"), *leftovers]:
+        for p in [*clean_partials(base.parent, f"{base.name}_step_", f"{base.name}_final"), *leftovers]:
             print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
         base.mkdir(parents=True, exist_ok=True)
         write_training_config(args.output_dir, config_record)

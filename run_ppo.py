@@ -646,7 +646,7 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     accelerator, trainer, main_proc = run.accelerator, run.trainer, run.accelerator.is_main_process
     if main_proc:
         base = Path(args.output_dir.rstrip("/"))
-        for p in clean_partials(base.parent, f"{base.name}_"):
+        for p in clean_partials(base.parent, f"{base.name}_step_", f"{base.name}_final"):
             print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
         base.mkdir(parents=True, exist_ok=True)
         write_training_config(args.output_dir, run.config_record)

@@ -84,3 +84,14 @@ def test_sigkill_then_resume(moment, tiny_llama_dir, tmp_path):
     for step in (1, 2, 3):
         outputs = json.loads((tmp_path / f"run_step_{step}" / f"alpaca-eval-run_step_{step}.json").read_text())
         assert len(outputs) == 2
+
+
+def test_cleanup_removes_only_this_runs_leftovers(tmp_path):
+    """A start removes its own killed saves, never those of a run whose name merely begins the same way."""
+    from files import clean_partials
+
+    for name in (".partial-run_step_2", ".partial-run_final", ".partial-old-run_step_1", ".partial-run_b_step_3"):
+        (tmp_path / name).mkdir()
+    removed = clean_partials(tmp_path, "run_step_", "run_final")
+    assert sorted(p.name for p in removed) == [".partial-old-run_step_1", ".partial-run_final", ".partial-run_step_2"]
+    assert [p.name for p in tmp_path.iterdir()] == [".partial-run_b_step_3"]
