@@ -40,6 +40,12 @@ def list_checkpoints(prefix: str | Path, steps: list[int] | None = None,
     return sorted(found)
 
 
+def latest_checkpoint(prefix: str | Path, state_file: str) -> Path | None:
+    """The highest complete `{prefix}_step_N` that also holds `state_file`, the trainer's resume state."""
+    found = [p for _, p in list_checkpoints(prefix) if (p / state_file).is_file()]
+    return found[-1] if found else None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("prefix", help="checkpoint prefix: the run's --output_dir (folders {prefix}_step_N)")

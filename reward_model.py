@@ -147,6 +147,9 @@ def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
     return torch.bfloat16 if chosen == torch.bfloat16 else None
 
 
+RELEVANCE_MODEL_TYPES = ("auto", "sentence_transformers", "contriever")
+
+
 class RelevanceEncoder:
     """e(.) with an embedding cache, so instructions and references seen before are not encoded again
     (PPO revisits prompts every epoch and the dev set at every evaluation).
@@ -175,7 +178,7 @@ class RelevanceEncoder:
         if model_type == "auto":
             local_st = (Path(name_or_path) / "modules.json").exists()
             model_type = "sentence_transformers" if local_st or name_or_path.startswith("sentence-transformers/") else "contriever"
-        if model_type not in ("sentence_transformers", "contriever"):
+        if model_type not in RELEVANCE_MODEL_TYPES[1:]:
             raise ValueError(f"relevance_model_type must be auto, sentence_transformers or contriever, got {model_type!r}")
         self.model_type = model_type
         if model_type == "sentence_transformers":

@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 import validation as v  # noqa: E402
-from checkpoints import list_checkpoints  # noqa: E402
+from checkpoints import latest_checkpoint  # noqa: E402
 from data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from files import clean_partials, partial_path, replace_dir  # noqa: E402
 from precision import CHOICES as PRECISION_CHOICES, announce, resolve_dtype  # noqa: E402
@@ -227,8 +227,7 @@ def checkpoint_path(output_dir: str, tag: str) -> Path:
 
 def find_latest_checkpoint(output_dir: str) -> Path | None:
     """The highest complete `{output_dir}_step_N` holding TRL's trainer state (checkpoints.py lists them)."""
-    found = [p for _, p in list_checkpoints(output_dir) if (p / TRAINER_STATE).is_file()]
-    return found[-1] if found else None
+    return latest_checkpoint(output_dir, TRAINER_STATE)
 
 
 def make_callbacks(output_dir: str, config_record: dict, total_steps: int):

@@ -36,7 +36,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 import validation as v  # noqa: E402
-from checkpoints import list_checkpoints  # noqa: E402
+from checkpoints import latest_checkpoint  # noqa: E402
 from data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
 from ppo import (PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, optimizer_steps_per_ppo_step,  # noqa: E402
@@ -276,8 +276,7 @@ def checkpoint_path(output_dir: str, tag: str) -> Path:
 
 def find_latest_checkpoint(output_dir: str) -> Path | None:
     """The highest complete `{output_dir}_step_N` that holds a run state to resume from."""
-    found = [p for _, p in list_checkpoints(output_dir) if (p / STATE_JSON).is_file()]
-    return found[-1] if found else None
+    return latest_checkpoint(output_dir, STATE_JSON)
 
 
 def register_run_state(accelerator, trainer: PPOTrainer, stream: PromptStream) -> None:

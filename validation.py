@@ -200,12 +200,16 @@ def safetensors_file(flag: str, path: Path) -> None:
 
 def reward_flags(cfg: Any) -> None:
     """RewardConfig's flags (shared by every script that scores with the proxy)."""
+    from onnx_encoder import BACKENDS
+    from precision import CHOICES as DTYPES
+    from reward_model import RELEVANCE_MODEL_TYPES
+
     positive("max_sequence_length", cfg.max_sequence_length)
     positive("rar_max_dot", cfg.rar_max_dot)
     positive("reward_model_batch_size", cfg.reward_model_batch_size)
-    one_of("relevance_model_type", cfg.relevance_model_type, ("auto", "sentence_transformers", "contriever"))
-    one_of("reward_dtype", cfg.reward_dtype, ("auto", "float32", "bfloat16"))
-    one_of("relevance_backend", cfg.relevance_backend, ("torch", "onnx", "onnx-int8"))
+    one_of("relevance_model_type", cfg.relevance_model_type, RELEVANCE_MODEL_TYPES)
+    one_of("reward_dtype", cfg.reward_dtype, DTYPES)
+    one_of("relevance_backend", cfg.relevance_backend, BACKENDS)
     if cfg.uses_relevance and cfg.relevance_model:
         model("relevance_model", cfg.relevance_model)
 
