@@ -40,7 +40,7 @@ from checkpoints import latest_checkpoint  # noqa: E402
 from data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
 from ppo import (PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, optimizer_steps_per_ppo_step,  # noqa: E402
-                 train_chunk_size)
+                 train_chunk_size, trainable_named_parameters)
 from precision import mixed_precision_for  # noqa: E402
 from prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
 from proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
@@ -291,19 +291,17 @@ def register_run_state(accelerator, trainer: PPOTrainer, stream: PromptStream) -
     if trainer.is_deepspeed:
         return
 
-    def trainable(model) -> dict[str, torch.nn.Parameter]:
-        return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
     def keep_trainable(models, weights, output_dir) -> None:
         for i, model in enumerate(models):
-            names = trainable(model)
+            names = dict(trainable_named_parameters(model))
             weights[i] = {k: v for k, v in weights[i].items() if k in names}
 
     def load_trainable(models, input_dir) -> None:
         from safetensors.torch import load_file
 
         model = models.pop(0)  # loaded here, so that accelerate's strict load_state_dict does not see it
-        saved, params = load_file(str(Path(input_dir) / "model.safetensors")), trainable(model)
+        saved = load_file(str(Path(input_dir) / "model.safetensors"))
+        params = dict(trainable_named_parameters(model))
         if set(saved) != set(params):
             raise DataError(f"{input_dir}: the saved trainable weights do not match this model's "
                             f"({len(saved)} saved, {len(params)} here; same --model_name and LoRA flags?)")
