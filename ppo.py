@@ -3,7 +3,8 @@
 Current TRL no longer ships the PPO trainer the paper used, so this module re-implements its semantics in
 one readable file. One PPO step (`PPOTrainer.step`) is:
 
-  1. rollout     sample a response for each prompt (top_k=0, top_p=1.0), batched with left padding;
+  1. rollout     sample a response for each prompt (top_k=0, top_p=1.0), batched with left padding, by
+                 a plain KV-cache decode loop (`sample_responses`) or HF generate (--rollout_sampler);
                  with rollout post-processing, cut it at the prompt format's stop strings, re-tokenize and
                  end it with EOS when it finished (`postprocess_responses`)
   2. reward      the white-box proxy reward of the cleaned text, minus `reward_baseline`
@@ -28,13 +29,16 @@ ids (SmolLM2's EOS and pad are the same id).
 Speed without changing the maths: the LM head and the value head run only on response positions; the
 mini-batches of one gradient-accumulation group share a single forward/backward (each mini-batch's loss
 is still its own masked mean, and the group's loss is their average, which is exactly what gradient
-accumulation over them computes).
+accumulation over them computes); rollouts sample by a plain decode loop that draws one uniform per token
+(inverse CDF) where torch.multinomial draws one per vocabulary entry (`sample_responses`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -42,6 +46,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+ROLLOUT_SAMPLERS = ("loop", "generate")
 
 
 @dataclass
@@ -90,6 +96,12 @@ class PPOConfig:
                   "TRL 0.7.4, whose training forwards ran in eval mode, so the paper's dropouts had no effect"},
     )
     generation_batch_size: int | None = field(default=None, metadata={"help": "rollout batch (default: batch_size)"})
+    rollout_sampler: str = field(
+        default="loop",
+        metadata={"help": "loop: a plain KV-cache decode loop with inverse-CDF sampling and sdpa attention when "
+                  "the policy loaded eager (faster on CPU) | generate: HF generate. The same distribution, "
+                  "other random draws"},
+    )
     forward_batch_size: int | None = field(
         default=None, metadata={"help": "no-grad scoring forward batch (default: mini_batch_size x grad accum)"}
     )
@@ -119,6 +131,9 @@ class PPOConfig:
                              f"divide mini_batch_size x gradient_accumulation_steps ({self.backward_batch_size})")
         if self.output_max_length < 1:
             raise ValueError("output_max_length must be >= 1")
+        if self.rollout_sampler not in ROLLOUT_SAMPLERS:
+            raise ValueError(f"rollout_sampler must be one of {', '.join(ROLLOUT_SAMPLERS)}; "
+                             f"got {self.rollout_sampler!r}")
 
 
 # =========================================================================================================
@@ -377,6 +392,86 @@ def left_pad(sequences: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tens
     return ids, mask
 
 
+def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
+    """One token per row of `probs` [b, vocab] (rows need not sum to 1), by inverse-CDF sampling.
+
+    The distribution of `torch.multinomial(probs, 1)` (another random stream, the same global torch RNG, so
+    seeding and checkpointed RNG state cover it) at a fraction of its CPU cost: multinomial's kernel draws an
+    exponential per vocabulary entry, this draws one uniform per row. The cumulative sum runs in float64 so
+    a 49k-token vocabulary's tail keeps its probabilities; token i is drawn when cdf[i-1] <= u < cdf[i], an
+    empty interval for a zero-probability token, so one is never drawn.
+    """
+    cdf = probs.double().cumsum(-1)
+    total = cdf[:, -1:]
+    if not bool(((total > 0) & torch.isfinite(total)).all()):
+        raise RuntimeError("probability rows must have a finite, positive sum")  # as multinomial refuses them
+    u = torch.rand_like(total) * total  # [0, total): float64 uniforms stay below 1, so u stays below total
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # clamp: defensive
+
+
+@torch.no_grad()
+def sample_responses(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                     eos_token_id: int | Sequence[int], pad_token_id: int,
+                     sample: Callable[[torch.Tensor], torch.Tensor] = sample_categorical) -> torch.Tensor:
+    """New tokens [b, n <= max_new_tokens] for left-padded prompts, laid out as HF generate's
+    `out[:, prompt_width:]`: a row that emitted EOS continues with pad, and the loop ends once all rows have.
+
+    The distribution of `generate(do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+    repetition_penalty=1.0)`: softmax of the last position's logits in float32, one sample per row, with a
+    KV cache and the same positions and attention mask. It skips generate's per-step machinery (logits
+    processors, stopping criteria, input preparation), and `sample` replaces torch.multinomial.
+    """
+    from transformers import DynamicCache
+
+    params = inspect.signature(model.forward).parameters
+    cache_arg = "cache" if "cache" in params else "past_key_values"  # transformers 5 renamed it `cache`
+    # The LM head only on the last position (the prompt's others would cost a vocab-sized matmul each), kept
+    # by an index tensor, not the int 1 generate passes: the int keeps a strided view of the prompt's hidden
+    # states, and a bf16 CPU linear on a strided 3-D input materializes the weight expanded over the batch
+    # (16 x 576 x 49152 for SmolLM2: 1.1 s per prompt batch, against 7 ms on the contiguous copy the index makes).
+    keep = {"logits_to_keep": torch.tensor([-1], device=input_ids.device)} if "logits_to_keep" in params else {}
+    eos = torch.as_tensor(eos_token_id, device=input_ids.device).reshape(-1)  # an id or a list of ids
+    # Left padding: positions count each row's real tokens from 0 (pads sit at 0, masked out), as generate's.
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    ids, mask = input_ids, attention_mask
+    finished = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{cache_arg: cache}, **keep)
+        token = sample(torch.softmax(out.logits[:, -1].float(), dim=-1))
+        token = torch.where(finished, pad_token_id, token)
+        tokens.append(token)
+        finished |= torch.isin(token, eos)
+        if bool(finished.all()):
+            break
+        # The next step feeds only the new token; the cache holds the rest.
+        ids, positions = token.unsqueeze(1), positions[:, -1:] + 1
+        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+    return torch.stack(tokens, dim=1)
+
+
+@contextmanager
+def sdpa_attention(model: nn.Module):
+    """Inside the block, a transformers model loaded with eager attention runs sdpa (restored after).
+
+    The CPU policy loads eager for its faster backward; decoding has no backward, and sdpa's fused kernel
+    (which also skips eager's copies of the grouped-query key/value heads, repeat_kv, for a single query)
+    decodes faster: 16 x 64 tokens of SmolLM2-135M on 2 CPU cores took 4.2 s vs 4.6 s in bf16 autocast and
+    9.0 s vs 9.8 s in float32.
+    """
+    original = model.config._attn_implementation
+    if original != "eager":
+        yield
+        return
+    model.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(original)
+
+
 def response_lengths(responses: torch.Tensor, eos_id: int) -> tuple[list[int], list[bool]]:
     """Length of each generated response up to and including its first EOS, and whether it had one."""
     is_eos = responses == eos_id
@@ -549,16 +644,22 @@ class PPOTrainer:
     def generate(self, prompts: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[str]]:
         """Sample responses (batched, left padding, KV cache) and post-process them."""
         self.model.eval()
-        policy = self.unwrapped.policy
+        policy, lm = self.unwrapped.policy, self.unwrapped.causal_lm
         pad_id = self.tokenizer.pad_token_id
         size = self.config.generation_batch_size or self.config.batch_size
         responses, ended = [], []
         for start in range(0, len(prompts), size):
             ids, mask = left_pad(prompts[start:start + size], pad_id)
+            ids, mask = ids.to(self.device), mask.to(self.device)
             with self.accelerator.autocast():
-                out = policy.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                      generation_config=self.generation_config)
-            generated = out[:, ids.shape[1]:].cpu()
+                if self.config.rollout_sampler == "loop":
+                    with sdpa_attention(lm):
+                        generated = sample_responses(lm, ids, mask, self.config.output_max_length,
+                                                     self.tokenizer.eos_token_id, pad_id)
+                else:
+                    out = policy.generate(input_ids=ids, attention_mask=mask, generation_config=self.generation_config)
+                    generated = out[:, ids.shape[1]:]
+            generated = generated.cpu()
             lengths, done = response_lengths(generated, self.tokenizer.eos_token_id)
             responses += [generated[i, :max(n, 1)] for i, n in enumerate(lengths)]
             ended += done

@@ -288,6 +288,20 @@ def test_fused_forward_equals_accumulated_mini_batches(tiny_llama_dir, tmp_path)
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_both_rollout_samplers_run_in_the_trainer(tiny_llama_dir, tmp_path):
+    """--rollout_sampler=generate (HF generate) still runs, and so does the default decode loop, which leaves
+    the policy with the attention it loaded (eager on CPU)."""
+    run = make_run(tiny_llama_dir, tmp_path / "s", "--rollout_sampler=generate")
+    t = run.trainer
+    _, prompts = next_batch(run)
+    assert t.config.rollout_sampler == "generate"
+    for sampler in ("generate", "loop"):
+        t.config.rollout_sampler = sampler
+        responses, texts = t.generate(prompts)
+        assert len(responses) == len(texts) == 4 and all(1 <= len(r) <= 8 for r in responses), sampler
+    assert t.unwrapped.causal_lm.config._attn_implementation == "eager"
+
+
 def test_nonfinite_scores_and_losses_skip_steps_then_stop(tiny_llama_dir, tmp_path):
     run = make_run(tiny_llama_dir, tmp_path / "n", "--max_consecutive_skips=3")
     t = run.trainer
