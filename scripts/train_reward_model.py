@@ -11,7 +11,8 @@ that is not `config.pad_token_id`, on the chat-template text of (instruction, re
 `format_for_classifier`; a gold RM that loads the output must format its inputs the same way. To fit a few
 minutes on a laptop CPU, the embeddings and the lower layers stay frozen (in bfloat16 where bf16 is native,
 precision.py's rule): only the last `trainable_layers` transformer layers, the final norm and the score head
-learn, and the frozen layers' output for each distinct text is computed once (`--cache_frozen`). Whole prompts are held out to
+learn, and the frozen layers' output for each distinct text is computed once, the tokens its prompt's texts share
+once per prompt (`--cache_frozen`). Whole prompts are held out to
 measure pairwise accuracy (chosen scored above rejected).
 
 Pairs come from `--pairs_path` (your preference data: `prompt` or `instruction` [+ `input`], `chosen`,
@@ -27,6 +28,7 @@ The output folder loads with `AutoModelForSequenceClassification.from_pretrained
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import random
 import re
@@ -354,38 +356,90 @@ class FrozenCache:
     pool_at: dict[str, int]
 
 
+def common_prefix_length(rows: list[list[int]]) -> int:
+    """Leading tokens shared by every row, leaving each row at least one token of its own."""
+    n = min(len(r) for r in rows) - 1
+    for i in range(max(n, 0)):
+        if any(r[i] != rows[0][i] for r in rows[1:]):
+            return i
+    return max(n, 0)
+
+
 @torch.no_grad()
-def build_frozen_cache(model, tokenizer, texts: list[str], max_length: int, bf16: bool, n_frozen: int,
+def build_frozen_cache(model, tokenizer, groups: list[list[str]], max_length: int, bf16: bool, n_frozen: int,
                        batch_size: int = 16) -> FrozenCache:
+    """Frozen-layer outputs of every text, once each. `groups` holds the texts of one prompt each: they share their
+    leading tokens (chat template, instruction), which go through the frozen layers once per group; each text's own
+    tokens then continue from that prefix's key/value cache. Causal attention makes the result the full forward's.
+    Groups of similar length are batched together, about `batch_size` texts per forward."""
+    from transformers import DynamicCache
+
     device = next(model.parameters()).device
     base = model.base_model
     pad_id = model.config.pad_token_id
+    blocks = getattr(base, layer_list_name(base, model.config.num_hidden_layers))
+    # transformers renamed the cache argument (`past_key_values` -> `cache`) within 5.x; use this version's name.
+    cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
     captured: list[torch.Tensor] = []
-    order = sorted(texts, key=len)  # similar lengths share a batch: little padding
     hidden, pool_at = {}, {}
     model.eval()
-    for start in tqdm(range(0, len(order), batch_size), desc="frozen layers (once per text)", unit="batch"):
-        chunk = order[start:start + batch_size]
-        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            if n_frozen == 0:
-                out = base.get_input_embeddings()(ids)
+
+    def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids and their mask."""
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], device=device)
+        return ids, torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+
+    def frozen(**inputs) -> torch.Tensor:
+        """The last frozen block's output ([batch, tokens, hidden])."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), only_layers(model, 0, n_frozen):
+            base(**inputs)
+        return captured.pop()
+
+    tokenized = [tokenizer(g, truncation=True, max_length=max_length)["input_ids"] for g in groups]
+    order = sorted(range(len(groups)), key=lambda g: max(len(r) for r in tokenized[g]))
+    packs, pack = [], []
+    for g in order:
+        if pack and sum(len(groups[i]) for i in pack) + len(groups[g]) > batch_size:
+            packs.append(pack)
+            pack = []
+        pack.append(g)
+    packs.append(pack)
+
+    hook = blocks[max(n_frozen - 1, 0)].register_forward_hook(
+        lambda _m, _i, o: captured.append(o[0] if isinstance(o, tuple) else o))
+    bar = tqdm(total=sum(len(g) for g in groups), desc="frozen layers (once per text)", unit="text")
+    try:
+        for pack in packs:
+            rows = [r for g in pack for r in tokenized[g]]
+            texts = [t for g in pack for t in groups[g]]
+            if n_frozen == 0:  # nothing frozen but the embeddings
+                outputs = [base.get_input_embeddings()(torch.tensor(r, device=device)) for r in rows]
             else:
-                name = layer_list_name(base, model.config.num_hidden_layers)
-                hook = getattr(base, name)[n_frozen - 1].register_forward_hook(
-                    lambda _m, _i, o: captured.append(o[0] if isinstance(o, tuple) else o))
-                try:
-                    with only_layers(model, 0, n_frozen):
-                        base(input_ids=ids, attention_mask=mask, use_cache=False)
-                finally:
-                    hook.remove()
-                out = captured.pop()
-        for row, text in enumerate(chunk):
-            n = int(mask[row].sum())
-            hidden[text] = out[row, :n].detach().cpu().clone()
-            real = (ids[row, :n] != pad_id).nonzero()
-            pool_at[text] = int(real[-1]) if len(real) else 0
+                # 1. Each group's shared prefix (a lone text: all but its last token), once.
+                shared = [common_prefix_length(tokenized[g]) for g in pack]
+                prefix_ids, prefix_mask = padded([tokenized[g][0][:n] for g, n in zip(pack, shared)])
+                cache = DynamicCache(config=base.config)
+                prefix = frozen(input_ids=prefix_ids, attention_mask=prefix_mask, use_cache=True, **{cache_arg: cache})
+                # 2. Every text's own tokens, attending to its group's prefix through the cache (prefix padding
+                # masked out; positions continue from the prefix's length).
+                member = [i for i, g in enumerate(pack) for _ in groups[g]]
+                cache.batch_select_indices(torch.tensor(member, device=device))
+                starts = [shared[i] for i in member]
+                own_ids, own_mask = padded([r[n:] for r, n in zip(rows, starts)])
+                positions = torch.tensor(starts, device=device)[:, None] + torch.arange(own_ids.shape[1], device=device)
+                out = frozen(input_ids=own_ids, attention_mask=torch.cat([prefix_mask[member], own_mask], 1),
+                             position_ids=positions, use_cache=True, **{cache_arg: cache})
+                outputs = [torch.cat([prefix[i, :n], out[row, :len(r) - n]])
+                           for row, (r, i, n) in enumerate(zip(rows, member, starts))]
+            for text, tokens, h in zip(texts, rows, outputs):
+                hidden[text] = h.detach().cpu().clone()
+                real = [i for i, t in enumerate(tokens) if t != pad_id]
+                pool_at[text] = real[-1] if real else 0
+            bar.update(len(texts))
+    finally:
+        hook.remove()
+        bar.close()
     return FrozenCache(hidden, pool_at)
 
 
@@ -542,11 +596,15 @@ def train(cfg: TrainRewardModelConfig) -> None:
     warmup = max(1, total_steps // 10)  # linear warm-up over the first tenth, then linear decay to zero
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
-    # Length-bucketed batches: pairs of similar token length share a batch, so little compute goes to padding
-    # (the frozen forward pass is most of the cost). The batch order is reshuffled every epoch.
+    # Batches: the pairs of one prompt side by side (they share its chosen answer, scored once per batch), prompts
+    # bucketed by token length so little compute goes to padding. The batch order is reshuffled every epoch.
     rng = random.Random(cfg.seed)
-    by_length = sorted(rng.sample(range(len(train_pairs)), len(train_pairs)),
-                       key=lambda i: max(n_tokens[train_pairs[i].chosen_text], n_tokens[train_pairs[i].rejected_text]))
+    longest: dict[str, int] = {}
+    for p in train_pairs:
+        longest[p.prompt] = max(longest.get(p.prompt, 0), n_tokens[p.chosen_text], n_tokens[p.rejected_text])
+    prompt_rank = {prompt: i for i, prompt in enumerate(rng.sample(sorted(longest), len(longest)))}
+    by_length = sorted(range(len(train_pairs)),
+                       key=lambda i: (longest[train_pairs[i].prompt], prompt_rank[train_pairs[i].prompt]))
     batches = [[train_pairs[i] for i in by_length[start:start + cfg.batch_size]]
                for start in range(0, len(by_length), cfg.batch_size)]
     cached = cfg.cache_frozen and can_cache_frozen(model)
@@ -555,19 +613,25 @@ def train(cfg: TrainRewardModelConfig) -> None:
         print(f"note: {type(model).__name__} adds position embeddings to its input; training with the full forward")
     t_train = time.time()
     if cached:
-        train_texts = list(dict.fromkeys(t for p in train_pairs for t in (p.chosen_text, p.rejected_text)))
-        cache = build_frozen_cache(model, tokenizer, train_texts, cfg.max_length, bf16, n_frozen)
+        by_prompt: dict[str, dict[str, None]] = {}
+        for p in train_pairs:
+            by_prompt.setdefault(p.prompt, {}).update({p.chosen_text: None, p.rejected_text: None})
+        cache = build_frozen_cache(model, tokenizer, [list(g) for g in by_prompt.values()], cfg.max_length, bf16,
+                                   n_frozen)
     bar = tqdm(total=total_steps, desc="reward model", unit="step")
     for epoch in range(cfg.epochs):
         model.train()
         rng.shuffle(batches)
         for batch in batches:
-            # Chosen and rejected texts go through the model in one padded batch: [chosen..., rejected...].
+            # Chosen and rejected texts go through the model in one padded batch, each distinct text once.
             texts = [p.chosen_text for p in batch] + [p.rejected_text for p in batch]
+            distinct = list(dict.fromkeys(texts))
             if cached:
-                rewards = rewards_from_cache(model, cache, texts, bf16, n_frozen)
+                scored = rewards_from_cache(model, cache, distinct, bf16, n_frozen)
             else:
-                rewards = rewards_of(model, tokenizer, texts, cfg.max_length, bf16)
+                scored = rewards_of(model, tokenizer, distinct, cfg.max_length, bf16)
+            position = {text: i for i, text in enumerate(distinct)}
+            rewards = scored[[position[t] for t in texts]]  # [chosen..., rejected...]
             margin = rewards[: len(batch)] - rewards[len(batch):]
             loss = -F.logsigmoid(margin).mean()
             optimizer.zero_grad(set_to_none=True)

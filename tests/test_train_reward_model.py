@@ -190,7 +190,8 @@ def test_train_save_load_and_reuse(tmp_path, tiny_llama_dir):
 @pytest.mark.parametrize("bf16", [False, True])
 def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_dir, bf16):
     """Training on cached frozen-layer outputs is the same model: same scores, same gradients, even for a batch
-    of mixed lengths and a text that contains the pad id (SmolLM2: pad = <|im_end|>)."""
+    of mixed lengths and a text that contains the pad id (SmolLM2: pad = <|im_end|>). Texts of one prompt share their
+    prefix's frozen pass; a prompt with a single text runs alone."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
@@ -203,16 +204,18 @@ def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_di
             if not param.requires_grad:
                 param.data = param.data.to(torch.bfloat16)
     assert trm.can_cache_frozen(model)
-    texts = [trm.format_for_classifier(tok, f"Question {i}?", "word " * (3 * i + 1)) for i in range(5)]
+    texts = [trm.format_for_classifier(tok, f"Question {i // 3}?", "word " * (3 * i + 1)) for i in range(7)]
     assert tok.pad_token_id in tok(texts[0]).input_ids  # the template's end-of-turn token is the pad id
-    cache = trm.build_frozen_cache(model, tok, texts, 96, bf16, n_frozen=1, batch_size=2)
+    groups = [texts[0:3], texts[3:6], texts[6:7]]
+    assert trm.common_prefix_length(tok(groups[0]).input_ids) > 5
+    cache = trm.build_frozen_cache(model, tok, groups, 96, bf16, n_frozen=1)
     assert len(model.base_model.layers) == 2  # the full block list is back
 
     grads = []
     for use_cache in (False, True):
         model.zero_grad(set_to_none=True)
         model.train()
-        batch = [texts[4], texts[0], texts[2], texts[1]]
+        batch = [texts[4], texts[0], texts[6], texts[2], texts[1]]
         scores = (trm.rewards_from_cache(model, cache, batch, bf16, 1) if use_cache
                   else trm.rewards_of(model, tok, batch, 96, bf16))
         scores.sum().backward()
