@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"],
                         help="bf16: base weights in bf16 for every trainer, LoRA in fp32")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--ppo_sampler", default="loop", choices=["loop", "generate"],
+                        help="PPO's --rollout_sampler; generate samples as TRL's GRPO/RLOO trainers do (like for like)")
     parser.add_argument("--model", default=None, help="policy (default: offline SmolLM2-135M-Instruct)")
     o = parser.parse_args()
     if o.model is None:
@@ -90,7 +92,8 @@ def main() -> None:
                 cmd = [py, "run_ppo.py", *train_flags(o, out), f"--batch_size={o.batch}", "--mini_batch_size=2",
                        "--gradient_accumulation_steps=2", "--dev_prompt_path=data/dev.json", "--dev_max_examples=8",
                        "--eval_table_rows=0",
-                       f"--mixed_precision={'bf16' if o.precision == 'bf16' else 'no'}"]
+                       f"--mixed_precision={'bf16' if o.precision == 'bf16' else 'no'}",
+                       f"--rollout_sampler={o.ppo_sampler}"]
             else:
                 cmd = [py, "run_grpo.py", f"--trainer={trainer}", *train_flags(o, out), f"--batch_size={o.batch}",
                        "--mini_batch_size=2", f"--num_generations={o.num_generations}",

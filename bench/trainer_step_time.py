@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"],
                         help="bf16: base weights in bf16 for every trainer (native on this CPU), LoRA in fp32")
     parser.add_argument("--num_threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--ppo_sampler", default="loop", choices=["loop", "generate"],
+                        help="PPO's --rollout_sampler; generate samples as TRL's GRPO/RLOO trainers do (like for like)")
     o = parser.parse_args()
     common = ["--dataset_path=data/train.json", f"--overall_steps={o.steps}", "--save_freq=0", "--log_with=none",
               f"--output_max_length={o.new_tokens}", "--max_prompt_length=256", "--batch_size=16", "--mini_batch_size=2",
@@ -46,7 +48,7 @@ def main() -> None:
         if trainer == "ppo":
             cmd = [sys.executable, "run_ppo.py", *common, f"--output_dir={out}", "--gradient_accumulation_steps=4",
                    f"--mixed_precision={'bf16' if o.precision == 'bf16' else 'no'}",
-                   "--dev_prompt_path=", "--eval_table_rows=0"]
+                   "--dev_prompt_path=", "--eval_table_rows=0", f"--rollout_sampler={o.ppo_sampler}"]
         else:
             cmd = [sys.executable, "run_grpo.py", f"--trainer={trainer}", *common, f"--output_dir={out}",
                    "--num_generations=4", f"--precision={'bfloat16' if o.precision == 'bf16' else 'float32'}"]
