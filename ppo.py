@@ -409,6 +409,12 @@ def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # clamp: defensive
 
 
+def cache_argument(model: nn.Module) -> str:
+    """The keyword a transformers model's forward takes its KV cache by: transformers 5 renamed
+    `past_key_values` to `cache` within its 5.x releases, and requirements.txt admits both."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def sample_responses(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
                      eos_token_id: int | Sequence[int], pad_token_id: int,
@@ -424,7 +430,7 @@ def sample_responses(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
     from transformers import DynamicCache
 
     params = inspect.signature(model.forward).parameters
-    cache_arg = "cache" if "cache" in params else "past_key_values"  # transformers 5 renamed it `cache`
+    cache_arg = cache_argument(model)
     # The LM head only on the last position (the prompt's others would cost a vocab-sized matmul each), kept
     # by an index tensor, not the int 1 generate passes: the int keeps a strided view of the prompt's hidden
     # states, and a bf16 CPU linear on a strided 3-D input materializes the weight expanded over the batch

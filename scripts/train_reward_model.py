@@ -28,7 +28,6 @@ The output folder loads with `AutoModelForSequenceClassification.from_pretrained
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import random
 import re
@@ -48,6 +47,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 import validation  # noqa: E402
 from data import DataError, Example, exit_on_data_error, load_examples, read_records  # noqa: E402
 from files import atomic_dir, write_json  # noqa: E402
+from ppo import cache_argument  # noqa: E402
 from reward_model import resolve_device  # noqa: E402
 
 INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
@@ -377,12 +377,24 @@ def build_frozen_cache(model, tokenizer, groups: list[list[str]], max_length: in
     device = next(model.parameters()).device
     base = model.base_model
     pad_id = model.config.pad_token_id
-    blocks = getattr(base, layer_list_name(base, model.config.num_hidden_layers))
-    # transformers renamed the cache argument (`past_key_values` -> `cache`) within 5.x; use this version's name.
-    cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-    captured: list[torch.Tensor] = []
     hidden, pool_at = {}, {}
     model.eval()
+
+    def keep(text: str, tokens: list[int], h: torch.Tensor) -> None:
+        hidden[text] = h.detach().cpu().clone()
+        real = [i for i, t in enumerate(tokens) if t != pad_id]
+        pool_at[text] = real[-1] if real else 0
+
+    tokenized = [tokenizer(g, truncation=True, max_length=max_length)["input_ids"] for g in groups]
+    if n_frozen == 0:  # nothing frozen but the embeddings
+        for group, rows in zip(groups, tokenized):
+            for text, tokens in zip(group, rows):
+                keep(text, tokens, base.get_input_embeddings()(torch.tensor(tokens, device=device)))
+        return FrozenCache(hidden, pool_at)
+
+    blocks = getattr(base, layer_list_name(base, model.config.num_hidden_layers))
+    cache_arg = cache_argument(base)
+    captured: list[torch.Tensor] = []
 
     def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ids and their mask."""
@@ -396,7 +408,6 @@ def build_frozen_cache(model, tokenizer, groups: list[list[str]], max_length: in
             base(**inputs)
         return captured.pop()
 
-    tokenized = [tokenizer(g, truncation=True, max_length=max_length)["input_ids"] for g in groups]
     order = sorted(range(len(groups)), key=lambda g: max(len(r) for r in tokenized[g]))
     packs, pack = [], []
     for g in order:
@@ -406,36 +417,29 @@ def build_frozen_cache(model, tokenizer, groups: list[list[str]], max_length: in
         pack.append(g)
     packs.append(pack)
 
-    hook = blocks[max(n_frozen - 1, 0)].register_forward_hook(
+    hook = blocks[n_frozen - 1].register_forward_hook(
         lambda _m, _i, o: captured.append(o[0] if isinstance(o, tuple) else o))
     bar = tqdm(total=sum(len(g) for g in groups), desc="frozen layers (once per text)", unit="text")
     try:
         for pack in packs:
             rows = [r for g in pack for r in tokenized[g]]
             texts = [t for g in pack for t in groups[g]]
-            if n_frozen == 0:  # nothing frozen but the embeddings
-                outputs = [base.get_input_embeddings()(torch.tensor(r, device=device)) for r in rows]
-            else:
-                # 1. Each group's shared prefix (a lone text: all but its last token), once.
-                shared = [common_prefix_length(tokenized[g]) for g in pack]
-                prefix_ids, prefix_mask = padded([tokenized[g][0][:n] for g, n in zip(pack, shared)])
-                cache = DynamicCache(config=base.config)
-                prefix = frozen(input_ids=prefix_ids, attention_mask=prefix_mask, use_cache=True, **{cache_arg: cache})
-                # 2. Every text's own tokens, attending to its group's prefix through the cache (prefix padding
-                # masked out; positions continue from the prefix's length).
-                member = [i for i, g in enumerate(pack) for _ in groups[g]]
-                cache.batch_select_indices(torch.tensor(member, device=device))
-                starts = [shared[i] for i in member]
-                own_ids, own_mask = padded([r[n:] for r, n in zip(rows, starts)])
-                positions = torch.tensor(starts, device=device)[:, None] + torch.arange(own_ids.shape[1], device=device)
-                out = frozen(input_ids=own_ids, attention_mask=torch.cat([prefix_mask[member], own_mask], 1),
-                             position_ids=positions, use_cache=True, **{cache_arg: cache})
-                outputs = [torch.cat([prefix[i, :n], out[row, :len(r) - n]])
-                           for row, (r, i, n) in enumerate(zip(rows, member, starts))]
-            for text, tokens, h in zip(texts, rows, outputs):
-                hidden[text] = h.detach().cpu().clone()
-                real = [i for i, t in enumerate(tokens) if t != pad_id]
-                pool_at[text] = real[-1] if real else 0
+            # 1. Each group's shared prefix (a lone text: all but its last token), once.
+            shared = [common_prefix_length(tokenized[g]) for g in pack]
+            prefix_ids, prefix_mask = padded([tokenized[g][0][:n] for g, n in zip(pack, shared)])
+            cache = DynamicCache(config=base.config)
+            prefix = frozen(input_ids=prefix_ids, attention_mask=prefix_mask, use_cache=True, **{cache_arg: cache})
+            # 2. Every text's own tokens, attending to its group's prefix through the cache (prefix padding
+            # masked out; positions continue from the prefix's length).
+            member = [i for i, g in enumerate(pack) for _ in groups[g]]
+            cache.batch_select_indices(torch.tensor(member, device=device))
+            starts = [shared[i] for i in member]
+            own_ids, own_mask = padded([r[n:] for r, n in zip(rows, starts)])
+            positions = torch.tensor(starts, device=device)[:, None] + torch.arange(own_ids.shape[1], device=device)
+            out = frozen(input_ids=own_ids, attention_mask=torch.cat([prefix_mask[member], own_mask], 1),
+                         position_ids=positions, use_cache=True, **{cache_arg: cache})
+            for row, (text, tokens, i, n) in enumerate(zip(texts, rows, member, starts)):
+                keep(text, tokens, torch.cat([prefix[i, :n], out[row, :len(tokens) - n]]))
             bar.update(len(texts))
     finally:
         hook.remove()
