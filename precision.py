@@ -35,6 +35,13 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return False
 
 
+def resolve_device(device: str) -> str:
+    """`auto`: the GPU where there is one, else the CPU; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def resolve_dtype(requested: str = "auto", device: str | torch.device = "cpu",
                   flag: str = "--precision") -> torch.dtype:
     """The compute dtype for `device`: `auto` picks bf16 only where it is native; explicit values win.

@@ -34,6 +34,7 @@ from nltk.tokenize import wordpunct_tokenize
 from tqdm.auto import tqdm
 
 from data import DataError, Example
+from precision import resolve_device  # noqa: F401  (callers import it from here too)
 from prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
 
 
@@ -131,12 +132,6 @@ def paper_reward(f: dict[str, float | str | None], config: RewardConfig) -> floa
 
 # ---------------------------------------------------------------------------------------------------------
 # e(.): the relevance encoder.
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:

@@ -210,6 +210,12 @@ def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_di
     assert trm.common_prefix_length(tok(groups[0]).input_ids) > 5
     cache = trm.build_frozen_cache(model, tok, groups, 96, bf16, n_frozen=1)
     assert len(model.base_model.layers) == 2  # the full block list is back
+    # Two groups per prefix pass and at most two texts per forward: a text's prefix rows are picked out of a
+    # cache shared with another group, and groups are split across forwards.
+    small = trm.build_frozen_cache(model, tok, groups, 96, bf16, n_frozen=1, batch_size=2)
+    assert small.pool_at == cache.pool_at
+    for text in texts:
+        torch.testing.assert_close(small.hidden[text], cache.hidden[text], atol=2e-2 if bf16 else 1e-5, rtol=1e-2)
 
     grads = []
     for use_cache in (False, True):
@@ -224,6 +230,16 @@ def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_di
     tol = 1e-2 if bf16 else 1e-5
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=tol, rtol=tol, msg=name)
+
+
+def test_length_batches_cut_where_padding_costs_most():
+    lengths = [100, 5, 98, 6, 7, 101, 50]
+    batches = trm.length_batches(lengths, max_batch=16, overhead=32)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every index once
+    assert [sorted(lengths[i] for i in b) for b in batches] == [[5, 6, 7], [50], [98, 100, 101]]
+    assert all(len(b) <= 2 for b in trm.length_batches(lengths, max_batch=2))
+    assert trm.length_batches([9, 9, 9], max_batch=16) == [[0, 1, 2]]  # equal lengths: one forward
+    assert trm.length_batches([], max_batch=4) == []
 
 
 def test_bad_bf16_value_exits_2(tmp_path, tiny_llama_dir):
