@@ -36,12 +36,12 @@ from checkpoints import is_complete, list_checkpoints
 from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from evaluation import REPO, resolve_prompt_format
 from files import save_figure, write_json
-from precision import resolve_dtype
+from precision import resolve_device, resolve_dtype
 from prompts import PROMPT_FORMATS, clean_response
 from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
 from reward_model import (GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
-                          load_features_module, load_gold_reward_model, resolve_device)
+                          load_features_module, load_gold_reward_model)
 
 
 @dataclass

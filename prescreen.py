@@ -48,11 +48,11 @@ from eval_monotonicity import (GoldSpec, cached_scores, content_hash, find_outpu
 from evaluation import REPO, resolve_prompt_format
 from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from files import save_figure, write_json
-from precision import resolve_dtype
+from precision import resolve_device, resolve_dtype
 from prompts import PROMPT_FORMATS, clean_response
 from reward_model import (CombineFn, FeatureFn, RelevanceEncoder,
                           ReversedEngineeredRewardForInference, RewardConfig, Sample, load_features_module,
-                          paper_reward, resolve_device, tokenize)
+                          paper_reward, tokenize)
 
 PAPER_DESIGNS = ("LI", "LI+RP", "LI+RP+QR", "RER")
 FLAG_OF = {"LI": "length_incentive", "RP": "repetition_penalty", "QR": "relevance_scaling", "RAR": "reward_branching"}

@@ -34,7 +34,7 @@ from nltk.tokenize import wordpunct_tokenize
 from tqdm.auto import tqdm
 
 from data import DataError, Example
-from precision import resolve_device  # noqa: F401  (callers import it from here too)
+from precision import resolve_device
 from prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
 
 

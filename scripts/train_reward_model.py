@@ -48,7 +48,7 @@ import validation  # noqa: E402
 from data import DataError, Example, exit_on_data_error, load_examples, read_records  # noqa: E402
 from files import atomic_dir, write_json  # noqa: E402
 from ppo import cache_argument, sdpa_attention  # noqa: E402
-from precision import resolve_device  # noqa: E402  (not reward_model: its nltk import costs 1.5 s)
+from precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
 
 INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
 
@@ -304,8 +304,6 @@ def render(pairs: list[Pair], tokenizer) -> list[TextPair]:
 
 def use_bf16(cfg: TrainRewardModelConfig) -> bool:
     """--bf16: true/false as given; auto = precision.py's rule for the training device (bf16 only where native)."""
-    from precision import resolve_dtype
-
     value = str(cfg.bf16).lower()
     requested = {"true": "bfloat16", "1": "bfloat16", "false": "float32", "0": "float32"}.get(value, value)
     if requested not in ("auto", "bfloat16", "float32"):
@@ -589,11 +587,10 @@ def train(cfg: TrainRewardModelConfig) -> None:
     print(f"pairs: {len(pairs)} ({len(train_pairs)} train, {len(heldout_pairs)} held out); {source}")
 
     # --- model -------------------------------------------------------------------------------------------
-    from precision import announce
-
     bf16 = use_bf16(cfg)
+    device = resolve_device(cfg.device)
     announce("train_reward_model.py:", torch.bfloat16 if bf16 else torch.float32,
-             "auto" if str(cfg.bf16).lower() == "auto" else "explicit", resolve_device(cfg.device))
+             "auto" if str(cfg.bf16).lower() == "auto" else "explicit", device)
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=cfg.trust_remote_code)
@@ -601,13 +598,13 @@ def train(cfg: TrainRewardModelConfig) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     # Eager attention on CPU: the top layers' backward ran 1.2x faster than with the CPU flash kernel (29 steps: 11.0 s
     # vs 9.3 s); the no-grad passes (frozen layers, held-out scoring) switch to sdpa, faster without a backward.
-    attn = {"attn_implementation": "eager"} if resolve_device(cfg.device) == "cpu" else {}
+    attn = {"attn_implementation": "eager"} if device == "cpu" else {}
     model = AutoModelForSequenceClassification.from_pretrained(
         model_name, num_labels=1, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code, **attn)
     # The classifier reads its score at the last token that is not pad_token_id, so the config must name it.
     model.config.pad_token_id = tokenizer.pad_token_id
     n_trainable = freeze_all_but_top(model, cfg.trainable_layers)
-    model.to(resolve_device(cfg.device))
+    model.to(device)
     if bf16:
         # Frozen weights are only read, so bfloat16 costs nothing in learning; trainable ones stay float32 (the
         # optimizer's copy) and autocast runs their matmuls in bf16. Saved as float32 at the end.
