@@ -18,10 +18,8 @@ when everything is cached.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -31,17 +29,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-import validation
-from checkpoints import is_complete, list_checkpoints
-from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
-from evaluation import REPO, resolve_prompt_format
-from files import save_figure, write_json
-from precision import resolve_device, resolve_dtype
-from prompts import PROMPT_FORMATS, clean_response
-from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
-from proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
-from reward_model import (GOLD_TYPES, RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig,
-                          load_features_module, load_gold_reward_model)
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
+from rre import validation
+from rre.checkpoints import find_outputs_file, is_complete, list_checkpoints
+from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
+from rre.features import check_features_module, load_features_module
+from rre.files import save_figure, write_json
+from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
+from rre.precision import resolve_device, resolve_dtype
+from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
+from rre.proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
+from rre.relevance import RelevanceEncoder
+from rre.score_cache import cached_scores, content_hash
+from rre.validation import merge_repeated_flags
 
 
 @dataclass
@@ -111,19 +112,6 @@ class Checkpoint:
     outputs_path: Path
     examples: list[Example]  # the annotated example of each output, in the outputs file's order
     responses: list[str]
-
-
-def find_outputs_file(folder: Path) -> Path:
-    """The folder's `alpaca-eval-*.json`; with several, the one named after the folder (evaluation.py's name)."""
-    files = sorted(p for p in folder.glob("alpaca-eval-*.json"))
-    own = folder / f"alpaca-eval-{folder.name}.json"
-    if own in files:
-        return own
-    if len(files) == 1:
-        return files[0]
-    if not files:
-        raise DataError(f"{folder}: no alpaca-eval-*.json (run evaluation.py --evaluations alpaca on it first)")
-    raise DataError(f"{folder}: several outputs files ({', '.join(p.name for p in files)}); keep one")
 
 
 def evaluated(folder: Path) -> bool:
@@ -198,101 +186,6 @@ def resolve_stop_strings(args: MonotonicityArguments, first_checkpoint: Path) ->
 # Cached scoring.
 
 
-def content_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
-
-
-def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]]) -> list[float]:
-    """Scores from `cache` when its key (a hash of exactly what is scored) matches, else computed and stored."""
-    key = content_hash(key_obj)
-    if cache.is_file():
-        stored = json.loads(cache.read_text())
-        if stored.get("key") == key:
-            return stored["scores"]
-    scores = compute()
-    write_json(cache, {"key": key, "scores": scores}, indent=None)
-    return scores
-
-
-@dataclass(frozen=True)
-class GoldSpec:
-    """One gold judge: model, type and tokenizer (several can be given: `--gold_model` repeated)."""
-
-    model: str
-    type: str = "starling"
-    tokenizer: str | None = None
-    display: str | None = None  # the name in tables and plots (default: the model's basename)
-    prompt: str = "paper"  # Starling's input (--gold_prompt)
-    dtype: str = "float32"  # the resolved compute dtype (--gold_dtype)
-
-    @property
-    def slug(self) -> str:
-        """Readable and unique: the model's basename plus a hash of everything that changes its scores."""
-        ident = [self.model, self.type, self.tokenizer]
-        if self.type == "starling" and self.prompt != "model_card":
-            ident.append(self.prompt)  # (model_card keeps the names of caches written before this flag)
-        if self.dtype != "float32":  # the old fixed choice keeps its old name
-            ident.append(f"torch.{self.dtype}")
-        return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(self.model).name)}-{content_hash(ident)[:8]}"
-
-    @property
-    def instruction_form(self) -> str:
-        """The paper passed Starling the single-field instruction (stripped by the model); other judges read the
-        user turn as a chat shows it."""
-        return "seed_input" if self.type == "starling" and self.prompt == "paper" else "user_turn"
-
-    @property
-    def short(self) -> str:
-        return self.display or Path(self.model.rstrip("/")).name
-
-
-def gold_specs(models: Sequence[str], types: Sequence[str], tokenizers: Sequence[str] | None,
-               prompt: str = "paper", dtype: str = "float32") -> list[GoldSpec]:
-    """Pair every `--gold_model` with its type and tokenizer: one value for all golds, or one per gold."""
-    def per_gold(values: Sequence[Any] | None, flag: str, default: Any) -> list[Any]:
-        values = list(values) if values else [default]
-        if len(values) == 1:
-            return values * len(models)
-        if len(values) != len(models):
-            raise DataError(f"{flag}: {len(values)} values for {len(models)} --gold_model(s); give one or one each")
-        return values
-
-    kinds = per_gold(types, "--gold_type", "starling")
-    for k in kinds:
-        if k not in GOLD_TYPES:
-            raise DataError(f"--gold_type: unknown value {k!r} (expected {' / '.join(GOLD_TYPES)})")
-    specs = [GoldSpec(m, t, tok, None, prompt, dtype)
-             for m, t, tok in zip(models, kinds, per_gold(tokenizers, "--gold_tokenizer", None))]
-    if len(set(specs)) != len(specs):
-        raise DataError("--gold_model: the same gold is given twice")
-    if len({s.short for s in specs}) != len(specs):  # two folders named alike: name them by their unique slug
-        specs = [GoldSpec(s.model, s.type, s.tokenizer, s.slug, s.prompt, s.dtype) for s in specs]
-    return specs
-
-
-def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
-    """`--gold_model a --gold_model b` -> `--gold_model a b`: argparse's nargs='+' would keep only the last one."""
-    merged: dict[str, list[str]] = {}
-    rest: list[str] = []
-    i = 0
-    argv = list(argv)
-    while i < len(argv):
-        flag, eq, value = argv[i].partition("=")
-        if flag in flags:
-            values = [value] if eq else []
-            i += 1
-            while not eq and i < len(argv) and not argv[i].startswith("--"):
-                values.append(argv[i])
-                i += 1
-            merged.setdefault(flag, []).extend(values)
-            continue
-        rest.append(argv[i])
-        i += 1
-    for flag, values in merged.items():
-        rest += [flag, *values]
-    return rest
-
-
 class LazyScorers:
     """The proxy and the gold model, each loaded on first use: a fully cached re-run loads neither."""
 
@@ -319,16 +212,6 @@ class LazyScorers:
             a = self.args
             self._golds[spec] = load_gold(spec, a.gold_batch_size, a.gold_device, a.trust_remote_code)
         return self._golds[spec]
-
-
-def load_gold(spec: GoldSpec, batch_size: int, device: str, trust_remote_code: bool):
-    try:
-        return load_gold_reward_model(spec.model, spec.type, batch_size, device, spec.tokenizer, trust_remote_code,
-                                      gold_prompt=spec.prompt, dtype=spec.dtype)
-    except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot load the gold model {spec.model!r} ({first_line}); download it or pass "
-                        "--gold_model (a folder or hub name) and --gold_type") from None
 
 
 def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: set[str],
@@ -481,15 +364,15 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     validation.input_data("eval_path", args.eval_path)
     if not args.gold_model:
         raise DataError("--gold_model: give at least one gold reward model")
-    validation.gold_flags(args)
+    check_gold_flags(args)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     if args.tokenizer_name:
         validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
     if args.features_module:
-        validation.features_module("features_module", args.features_module)
+        check_features_module("features_module", args.features_module)
     if args.base_outputs:
         validation.input_folder("base_outputs", args.base_outputs)
-    validation.reward_flags(config)
+    check_reward_flags(config)
 
 
 def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None,

@@ -28,13 +28,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import set_seed
 
-import validation
-from data import DataError, Example, exit_on_data_error, load_examples
-from files import atomic_write, write_json
-from precision import resolve_dtype
-from prompts import PROMPT_FORMATS, PromptFormat, get_prompt_format
+from rre import validation
+from rre.data import REPO, DataError, Example, exit_on_data_error, load_examples
+from rre.files import atomic_write, write_json
+from rre.precision import announce, resolve_dtype
+from rre.prompts import PROMPT_FORMATS, PromptFormat, resolve_prompt_format
+from rre.proxy_settings import given_flags
 
-REPO = Path(__file__).resolve().parent
 EVALUATIONS = ("alpaca", "superni")
 SUPERNI_URL = "https://github.com/allenai/natural-instructions"
 
@@ -110,8 +110,6 @@ def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_
     float32 and the merged weights are cast afterwards, so bf16 rounding applies once, not to the LoRA delta."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from precision import announce
-
     on_gpu = torch.cuda.is_available()
     dtype = resolve_dtype(precision, "cuda" if on_gpu else "cpu")
     announce("evaluation.py:", dtype, precision, "cuda" if on_gpu else "cpu")
@@ -135,18 +133,6 @@ def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
-
-
-def resolve_prompt_format(name: str, tokenizer: Any) -> PromptFormat:
-    """`auto` = the tokenizer's chat template when it has one (SmolLM2-Instruct), else the Alpaca template."""
-    if name == "auto":
-        name = "chat" if tokenizer is not None and getattr(tokenizer, "chat_template", None) else "alpaca"
-    if name not in PROMPT_FORMATS:
-        raise DataError(f"--prompt_format: unknown value {name!r} (expected auto, chat or alpaca)")
-    try:
-        return get_prompt_format(name, tokenizer)
-    except ValueError as err:
-        raise DataError(str(err)) from None
 
 
 def checkpoint_name(base_model_name: str, peft_model_name: str | None) -> str:
@@ -429,8 +415,6 @@ def check_args(args: EvalArguments) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from proxy_settings import given_flags
-
     argv = sys.argv[1:] if argv is None else list(argv)
     (args,) = validation.parse_flags([EvalArguments], argv, __doc__.splitlines()[0])
     for flag in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):

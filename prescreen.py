@@ -41,18 +41,19 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 from tqdm.auto import tqdm
 
-import validation
-from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
-from eval_monotonicity import (GoldSpec, cached_scores, content_hash, find_outputs_file, gold_specs, load_gold,
-                               merge_repeated_flags)
-from evaluation import REPO, resolve_prompt_format
-from feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
-from files import save_figure, write_json
-from precision import resolve_device, resolve_dtype
-from prompts import PROMPT_FORMATS, clean_response
-from reward_model import (CombineFn, FeatureFn, RelevanceEncoder,
-                          ReversedEngineeredRewardForInference, RewardConfig, Sample, load_features_module,
-                          paper_reward, tokenize)
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, paper_reward, tokenize
+from rre import validation
+from rre.checkpoints import find_outputs_file
+from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
+from rre.features import CombineFn, FeatureFn, Sample, check_features_module, load_features_module
+from rre.files import save_figure, write_json
+from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
+from rre.precision import resolve_device, resolve_dtype
+from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
+from rre.relevance import RelevanceEncoder
+from rre.score_cache import cached_scores, content_hash
+from rre.validation import merge_repeated_flags
 
 PAPER_DESIGNS = ("LI", "LI+RP", "LI+RP+QR", "RER")
 FLAG_OF = {"LI": "length_incentive", "RP": "repetition_penalty", "QR": "relevance_scaling", "RAR": "reward_branching"}
@@ -354,18 +355,18 @@ def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     if not args.systems:
         raise DataError("--systems: give at least 2 systems (outputs files or folders)")
     validation.input_data("annotations_path", args.annotations_path)
-    validation.gold_flags(args)
+    check_gold_flags(args)
     if args.gold_csv:
         validation.input_file("gold_csv", args.gold_csv)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     if args.tokenizer_name:
         validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
     for path in args.features_module or []:
-        validation.features_module("features_module", path)
+        check_features_module("features_module", path)
     validation.output_folder("output_dir", args.output_dir)
     if args.cache_dir:
         validation.output_folder("cache_dir", args.cache_dir)
-    validation.reward_flags(config)
+    check_reward_flags(config)
 
 
 def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:

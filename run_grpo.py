@@ -36,14 +36,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-import validation as v  # noqa: E402
-from checkpoints import latest_checkpoint  # noqa: E402
-from data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from files import clean_partials, partial_path, replace_dir  # noqa: E402
-from precision import CHOICES as PRECISION_CHOICES, announce, resolve_dtype  # noqa: E402
-from prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
-from proxy_settings import proxy_settings, write_training_config  # noqa: E402
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags  # noqa: E402
+from rre import validation as v  # noqa: E402
+from rre.checkpoints import latest_checkpoint  # noqa: E402
+from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
+from rre.features import check_features_module, load_features_module  # noqa: E402
+from rre.files import clean_partials, partial_path, replace_dir  # noqa: E402
+from rre.offline_models import smollm2_path  # noqa: E402
+from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
+from rre.precision import announce, resolve_dtype
+from rre.prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
+from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
+from rre.training import tokenize_prompts  # noqa: E402
 
 TRAINERS = ("grpo", "rloo")
 TRAINER_STATE = "trainer_state.json"  # TRL/transformers' own state file: marks a complete step folder
@@ -167,13 +171,13 @@ def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: Re
                         f"({trl_args.mini_batch_size})")
     if args.trainer == "rloo" and any(a.startswith("--loss_type") for a in argv):
         raise DataError("--loss_type applies to --trainer=grpo only")
-    v.reward_flags(reward_config)
+    check_reward_flags(reward_config)
     v.training_paths(args)
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         if not (Path(args.resume_from_checkpoint) / TRAINER_STATE).is_file():
             raise DataError(f"--resume_from_checkpoint {args.resume_from_checkpoint}: not a {args.output_dir}_step_N "
                             f"folder (no {TRAINER_STATE})")
-    v.features_module("features_module", args.features_module)
+    check_features_module("features_module", args.features_module)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,16 +286,12 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from run_ppo import tokenize_prompts
-
     # Read from the launcher's environment: the process group is made by the TRL config below (gloo on CPU),
     # and accelerate's state is a singleton that a bare PartialState() here would fix without that backend.
     world_size, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
     main_proc = int(os.environ.get("RANK", "0")) == 0
     model_name = args.model_name
     if model_name is None:
-        from offline_models import smollm2_path
-
         model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
                                               trust_remote_code=args.trust_remote_code)
@@ -362,11 +362,13 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
         log_completions=False, disable_tqdm=not main_proc,
     )
     if args.trainer == "grpo":
-        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+        from trl import GRPOConfig as Config
+        from trl import GRPOTrainer as Trainer
 
         common["loss_type"] = trl_args.loss_type
     else:
-        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+        from trl import RLOOConfig as Config
+        from trl import RLOOTrainer as Trainer
     config = Config(**common)
     state = PartialState()
 

@@ -35,17 +35,27 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-import validation as v  # noqa: E402
-from checkpoints import latest_checkpoint  # noqa: E402
-from data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
-from ppo import (PPOConfig, PolicyWithValueHead, PPOTrainer, ValueHead, optimizer_steps_per_ppo_step,  # noqa: E402
-                 train_chunk_size, trainable_named_parameters)
-from precision import mixed_precision_for  # noqa: E402
-from prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
-from proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_features_module  # noqa: E402
-from validation import parse_flags  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags  # noqa: E402
+from rre import validation as v  # noqa: E402
+from rre.checkpoints import latest_checkpoint  # noqa: E402
+from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
+from rre.features import check_features_module, load_features_module  # noqa: E402
+from rre.files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
+from rre.offline_models import smollm2_path  # noqa: E402
+from rre.ppo import (  # noqa: E402
+    PolicyWithValueHead,
+    PPOConfig,
+    PPOTrainer,
+    ValueHead,
+    optimizer_steps_per_ppo_step,
+    train_chunk_size,
+    trainable_named_parameters,
+)
+from rre.precision import mixed_precision_for  # noqa: E402
+from rre.prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
+from rre.proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
+from rre.training import tokenize_prompts  # noqa: E402
+from rre.validation import parse_flags  # noqa: E402
 
 STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
 STATE_DIR = "state"  # accelerate's save_state: optimizer (ZeRO partitions), RNG, registered objects, LoRA weights
@@ -171,13 +181,13 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
         ppo_config.validate()
     except ValueError as err:
         raise DataError(str(err)) from None
-    v.reward_flags(reward_config)
+    check_reward_flags(reward_config)
     v.training_paths(args)
     if args.dev_prompt_path and args.save_freq:
         v.input_data("dev_prompt_path", args.dev_prompt_path)
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         read_run_summary(Path(args.resume_from_checkpoint))
-    v.features_module("features_module", args.features_module)
+    check_features_module("features_module", args.features_module)
 
 
 def optimizer_accumulation(ppo_config: PPOConfig, from_launch: bool) -> tuple[int, str]:
@@ -227,18 +237,6 @@ class PromptStream:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
-
-
-def tokenize_prompts(examples, prompt_format, tokenizer, max_length: int):
-    """Prompt token ids of each example; examples with longer prompts are dropped (count printed)."""
-    add_special = prompt_format.name == "alpaca"  # a chat template already writes the special tokens
-    kept, prompts = [], []
-    for ex in examples:
-        ids = tokenizer(prompt_format.build(ex.instruction, ex.input), add_special_tokens=add_special)["input_ids"]
-        if len(ids) <= max_length:
-            kept.append(ex)
-            prompts.append(torch.tensor(ids, dtype=torch.long))
-    return kept, prompts, len(examples) - len(kept)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,8 +527,6 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
 
     model_name = args.model_name
     if model_name is None:
-        from offline_models import smollm2_path
-
         model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
                                               trust_remote_code=args.trust_remote_code)

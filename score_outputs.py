@@ -19,11 +19,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import validation
-from data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
-from files import write_json
-from prompts import PROMPT_FORMATS, get_prompt_format
-from reward_model import RewardConfig, ReversedEngineeredRewardForInference, load_features_module
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
+from rre import validation
+from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.features import load_features_module
+from rre.files import write_json
+from rre.offline_models import smollm2_path
+from rre.prompts import PROMPT_FORMATS, get_prompt_format
+from rre.proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, given_flags, read_proxy
 
 FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
 
@@ -98,8 +101,6 @@ def saved_rows(examples: list[Example], responses: list[str], features: list[dic
 
 
 def main(argv: list[str] | None = None) -> None:
-    from proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, given_flags, read_proxy
-
     argv = sys.argv[1:] if argv is None else list(argv)
     args, reward_config = validation.parse_flags((ScoreArguments, RewardConfig), argv, __doc__.splitlines()[0])
     trained = None
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"proxy: as trained, from {path}", file=sys.stderr)
             for line in overrides:
                 print(f"proxy override: {line}", file=sys.stderr)
-        validation.reward_flags(reward_config)
+        check_reward_flags(reward_config)
         extra_features, combine = (load_features_module(args.features_module) if args.features_module
                                    else ({}, None))
         needs_qtype = reward_config.reward_branching and reward_config.relevance_scaling
@@ -131,8 +132,6 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer = None
         if args.prompt_format == "chat":
             from transformers import AutoTokenizer
-
-            from offline_models import smollm2_path
 
             tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
         try:

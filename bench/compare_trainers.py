@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="policy (default: offline SmolLM2-135M-Instruct)")
     o = parser.parse_args()
     if o.model is None:
-        from offline_models import smollm2_path
+        from rre.offline_models import smollm2_path
 
         o.model = smollm2_path()
     py, root = sys.executable, Path(o.run_dir)

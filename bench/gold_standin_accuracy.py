@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
+import train_reward_model as trm  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-import train_reward_model as trm  # noqa: E402
-from data import load_examples  # noqa: E402
-from precision import announce, resolve_dtype  # noqa: E402
+from rre.data import load_examples  # noqa: E402
+from rre.precision import announce, resolve_dtype  # noqa: E402
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -55,9 +55,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer, LlamaConfig
 
-    from data import load_examples
-    from offline_models import smollm2_path
-    from reward_model import StarlingRewardModel, load_gold_reward_model
+    from rre.data import load_examples
+    from rre.gold import StarlingRewardModel, load_gold_reward_model
+    from rre.offline_models import smollm2_path
 
     if not Path(args.data).is_file():
         print(f"error: --data {args.data}: no such file", file=sys.stderr)

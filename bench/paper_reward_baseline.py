@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from data import load_examples  # noqa: E402
-from prompts import STOP_STRINGS, clean_response  # noqa: E402
 from reward_model import length_incentive, repetition_penalty, tokenize  # noqa: E402
+from rre.data import load_examples  # noqa: E402
+from rre.prompts import STOP_STRINGS, clean_response  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
 
@@ -46,7 +46,7 @@ def main() -> None:
         sys.exit(2)
     from transformers import AutoModel, AutoTokenizer
 
-    from offline_models import minilm_path
+    from rre.offline_models import minilm_path
 
     examples = load_examples(args.data, require_qtype=True)[: args.limit]
     # The same pairing as bench/reward_throughput.py: each instruction gets the next record's answer.

@@ -54,7 +54,7 @@ def main() -> None:
 
     import torch
 
-    from data import exit_on_data_error
+    from rre.data import exit_on_data_error
     from run_ppo import parse_args, setup
 
     flags = [

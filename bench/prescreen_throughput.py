@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--systems", type=int, default=10)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from data import load_examples
+    from rre.data import load_examples
 
     examples = load_examples(args.eval_path)
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from data import load_examples  # noqa: E402
-from reward_model import RelevanceEncoder, RewardConfig, ReversedEngineeredRewardForInference  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig  # noqa: E402
+from rre.data import load_examples  # noqa: E402
+from rre.relevance import RelevanceEncoder  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
 

@@ -9,10 +9,12 @@ Needs the paper's stack in its own venv (not this project's requirements):
 (`accelerate launch` with the paper's zero2-bf16.yaml exports ACCELERATE_GRADIENT_ACCUMULATION_STEPS=1; accelerate
 0.23 cannot run DeepSpeed on a CPU, so on a CPU the variable is set by hand or through a plain accelerate config.)
 """
-import os, torch
+import os
+
+import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import GPT2Config, GPT2LMHeadModel
-from trl import PPOConfig, PPOTrainer, AutoModelForCausalLMWithValueHead
+from trl import AutoModelForCausalLMWithValueHead, PPOConfig, PPOTrainer
 
 calls = []
 register_optimizer_step_post_hook(lambda opt, args, kwargs: calls.append(1))
@@ -21,9 +23,10 @@ cfg = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=64)
 base = GPT2LMHeadModel(cfg)
 model = AutoModelForCausalLMWithValueHead.from_pretrained(base)
 ref = AutoModelForCausalLMWithValueHead.from_pretrained(GPT2LMHeadModel(cfg))
-from transformers import PreTrainedTokenizerFast
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
+
 tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({f"w{i}": i for i in range(100)}, unk_token="w1")))
 tok.pad_token = tok.eos_token = "w0"
 config = PPOConfig(batch_size=16, mini_batch_size=2, gradient_accumulation_steps=4, ppo_epochs=4,

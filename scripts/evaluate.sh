@@ -12,9 +12,9 @@ PREFIX="${PREFIX:-alpaca_test}"
 OUTPUT_DIR="${OUTPUT_DIR:-.}"
 BATCH_SIZE="${BATCH_SIZE:-16}"
 
-# Complete checkpoint folders, ordered by step (checkpoints.py: the one list every script uses; a save that
+# Complete checkpoint folders, ordered by step (rre/checkpoints.py: the one list every script uses; a save that
 # was killed half-way is never among them).
-mapfile -t CKPTS < <(python "$ROOT/checkpoints.py" "$OUTPUT_DIR/$PREFIX")
+mapfile -t CKPTS < <(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -m rre.checkpoints "$OUTPUT_DIR/$PREFIX")
 if [ "${#CKPTS[@]}" -eq 0 ]; then
   echo "error: no complete checkpoints $OUTPUT_DIR/${PREFIX}_step_N (folders with a LoRA adapter)" >&2
   exit 2

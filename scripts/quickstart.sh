@@ -39,9 +39,9 @@ phase() {
 }
 
 phase "1/7 offline default models"
-python offline_models.py  # converts the packaged GGUF once; prints both paths
+python -m rre.offline_models  # converts the packaged GGUF once; prints both paths
 # Only the last line: importing DeepSpeed may log to stdout on the first conversion.
-POLICY=$(python -c 'from offline_models import smollm2_path; print(smollm2_path())' | tail -n 1)
+POLICY=$(python -c 'from rre.offline_models import smollm2_path; print(smollm2_path())' | tail -n 1)
 
 phase "2/7 gold stand-in reward model -> $RUN_DIR/gold_standin"
 python scripts/train_reward_model.py --output_dir "$RUN_DIR/gold_standin" "${GOLD_ARGS[@]}"
@@ -60,7 +60,7 @@ else
 fi
 
 phase "4/7 answer the eval set with every checkpoint"
-for ckpt in $(python checkpoints.py "$RUN_DIR/policy"); do  # complete checkpoints, by step
+for ckpt in $(python -m rre.checkpoints "$RUN_DIR/policy"); do  # complete checkpoints, by step
   python evaluation.py --base_model_name="$POLICY" --peft_model_name="$ckpt" --batch_size=16 \
     --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42
 done

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python scripts/summarize_run.py`
 
-import validation  # noqa: E402
-from data import DataError, exit_on_data_error  # noqa: E402
+from rre import validation  # noqa: E402
+from rre.data import DataError, exit_on_data_error  # noqa: E402
 
 
 def load(path: Path) -> dict:

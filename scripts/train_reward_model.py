@@ -44,11 +44,12 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-import validation  # noqa: E402
-from data import DataError, Example, exit_on_data_error, load_examples, read_records  # noqa: E402
-from files import atomic_dir, write_json  # noqa: E402
-from ppo import cache_argument, sdpa_attention  # noqa: E402
-from precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
+from rre import validation  # noqa: E402
+from rre.attention import cache_argument, sdpa_attention  # noqa: E402
+from rre.data import DataError, Example, exit_on_data_error, load_examples, read_records  # noqa: E402
+from rre.files import atomic_dir, write_json  # noqa: E402
+from rre.offline_models import smollm2_path  # noqa: E402
+from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
 
 INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
 
@@ -545,8 +546,6 @@ def train(cfg: TrainRewardModelConfig) -> None:
     if cfg.model_name:
         model_name = cfg.model_name
     else:
-        from offline_models import smollm2_path
-
         model_name = smollm2_path()
     settings = settings_of(cfg, model_name)
 

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def smollm2_dir() -> str:
     """SmolLM2-135M-Instruct converted from the packaged GGUF (cached across runs)."""
-    from offline_models import smollm2_path
+    from rre.offline_models import smollm2_path
 
     return smollm2_path()
 
@@ -44,6 +44,6 @@ def tiny_llama_dir(tmp_path_factory, smollm2_dir) -> str:
 @pytest.fixture(scope="session")
 def minilm_encoder():
     """The real offline relevance encoder (all-MiniLM-L6-v2), loaded once per session."""
-    from reward_model import RelevanceEncoder
+    from rre.relevance import RelevanceEncoder
 
     return RelevanceEncoder()

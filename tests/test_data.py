@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from data import DataError, Example, join_outputs, load_examples
+from rre.data import DataError, Example, join_outputs, load_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from scipy.stats import spearmanr
+from tiny_reward_models import save_lora_adapter, save_tiny_starling
 
 import evaluation
-from data import join_outputs, load_examples, load_outputs
 from evaluation import alpaca_paths, load_superni, score_superni, superni_rouge_l
-from tiny_reward_models import save_lora_adapter, save_tiny_starling
+from rre.data import join_outputs, load_examples, load_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "data" / "natural-instructions"

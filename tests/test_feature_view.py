@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
-
-import eval_monotonicity
-from feature_view import best_and_worst, feature_view
 from test_monotonicity import EVAL, LENGTHS, cli_args, gold_dir, plant_checkpoint, planted, response  # noqa: F401
 from tiny_reward_models import save_tiny_starling
+
+import eval_monotonicity
+from rre.feature_view import best_and_worst, feature_view
 
 
 def test_per_feature_spearman_is_scipys_on_planted_means():

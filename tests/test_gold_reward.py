@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from tiny_reward_models import save_tiny_classifier, save_tiny_starling
 from transformers import AutoTokenizer
 
-from data import DataError
-from reward_model import STARLING_TEMPLATE, StarlingRewardModel, load_gold_reward_model
-from tiny_reward_models import save_tiny_classifier, save_tiny_starling
+from rre.data import DataError
+from rre.gold import STARLING_TEMPLATE, StarlingRewardModel, load_gold_reward_model
 
 INSTRUCTIONS = ["Name a fruit.", "Write a short poem about the sea.", "What is 2 + 2?", "Say hi.", "Explain rain."]
 RESPONSES = [

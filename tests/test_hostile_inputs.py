@@ -201,9 +201,9 @@ CASES = [
     Case("trm-batch-size-0", "train_reward_model", (*TRAIN_DATA, "--batch_size", "0"), "--batch_size=0"),
     Case("trm-unknown-flag", "train_reward_model", (*TRAIN_DATA, "--epochz", "2"), "", usage=True),
     # --- offline_models.py --------------------------------------------------------------------------------
-    Case("offline-cache-under-file", "offline_models", ("--cache_dir", "afile/cache"), "--cache_dir afile/cache",
+    Case("offline-cache-under-file", "rre.offline_models", ("--cache_dir", "afile/cache"), "--cache_dir afile/cache",
          make(A_FILE)),
-    Case("offline-unknown-flag", "offline_models", ("--cachedir", "x"), "", usage=True),
+    Case("offline-unknown-flag", "rre.offline_models", ("--cachedir", "x"), "", usage=True),
     # --- scripts/summarize_run.py -------------------------------------------------------------------------
     Case("summary-run-dir-missing", "summarize_run", ("--run_dir", "runs/q"), "--run_dir runs/q: no such folder"),
     Case("summary-artefact-missing", "summarize_run", ("--run_dir", "run"), "run/monotonicity.json is missing",
@@ -332,8 +332,8 @@ def test_evaluation_final_json_is_0644_and_leaves_no_partial(tmp_path, tiny_llam
 
 
 def test_a_feature_error_names_the_sample_of_the_file_not_of_its_batch():
-    from data import DataError, Example
     from reward_model import ReversedEngineeredRewardForInference, RewardConfig
+    from rre.data import DataError, Example
 
     rer = ReversedEngineeredRewardForInference(RewardConfig(relevance_scaling=False),
                                                extra_features={"bad": lambda s: 1 / 0 if s.query == "q2" else 1.0})

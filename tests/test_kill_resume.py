@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints import list_checkpoints
+from rre.checkpoints import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -88,7 +88,7 @@ def test_sigkill_then_resume(moment, tiny_llama_dir, tmp_path):
 
 def test_cleanup_removes_only_this_runs_leftovers(tmp_path):
     """A start removes its own killed saves, never those of a run whose name merely begins the same way."""
-    from files import clean_partials
+    from rre.files import clean_partials
 
     for name in (".partial-run_step_2", ".partial-run_final", ".partial-old-run_step_1", ".partial-run_b_step_3"):
         (tmp_path / name).mkdir()

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 from scipy.stats import kendalltau, spearmanr
+from tiny_reward_models import save_tiny_starling
 
 import eval_monotonicity
-from data import load_examples
 from eval_monotonicity import offline_win_rate
-from prompts import get_prompt_format
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, load_gold_reward_model
-from tiny_reward_models import save_tiny_starling
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig
+from rre.data import load_examples
+from rre.gold import load_gold_reward_model
+from rre.prompts import get_prompt_format
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = [

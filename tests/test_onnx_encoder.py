@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from reward_model import RelevanceEncoder, ReversedEngineeredRewardForInference, RewardConfig  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig  # noqa: E402
+from rre.relevance import RelevanceEncoder  # noqa: E402
 
 QUERIES = ["Name the capital of France.", "Write a haiku about rain.", "What is 3 times 4?", "Suggest a hobby."]
 RESPONSES = ["Paris is the capital of France.", "Rain taps softly on the roof", "12", "Try hiking with friends."]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_run_ppo import make_run, next_batch, tiny_flags, trainable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +47,7 @@ def word_starling(tmp_path_factory, word_tokenizer_dir):
 
 
 def test_gold_prompt_strings_and_ids(word_starling, word_tokenizer_dir):
-    from reward_model import load_gold_reward_model, starling_text
+    from rre.gold import load_gold_reward_model, starling_text
 
     instruction = "\nQ?\n: "
     assert starling_text(instruction, "A.", "paper") == (
@@ -71,7 +70,7 @@ def manual_score(model, ids: list[int], position: int) -> float:
 
 
 def test_gold_paper_truncation_and_pad_read_position(word_starling, word_tokenizer_dir):
-    from reward_model import load_gold_reward_model, pad_read_positions
+    from rre.gold import load_gold_reward_model, pad_read_positions
 
     folder, model = word_starling
     gold = load_gold_reward_model(folder, "starling", batch_size=3, device="cpu", tokenizer_name=word_tokenizer_dir,

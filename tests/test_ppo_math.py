@@ -7,10 +7,27 @@ import math
 import pytest
 import torch
 
-from ppo import (AdaptiveKLController, FixedKLController, PPOConfig, RunningMoments, build_padded_batch,
-                 clipped_policy_loss, clipped_value_loss, compute_gae_advantages, compute_per_token_rewards,
-                 constant_with_warmup_lr, left_pad, masked_var, normalize_scores, postprocess_responses,
-                 response_lengths, sample_categorical, sample_responses, sdpa_attention, whiten)
+from rre.ppo import (
+    AdaptiveKLController,
+    FixedKLController,
+    PPOConfig,
+    RunningMoments,
+    build_padded_batch,
+    clipped_policy_loss,
+    clipped_value_loss,
+    compute_gae_advantages,
+    compute_per_token_rewards,
+    constant_with_warmup_lr,
+    left_pad,
+    masked_var,
+    normalize_scores,
+    postprocess_responses,
+    response_lengths,
+    sample_categorical,
+    sample_responses,
+    sdpa_attention,
+    whiten,
+)
 
 
 def close(actual, expected, tol=1e-5):
@@ -185,7 +202,7 @@ def test_padded_batch_layout():
 def test_postprocess_responses_cut_and_eos(smollm2_dir):
     from transformers import AutoTokenizer
 
-    from prompts import get_prompt_format
+    from rre.prompts import get_prompt_format
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     fmt = get_prompt_format("alpaca")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import precision
-from data import DataError
+from rre import precision
+from rre.data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 

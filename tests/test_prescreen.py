@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_monotonicity import EVAL, gold_dir  # noqa: F401
 
 import prescreen
-from data import load_examples
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig
-from test_monotonicity import EVAL, gold_dir  # noqa: F401
+from rre.data import load_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 # System k's answers carry k "gem" words (what the planted gold rewards); their lengths do not follow k.

@@ -11,10 +11,17 @@ import sys
 import pytest
 import torch
 
-from data import load_examples
-from prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, get_prompt_format
-from reward_model import (RelevanceEncoder, RewardConfig, ReversedEngineeredRewardForInference, interpolate_rar,
-                          length_incentive, repetition_penalty, tokenize)
+from reward_model import (
+    ReversedEngineeredRewardForInference,
+    RewardConfig,
+    interpolate_rar,
+    length_incentive,
+    repetition_penalty,
+    tokenize,
+)
+from rre.data import load_examples
+from rre.prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, get_prompt_format
+from rre.relevance import RelevanceEncoder
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

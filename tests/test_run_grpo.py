@@ -121,9 +121,9 @@ def fresh_accelerate_state():
 def test_trl_gets_exactly_the_white_box_rewards(smollm2_dir, tmp_path, fresh_accelerate_state):
     """Record what TRL's own training step passes to and gets from the reward function, and compare with
     ReversedEngineeredRewardForInference on the same samples, built independently from the data file."""
-    from data import load_examples
-    from prompts import get_prompt_format
     from reward_model import ReversedEngineeredRewardForInference
+    from rre.data import load_examples
+    from rre.prompts import get_prompt_format
     from run_grpo import WhiteBoxReward, build_trainer, parse_args
 
     args, trl_args, reward_config = parse_args(

@@ -225,7 +225,7 @@ def next_batch(run):
 
 
 def trainable(run) -> dict[str, torch.Tensor]:
-    from ppo import trainable_named_parameters
+    from rre.ppo import trainable_named_parameters
 
     return {n: p.detach().clone() for n, p in trainable_named_parameters(run.trainer.unwrapped)}
 
@@ -261,7 +261,7 @@ def test_resume_restores_optimizer_kl_scores_rng_and_data(tiny_llama_dir, tmp_pa
 def test_fused_forward_equals_accumulated_mini_batches(tiny_llama_dir, tmp_path):
     """One forward/backward over a gradient-accumulation group gives the gradient of accumulating its
     mini-batches one at a time (each loss a masked mean over its own tokens)."""
-    from ppo import Rollout, build_padded_batch, compute_gae_advantages, trainable_named_parameters
+    from rre.ppo import Rollout, build_padded_batch, compute_gae_advantages, trainable_named_parameters
 
     run = make_run(tiny_llama_dir, tmp_path / "f", "--gradient_accumulation_steps=2")
     t = run.trainer
@@ -408,7 +408,7 @@ def test_resume_refuses_a_state_file_that_is_not_plain_data(tiny_llama_dir, tmp_
     """accelerate unpickles its state files fully; run_ppo.py first opens them with weights_only=True."""
     import pickle
 
-    from data import DataError
+    from rre.data import DataError
     from run_ppo import save_checkpoint
 
     run = make_run(tiny_llama_dir, tmp_path / "a")

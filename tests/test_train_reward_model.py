@@ -17,7 +17,8 @@ SCRIPT = ROOT / "scripts" / "train_reward_model.py"
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import train_reward_model as trm  # noqa: E402
-from data import DataError, Example  # noqa: E402
+
+from rre.data import DataError, Example  # noqa: E402
 
 
 def make_examples(n: int) -> list[Example]:

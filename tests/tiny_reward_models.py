@@ -21,7 +21,7 @@ def save_tiny_starling(out_dir: str | Path, tokenizer_dir: str, seed: int = 0):
     The tokenizer is not saved with it, as with the real checkpoint (its tokenizer is Yi-34B-Chat's)."""
     from transformers import AutoTokenizer
 
-    from reward_model import STARLING_PAD_ID, StarlingRewardModel
+    from rre.gold import STARLING_PAD_ID, StarlingRewardModel
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)

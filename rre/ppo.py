@@ -38,7 +38,6 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -46,6 +45,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from rre.attention import cache_argument, sdpa_attention
 
 ROLLOUT_SAMPLERS = ("loop", "generate")
 
@@ -409,12 +410,6 @@ def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # clamp: defensive
 
 
-def cache_argument(model: nn.Module) -> str:
-    """The keyword a transformers model's forward takes its KV cache by: transformers 5 renamed
-    `past_key_values` to `cache` within its 5.x releases, and requirements.txt admits both."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 @torch.no_grad()
 def sample_responses(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
                      eos_token_id: int | Sequence[int], pad_token_id: int,
@@ -456,26 +451,6 @@ def sample_responses(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
         ids, positions = token.unsqueeze(1), positions[:, -1:] + 1
         mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
     return torch.stack(tokens, dim=1)
-
-
-@contextmanager
-def sdpa_attention(model: nn.Module):
-    """Inside the block, a transformers model loaded with eager attention runs sdpa (restored after).
-
-    The CPU policy loads eager for its faster backward; decoding has no backward, and sdpa's fused kernel
-    (which also skips eager's copies of the grouped-query key/value heads, repeat_kv, for a single query)
-    decodes faster: 16 x 64 tokens of SmolLM2-135M on 2 CPU cores took 4.2 s vs 4.6 s in bf16 autocast and
-    9.0 s vs 9.8 s in float32.
-    """
-    original = model.config._attn_implementation
-    if original != "eager":
-        yield
-        return
-    model.set_attn_implementation("sdpa")
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(original)
 
 
 def response_lengths(responses: torch.Tensor, eos_id: int) -> tuple[list[int], list[bool]]:

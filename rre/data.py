@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+REPO = Path(__file__).resolve().parents[1]  # the checkout: default data paths are relative to it
 QTYPES = ("OPENENDED", "CONSTRAINED")
 SEED_INPUT_SEPARATOR = "\n\n### Input:\n"
 

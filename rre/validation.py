@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from data import DataError
+from rre.data import DataError
 
 # A hub name: `name` or `owner/name`, no path syntax. Anything else that does not exist is a missing folder.
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -198,22 +198,6 @@ def safetensors_file(flag: str, path: Path) -> None:
 # --- the reward's flags ----------------------------------------------------------------------------------
 
 
-def reward_flags(cfg: Any) -> None:
-    """RewardConfig's flags (shared by every script that scores with the proxy)."""
-    from onnx_encoder import BACKENDS
-    from precision import CHOICES as DTYPES
-    from reward_model import RELEVANCE_MODEL_TYPES
-
-    positive("max_sequence_length", cfg.max_sequence_length)
-    positive("rar_max_dot", cfg.rar_max_dot)
-    positive("reward_model_batch_size", cfg.reward_model_batch_size)
-    one_of("relevance_model_type", cfg.relevance_model_type, RELEVANCE_MODEL_TYPES)
-    one_of("reward_dtype", cfg.reward_dtype, DTYPES)
-    one_of("relevance_backend", cfg.relevance_backend, BACKENDS)
-    if cfg.uses_relevance and cfg.relevance_model:
-        model("relevance_model", cfg.relevance_model)
-
-
 def training_paths(args: Any) -> None:
     """The model, data and output flags run_ppo.py and run_grpo.py share (same names, the paper's)."""
     if args.model_name:
@@ -226,26 +210,3 @@ def training_paths(args: Any) -> None:
     output_prefix("output_dir", args.output_dir)
     if args.logging_dir:
         output_folder("logging_dir", args.logging_dir)
-
-
-def gold_flags(args: Any) -> None:
-    """The gold-model flags eval_monotonicity.py and prescreen.py share."""
-    from reward_model import GOLD_PROMPTS, GOLD_TYPES
-
-    for name in args.gold_model or []:  # loaded only if its scores are not cached yet (a failed load is one line)
-        model("gold_model", name, offline_cache=False)
-    for kind in args.gold_type:
-        one_of("gold_type", kind, GOLD_TYPES)
-    for name in args.gold_tokenizer or []:
-        model("gold_tokenizer", name, marker="tokenizer_config.json")
-    one_of("gold_prompt", args.gold_prompt, GOLD_PROMPTS)
-    positive("gold_batch_size", args.gold_batch_size)
-    non_negative("bootstrap_samples", args.bootstrap_samples)
-
-
-def features_module(flag: str, path: str | None) -> None:
-    """Import the researcher's feature file now, so a broken one stops the run before any model loads."""
-    if path:
-        from reward_model import load_features_module
-
-        load_features_module(path, flag)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rre.data import DataError
+
 ALPACA_PROMPT_NO_INPUT = (
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request.\n\n"
@@ -91,3 +93,15 @@ def get_prompt_format(name: str, tokenizer: Any = None) -> PromptFormat:
             raise ValueError("--prompt_format=chat needs a tokenizer with a chat template; use --prompt_format=alpaca")
         return PromptFormat("chat", _chat_role_markers(tokenizer), tokenizer)
     raise ValueError(f"unknown prompt format {name!r}; expected one of {PROMPT_FORMATS}")
+
+
+def resolve_prompt_format(name: str, tokenizer: Any) -> PromptFormat:
+    """`auto` = the tokenizer's chat template when it has one (SmolLM2-Instruct), else the Alpaca template."""
+    if name == "auto":
+        name = "chat" if tokenizer is not None and getattr(tokenizer, "chat_template", None) else "alpaca"
+    if name not in PROMPT_FORMATS:
+        raise DataError(f"--prompt_format: unknown value {name!r} (expected auto, chat or alpaca)")
+    try:
+        return get_prompt_format(name, tokenizer)
+    except ValueError as err:
+        raise DataError(str(err)) from None

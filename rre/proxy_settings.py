@@ -14,8 +14,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from data import DataError
-from reward_model import RewardConfig
+from rre.data import DataError
+from rre.files import write_json
 
 TRAINING_CONFIG = "training_config.json"
 # RewardConfig fields that change a score (batch size and device do not).
@@ -27,9 +27,9 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def proxy_settings(config: RewardConfig, prompt_format: str, stop_strings: Sequence[str],
+def proxy_settings(config: Any, prompt_format: str, stop_strings: Sequence[str],
                    features_module: str | None) -> dict[str, Any]:
-    """The "proxy" record of a training config."""
+    """The "proxy" record of a training config; `config` is reward_model.RewardConfig."""
     return {"reward": {k: getattr(config, k) for k in PROXY_FIELDS}, "prompt_format": prompt_format,
             "stop_strings": list(stop_strings),
             "features_module": str(Path(features_module).resolve()) if features_module else None,
@@ -38,8 +38,6 @@ def proxy_settings(config: RewardConfig, prompt_format: str, stop_strings: Seque
 
 def write_training_config(folder: str | Path, record: dict[str, Any]) -> Path:
     """Write `record` (which should carry a "proxy" entry) as folder/training_config.json, atomically."""
-    from files import write_json
-
     path = Path(folder) / TRAINING_CONFIG
     write_json(path, record)
     return path
@@ -74,7 +72,7 @@ def find_run_proxy(run_folder: Path, checkpoint_folders: Sequence[Path]) -> tupl
     return first, first_path
 
 
-def apply_proxy(settings: dict[str, Any], config: RewardConfig, explicit: set[str]) -> tuple[RewardConfig, list[str]]:
+def apply_proxy(settings: dict[str, Any], config: Any, explicit: set[str]) -> tuple[Any, list[str]]:
     """The trained RewardConfig, with the explicitly given flags kept from `config`. Returns it and one
     'name: trained -> given' line per override."""
     trained = {k: v for k, v in settings["reward"].items() if k in PROXY_FIELDS}

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from files import save_figure
+from rre.files import save_figure
 
 BUILTIN_FEATURES = ("LI", "RP", "QR", "RAR")
 NOT_FEATURES = {"qtype", "branch"}  # per-sample labels, not numbers

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from data import DataError
+from rre.data import DataError
+from rre.offline_models import DEFAULT_CACHE
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -121,8 +122,6 @@ def onnx_backend(encoder: Any, backend: str) -> OnnxEncoder:
         model, tokenizer, max_length, normalize = st[0].auto_model, st[0].tokenizer, st.max_seq_length, "Normalize" in kinds
     else:
         model, tokenizer, max_length, normalize = encoder.model, encoder.tokenizer, encoder.max_length, False
-    from offline_models import DEFAULT_CACHE
-
     ident = json.dumps([str(encoder.name), model.config.to_dict(), torch.__version__], sort_keys=True, default=str)
     folder = DEFAULT_CACHE / "onnx" / f"{Path(str(encoder.name)).name}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
     path = export_onnx(model, tokenizer, folder, quantize=backend == "onnx-int8")

@@ -1,0 +1,22 @@
+"""The library under the root's scripts (reverse reward engineering: Kim & Seo, EMNLP 2024).
+
+Entry scripts at the root import from here; nothing here imports them. One idea per module:
+
+    data            instruction files: records, qtype, the one-line DataError
+    files           atomic writes, JSON, figures, temporary folders renamed into place
+    validation      checks of flags and paths before any work
+    precision       the compute dtype follows the hardware (bf16 only where native)
+    prompts         prompt formats and the response clean-up rule
+    features        a researcher's own features (--features_module)
+    relevance       e(.), the relevance encoder of QR and RAR
+    onnx_encoder    the same encoder under ONNX Runtime (--relevance_backend)
+    gold            the gold reward models (Starling-RM-34B, a classifier) and their flags
+    score_cache     scores cached on disk by a hash of what was scored
+    proxy_settings  the proxy a run trained with, recorded and read back
+    checkpoints     which {prefix}_step_N checkpoints are complete
+    ppo             TRL 0.7.4's PPO, reproduced: GAE, clipped losses, KL control, the trainer
+    attention       KV-cache keyword and sdpa switch shared by decoding and the gold stand-in
+    training        what run_ppo.py and run_grpo.py share
+    feature_view    per-feature Spearman against the gold, table and plot
+    offline_models  the offline default models (SmolLM2 from a packaged GGUF, MiniLM)
+"""

@@ -1,0 +1,105 @@
+"""e(.): the relevance encoder of the white-box reward's QR and RAR features.
+
+The paper's code hard-codes facebook/contriever: mean pooling over the last hidden state and a raw dot product.
+A sentence-transformers model (all-MiniLM-L6-v2, the offline choice) is used as its own modules define it; it
+normalizes, so its dot product is a cosine. Embeddings are cached: PPO revisits prompts every epoch.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from rre.offline_models import minilm_path
+from rre.onnx_encoder import onnx_backend
+from rre.precision import announce, resolve_device, resolve_dtype
+
+
+def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
+    """bf16 autocast where the device runs bf16 natively (precision.py's rule); None means plain float32."""
+    chosen = resolve_dtype(dtype, "cuda" if device.startswith("cuda") else "cpu", flag="--reward_dtype")
+    return torch.bfloat16 if chosen == torch.bfloat16 else None
+
+
+RELEVANCE_MODEL_TYPES = ("auto", "sentence_transformers", "contriever")
+
+
+class RelevanceEncoder:
+    """e(.) with an embedding cache, so instructions and references seen before are not encoded again
+    (PPO revisits prompts every epoch and the dev set at every evaluation).
+
+    - sentence-transformers models are used as their own modules define them (all-MiniLM-L6-v2 normalizes,
+      so its dot product is a cosine);
+    - plain transformer encoders (facebook/contriever) get Contriever semantics: mean pooling over the last
+      hidden state, raw dot product, truncation from the left to the encoder's max length.
+    """
+
+    def __init__(self, name_or_path: str | None = None, model_type: str = "auto", batch_size: int = 64,
+                 device: str = "auto", cache_size: int = 200_000, dtype: str = "auto", backend: str = "torch"):
+        if name_or_path is None:
+            name_or_path = minilm_path()
+        self.name = name_or_path
+        self.device = resolve_device(device)
+        self.autocast_dtype = resolve_autocast_dtype(dtype, self.device)
+        announce("relevance encoder", self.autocast_dtype or torch.float32, dtype, self.device)
+        self.batch_size = batch_size
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache_size = cache_size
+        if model_type == "auto":
+            local_st = (Path(name_or_path) / "modules.json").exists()
+            model_type = "sentence_transformers" if local_st or name_or_path.startswith("sentence-transformers/") else "contriever"
+        if model_type not in RELEVANCE_MODEL_TYPES[1:]:
+            raise ValueError(f"relevance_model_type must be auto, sentence_transformers or contriever, got {model_type!r}")
+        self.model_type = model_type
+        if model_type == "sentence_transformers":
+            from sentence_transformers import SentenceTransformer
+
+            self.st_model = SentenceTransformer(name_or_path, device=self.device)
+        else:
+            from transformers import AutoModel, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, truncation_side="left")
+            self.model = AutoModel.from_pretrained(name_or_path).to(self.device).eval()
+            self.max_length = min(self.tokenizer.model_max_length, 512)
+        self.backend = backend
+        self.onnx = None  # issue 13: an ONNX Runtime session replaces the PyTorch forward (onnx_encoder.py)
+        if backend != "torch":
+            self.onnx = onnx_backend(self, backend)
+
+    def _encode_uncached(self, texts: list[str]) -> torch.Tensor:
+        if self.onnx is not None:
+            return self.onnx.encode(texts)
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.inference_mode(), torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
+                                                    enabled=self.autocast_dtype is not None):
+            return self._forward(texts)
+
+    def _forward(self, texts: list[str]) -> torch.Tensor:
+        if self.model_type == "sentence_transformers":
+            return self.st_model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                        show_progress_bar=False).float().cpu()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+        out = torch.empty(len(texts), self.model.config.hidden_size)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            hidden = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out[idx] = ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()  # mean pooling
+        return out
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of texts, one encoder pass over the distinct texts not cached yet."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            for text, emb in zip(missing, self._encode_uncached(missing)):
+                self.cache[text] = emb
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        for t in texts:
+            self.cache.move_to_end(t)
+        return torch.stack([self.cache[t] for t in texts]) if texts else torch.empty(0)

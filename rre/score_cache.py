@@ -1,0 +1,27 @@
+"""Scores cached on disk, keyed by a hash of exactly what was scored: a re-run with nothing new scores nothing
+(eval_monotonicity.py and prescreen.py share these files)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from rre.files import write_json
+
+
+def content_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]]) -> list[float]:
+    """Scores from `cache` when its key (a hash of exactly what is scored) matches, else computed and stored."""
+    key = content_hash(key_obj)
+    if cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return stored["scores"]
+    scores = compute()
+    write_json(cache, {"key": key, "scores": scores}, indent=None)
+    return scores

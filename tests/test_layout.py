@@ -1,0 +1,98 @@
+"""The house rules of issue 20, read from the source: entry scripts at the root and in scripts/, one library
+package `rre` below them, imports running one way (entry -> reward_model -> rre), no cycles, and no project
+import hidden inside a function to dodge one."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "rre"
+PAPER_MODULE = "reward_model"  # the paper's module at the root: the white-box proxy, imported by the scripts
+
+
+def entry_scripts() -> dict[str, Path]:
+    """Commands a user runs: the root's .py files except the paper's reward module, and scripts/*.py."""
+    found = {p.stem: p for p in ROOT.glob("*.py") if p.stem != PAPER_MODULE}
+    found.update({p.stem: p for p in (ROOT / "scripts").glob("*.py")})
+    return found
+
+
+def library_modules() -> dict[str, Path]:
+    mods = {f"{PACKAGE}.{p.stem}": p for p in (ROOT / PACKAGE).glob("*.py") if p.stem != "__init__"}
+    mods[PAPER_MODULE] = ROOT / f"{PAPER_MODULE}.py"
+    return mods
+
+
+def imports(path: Path) -> list[tuple[str, bool, int]]:
+    """(imported module, inside a function?, line) for every import statement of a file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: list[tuple[str, bool, int]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                out.extend((a.name, in_function, child.lineno) for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                if child.module == PACKAGE:  # `from rre import validation` imports rre.validation
+                    out.extend((f"{PACKAGE}.{a.name}", in_function, child.lineno) for a in child.names)
+                else:
+                    out.append((child.module, in_function, child.lineno))
+            visit(child, nested)
+
+    visit(tree, False)
+    return out
+
+
+def test_package_never_imports_a_root_file_or_script():
+    outside = set(entry_scripts()) | {PAPER_MODULE}
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {mod}" for name, path in library_modules().items()
+           if name.startswith(PACKAGE) for mod, _, line in imports(path) if mod.split(".")[0] in outside]
+    assert not bad, bad
+
+
+def test_no_entry_script_imports_another():
+    """(Benchmarks under bench/ may drive a command's own functions: timing them is their job.)"""
+    scripts = entry_scripts()
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {mod}" for path in scripts.values()
+           for mod, _, line in imports(path) if mod in scripts and mod != path.stem]
+    assert not bad, bad
+
+
+def test_no_project_import_inside_a_function():
+    """Function-level imports are for heavy optional packages only, never for the project's own modules."""
+    own = set(library_modules()) | {PACKAGE}
+    files = [*library_modules().values(), *entry_scripts().values()]
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {mod} inside a function" for path in files
+           for mod, inside, line in imports(path) if inside and mod in own]
+    assert not bad, bad
+
+
+def test_library_imports_have_no_cycle():
+    modules = library_modules()
+    graph = {name: {m for m, _, _ in imports(path) if m in modules and m != name} for name, path in modules.items()}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def cycle_from(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [node, nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (found := cycle_from(nxt, path + [node])):
+                return found
+        state[node] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            found = cycle_from(name, [])
+            assert found is None, " -> ".join(found)
+
+
+def test_the_detector_sees_a_planted_cycle_and_a_hidden_import(tmp_path):
+    """The rules above would pass on a parser that saw nothing: check it sees both forms."""
+    f = tmp_path / "m.py"
+    f.write_text("import os\n\ndef f():\n    from rre.data import DataError\n    import reward_model\n")
+    assert imports(f) == [("os", False, 1), ("rre.data", True, 4), ("reward_model", True, 5)]
