@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from rre.data import DataError
 
@@ -85,24 +85,3 @@ def check_features_module(flag: str, path: str | None) -> None:
         load_features_module(path, flag)
 
 
-def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
-    """`--gold_model a --gold_model b` -> `--gold_model a b`: argparse's nargs='+' would keep only the last one."""
-    merged: dict[str, list[str]] = {}
-    rest: list[str] = []
-    i = 0
-    argv = list(argv)
-    while i < len(argv):
-        flag, eq, value = argv[i].partition("=")
-        if flag in flags:
-            values = [value] if eq else []
-            i += 1
-            while not eq and i < len(argv) and not argv[i].startswith("--"):
-                values.append(argv[i])
-                i += 1
-            merged.setdefault(flag, []).extend(values)
-            continue
-        rest.append(argv[i])
-        i += 1
-    for flag, values in merged.items():
-        rest += [flag, *values]
-    return rest

@@ -210,3 +210,26 @@ def training_paths(args: Any) -> None:
     output_prefix("output_dir", args.output_dir)
     if args.logging_dir:
         output_folder("logging_dir", args.logging_dir)
+
+
+def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """`--gold_model a --gold_model b` -> `--gold_model a b`: argparse's nargs='+' would keep only the last one."""
+    merged: dict[str, list[str]] = {}
+    rest: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        if flag in flags:
+            values = [value] if eq else []
+            i += 1
+            while not eq and i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+            merged.setdefault(flag, []).extend(values)
+            continue
+        rest.append(argv[i])
+        i += 1
+    for flag, values in merged.items():
+        rest += [flag, *values]
+    return rest
