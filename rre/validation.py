@@ -1,8 +1,9 @@
 """Checks every CLI runs on its flags before any expensive work (a model load, scoring, training).
 
 Each check raises DataError with one line naming the flag or file and what was expected; the scripts print
-it as `error: ...` and exit with code 2 (`data.exit_on_data_error`). A check never creates anything: an
-output folder that does not exist yet is fine when its nearest existing parent is a writable folder.
+it as `error: ...` and exit with code 2 (`data.exit_on_data_error`). A check leaves nothing behind: an output
+folder that does not exist yet is fine when a probe file can be created (and is removed at once) in its nearest
+existing parent. Trying beats asking: `os.access` says yes for root on /proc, /sys and read-only mounts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -104,8 +106,9 @@ def output_folder(flag: str, path: str | os.PathLike, must_exist: bool = False) 
     if p.exists():
         if not p.is_dir():
             raise DataError(f"--{flag} {p}: is a file, expected a folder")
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise DataError(f"--{flag} {p}: folder is not writable")
+        reason = _write_probe(p)
+        if reason:
+            raise DataError(f"--{flag} {p}: folder is not writable ({reason})")
         return p
     if must_exist:
         raise DataError(f"--{flag} {p}: no such folder")
@@ -118,8 +121,20 @@ def _creatable(flag: str, p: Path, below: Path, what: str) -> None:
     base = _nearest_existing(below)
     if not base.is_dir():
         raise DataError(f"--{flag} {p}: {base} is a file, so the {what} cannot be created")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise DataError(f"--{flag} {p}: cannot be created ({base} is not writable)")
+    reason = _write_probe(base)
+    if reason:
+        raise DataError(f"--{flag} {p}: cannot be created ({base} is not writable: {reason})")
+
+
+def _write_probe(folder: Path) -> str | None:
+    """Create and remove a probe file in `folder`; the system's reason when that fails, else None."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
 
 
 def output_file(flag: str, path: str | os.PathLike) -> Path:

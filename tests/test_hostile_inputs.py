@@ -194,6 +194,9 @@ CASES = [
     # --- scripts/train_reward_model.py --------------------------------------------------------------------
     Case("trm-output-under-file", "train_reward_model", (*TRAIN_DATA, "--output_dir", "afile/rm"),
          "--output_dir afile/rm", make(A_FILE)),
+    # A pseudo-filesystem: os.access says yes for root there; the write probe fails.
+    Case("trm-output-dir-on-proc", "train_reward_model", (*TRAIN_DATA, "--output_dir", "/proc/rre-test/rm"),
+         "--output_dir /proc/rre-test/rm: cannot be created (/proc is not writable"),
     Case("trm-model-missing", "train_reward_model", (*TRAIN_DATA, "--model_name", "./base"),
          "--model_name ./base: no such folder"),
     Case("trm-pairs-missing", "train_reward_model", ("--pairs_path", "prefs.jsonl"),
@@ -225,6 +228,10 @@ CASES = [
     Case("ppo-bogus-log-with", "run_ppo", (*PPO, "--log_with=mlflow"), "--log_with must be one of tensorboard, wandb, none"),
     Case("ppo-bogus-precision", "run_ppo", (*PPO, "--mixed_precision=fp8"), "--mixed_precision must be one of"),
     Case("ppo-output-dir-under-file", "run_ppo", (*PPO, "--output_dir", "afile/run"), "afile is a file", make(A_FILE)),
+    Case("ppo-output-dir-on-proc", "run_ppo", (*PPO, "--output_dir", "/proc/rre-test/run"),
+         "--output_dir /proc/rre-test/run: cannot be created (/proc is not writable"),
+    Case("ppo-output-dir-on-sys", "run_ppo", (*PPO, "--output_dir", "/sys/rre-test"),
+         "--output_dir /sys/rre-test: cannot be created (/sys is not writable"),
     Case("ppo-resume-not-a-checkpoint", "run_ppo", (*PPO, "--resume_from_checkpoint", "old"),
          "--resume_from_checkpoint old: not a complete checkpoint", make({"old/adapter_config.json": "{}"})),
     Case("ppo-features-no-extra", "run_ppo", (*PPO, "--features_module", "feat.py"), "defines no EXTRA_FEATURES",
