@@ -39,7 +39,7 @@ from rre.files import save_figure, write_json
 from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
-from rre.proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
+from rre.proxy_settings import PROXY_FLAGS, ScoringProxy, find_run_proxy, given_flags, scoring_proxy
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import cached_scores, content_hash
 from rre.validation import merge_repeated_flags
@@ -95,10 +95,6 @@ class MonotonicityArguments:
     # Flags of the paper's script, accepted so its command runs as written.
     cache_dir: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (set HF_HOME)"})
     device: str | None = field(default=None, metadata={"help": "the paper's flag: the gold model's device (--gold_device)"})
-
-
-# Flags that select the proxy; when given, they override what the run's training_config.json records.
-PROXY_FLAGS = (*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -215,42 +211,21 @@ class LazyScorers:
 
 
 def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: set[str],
-                  found: list[tuple[int, Path]]) -> tuple[RewardConfig, str, tuple[str, ...], str | None, dict[str, Any]]:
-    """The proxy the checkpoints were trained with (their training_config.json), explicit flags overriding it.
-    Returns (config, prompt format name, stop strings, features module, a record of where each came from)."""
+                  found: list[tuple[int, Path]]) -> ScoringProxy:
+    """The proxy the checkpoints were trained with (their training_config.json), explicit flags overriding it."""
     settings, source = find_run_proxy(Path(args.output_dir) / args.model_prefix, [p for _, p in found])
-    overrides: list[str] = []
     if settings is None:
         print("proxy: no training_config.json with proxy settings found beside the checkpoints; "
               "built from the flags")
-        format_name, stop_strings = resolve_stop_strings(args, found[0][1])
-        features_module = args.features_module
     else:
         print(f"proxy: as trained, from {source}")
-        config, overrides = apply_proxy(settings, config, explicit)
-        if explicit & {"prompt_format", "tokenizer_name"}:
-            format_name, stop_strings = resolve_stop_strings(args, found[0][1])
-            if tuple(stop_strings) != tuple(settings["stop_strings"]):
-                overrides.append(f"stop_strings: {settings['stop_strings']!r} (trained) -> {list(stop_strings)!r}")
-        else:
-            format_name, stop_strings = settings["prompt_format"], tuple(settings["stop_strings"])
-        features_module = settings.get("features_module")
-        if "features_module" in explicit:
-            if args.features_module != features_module:
-                overrides.append(f"features_module: {features_module!r} (trained) -> {args.features_module!r}")
-            features_module = args.features_module
-        elif features_module and not Path(features_module).is_file():
-            raise DataError(f"{source}: the run's features module {features_module} no longer exists; "
-                            "pass --features_module")
-        elif features_module and file_sha256(features_module) != settings.get("features_module_sha256"):
-            print(f"note: {features_module} changed since training; scoring with its current content")
-        for line in overrides:
-            print(f"proxy override: {line}")
-    record = {"source": str(source) if source else None, "overrides": overrides,
-              "reward": {k: getattr(config, k) for k in PROXY_FIELDS}, "prompt_format": format_name,
-              "stop_strings": list(stop_strings), "features_module": features_module,
-              "features_module_sha256": file_sha256(features_module) if features_module else None}
-    return config, format_name, tuple(stop_strings), features_module, record
+    proxy = scoring_proxy(settings, source, config, explicit, args.features_module,
+                          lambda: resolve_stop_strings(args, found[0][1]))
+    for line in proxy.notes:
+        print(line)
+    for line in proxy.overrides:
+        print(f"proxy override: {line}")
+    return proxy
 
 
 def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str) -> list[dict[str, float | None]]:
@@ -386,8 +361,10 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
     golds = gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
     found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
-    config, format_name, stop_strings, features_module, proxy_record = resolve_proxy(args, config, set(explicit), found)
-    examples = load_examples(args.eval_path, require_qtype=config.relevance_scaling and config.reward_branching)
+    proxy = resolve_proxy(args, config, set(explicit), found)
+    config, format_name, stop_strings, features_module = (proxy.config, proxy.prompt_format, proxy.stop_strings,
+                                                          proxy.features_module)
+    examples = load_examples(args.eval_path, require_qtype=config.needs_qtype)
     if args.include_base:
         found = [base_checkpoint(args, found)] + found
     checkpoints = load_checkpoints(found, examples, stop_strings, config.do_strip)
@@ -463,7 +440,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
         "kendall": {"statistic": _num(kendall.statistic), "pvalue": _num(kendall.pvalue)},
         "bootstrap": boot, "gold_model": golds[0].model, "gold_type": golds[0].type,
         "gold_prompt": golds[0].prompt if golds[0].type == "starling" else None,
-        "prompt_format": format_name, "reward_config": asdict(config), "proxy": proxy_record,
+        "prompt_format": format_name, "reward_config": asdict(config), "proxy": proxy.record(),
         "eval_path": args.eval_path,
         "include_base": args.include_base, "features_module": features_module,
         "feature_view": views, "feature_tracking_best": {g: best_and_worst(v)[0] for g, v in views.items()},

@@ -41,12 +41,12 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 from tqdm.auto import tqdm
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, paper_reward, tokenize
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, tokenize
 from rre import validation
 from rre.checkpoints import find_outputs_file
 from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
-from rre.features import CombineFn, FeatureFn, Sample, check_features_module, load_features_module
+from rre.features import FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import save_figure, write_json
 from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.precision import resolve_device, resolve_dtype
@@ -161,13 +161,20 @@ def load_system(name: str, path: Path, examples: list[Example], stop_strings: Se
 
 @dataclass
 class Design:
-    """A reward design: the paper's four flags, and optionally a features module's features and combine rule."""
+    """A reward design: the paper's four flags, and optionally a features module's features and combine rule,
+    held by the reward class itself so that a design scores exactly as training would."""
 
     name: str
-    config: RewardConfig
-    extra_features: dict[str, FeatureFn] = field(default_factory=dict)
-    combine: CombineFn | None = None
+    reward: ReversedEngineeredRewardForInference  # built with `for_features`: no encoder
     ident: Any = None  # what its scores depend on (flags, module code): part of its cache key
+
+    @property
+    def config(self) -> RewardConfig:
+        return self.reward.config
+
+    @property
+    def extra_features(self) -> dict[str, FeatureFn]:
+        return self.reward.extra_features
 
 
 def parse_design(name: str, base: RewardConfig) -> Design:
@@ -179,42 +186,46 @@ def parse_design(name: str, base: RewardConfig) -> Design:
     if "RAR" in parts and "QR" not in parts:
         raise DataError(f"--designs {name}: RAR (branching) needs QR, as in the paper's flags")
     config = replace(base, **{flag: key in parts for key, flag in FLAG_OF.items()})
-    return Design(name, config, ident=[name, asdict(config)])
+    return Design(name, ReversedEngineeredRewardForInference.for_features(config), ident=[name, asdict(config)])
 
 
 def module_design(path: str, base: RewardConfig) -> Design:
     features, combine = load_features_module(path)
     config = replace(base, **{flag: True for flag in FLAG_OF.values()})
-    return Design(Path(path).stem, config, features, combine, ident=[path, Path(path).read_text(), asdict(config)])
+    return Design(Path(path).stem, ReversedEngineeredRewardForInference.for_features(config, features, combine),
+                  ident=[path, Path(path).read_text(), asdict(config)])
+
+
+def sample_of(ex: Example, response: str) -> Sample:
+    return Sample(ex.query, response, ex.reference, ex.qtype, tuple(tokenize(response)))
 
 
 def design_rewards(design: Design, features: list[dict[str, float | None]], examples: list[Example],
                    responses: list[str]) -> list[float]:
-    """The design's reward of every sample, from the features computed once per file with all flags on: LI and RP
-    read 1.0 when the design turns them off, and the combination is the paper's (or the module's `combine`),
-    exactly as ReversedEngineeredRewardForInference would compute it with the design's flags."""
-    c = design.config
+    """The design's reward of every sample, from the features computed once per file with all flags on (QR and
+    RAR are None where not computed), combined by the reward class with the design's flags
+    (`combine_features`: the paper's rule or the module's `combine`, which sees every feature, `branch` too)."""
+    reward = design.reward
     rewards = []
-    for f, ex, response in zip(features, examples, responses):
-        g: dict[str, Any] = {"LI": f["LI"] if c.length_incentive else 1.0, "RP": f["RP"] if c.repetition_penalty else 1.0,
-                             "QR": math.nan if f.get("QR") is None else f["QR"],
-                             "RAR": math.nan if f.get("RAR") is None else f["RAR"], "qtype": ex.qtype}
-        g["paper_reward"] = paper_reward(g, c)
-        if design.extra_features:
-            sample = Sample(ex.query, response, ex.reference, ex.qtype, tuple(tokenize(response)))
-            for name, fn in design.extra_features.items():
-                g[name] = fn(sample)
-        rewards.append(float(design.combine(g)) if design.combine else g["paper_reward"])
+    for i, (f, ex, response) in enumerate(zip(features, examples, responses)):
+        base = {"LI": f["LI"], "RP": f["RP"], "QR": math.nan if f.get("QR") is None else f["QR"],
+                "RAR": math.nan if f.get("RAR") is None else f["RAR"], "qtype": ex.qtype}
+        sample = sample_of(ex, response) if reward.extra_features else None
+        rewards.append(float(reward.combine_features(base, sample, i)["reward"]))
     return rewards
 
 
-def module_features(designs: Sequence[Design], examples: list[Example], responses: list[str]) -> list[dict]:
+def module_features(designs: Sequence[Design], examples: list[Example], responses: list[str],
+                    system: str) -> list[dict]:
     """Values of every features module's own features (for the per-feature view), per sample."""
     out: list[dict[str, float]] = [{} for _ in responses]
     for d in designs:
-        for name, fn in d.extra_features.items():
-            for row, ex, r in zip(out, examples, responses):
-                row[name] = float(fn(Sample(ex.query, r, ex.reference, ex.qtype, tuple(tokenize(r)))))
+        if d.extra_features:
+            for i, (row, ex, r) in enumerate(zip(out, examples, responses)):
+                try:
+                    row.update(d.reward.extra_values(sample_of(ex, r), i))
+                except DataError as err:
+                    raise DataError(f"system {system!r}, design {d.name}: {err}") from None
     return out
 
 
@@ -422,7 +433,7 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
             for s in systems:
                 rows.append(cached_scores(
                     folder[s.name] / f"design-{slug(d.name)}-{content_hash(d.ident)[:8]}.json", [inputs[s.name], d.ident],
-                    lambda d=d, s=s: score_design(d, features[s.name], examples, s.responses)))
+                    lambda d=d, s=s: score_design(d, features[s.name], examples, s.responses, s.name)))
                 bar.update()
             P[d.name] = np.array(rows, dtype=float)
 
@@ -460,7 +471,7 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
             agreement[f"{a.name} vs {b.name}"] = rho
             print(f"gold agreement {a.name} vs {b.name}: system-level Spearman {rho if rho is None else round(rho, 3)} "
                   "(a ceiling for any design)")
-    extras = {s.name: module_features(designs, examples, s.responses) for s in systems}
+    extras = {s.name: module_features(designs, examples, s.responses, s.name) for s in systems}
     rows = [[{**f, **x} for f, x in zip(features[s.name], extras[s.name])] for s in systems]
     qtypes = [e.qtype or "unknown" for e in examples]
     views = {g.name: feature_view([s.name for s in systems], rows,
@@ -496,9 +507,13 @@ def monotonicity_cache(s: System, spec: GoldSpec, key_obj: Any) -> list[float] |
 
 
 def score_design(design: Design, features: list[dict[str, float | None]], examples: list[Example],
-                 responses: list[str]) -> list[float]:
-    """One (file, design) score list; a named function so that tests can count what is computed."""
-    return design_rewards(design, features, examples, responses)
+                 responses: list[str], system: str) -> list[float]:
+    """One (file, design) score list; a named function so that tests can count what is computed. An error of the
+    design's own code names the system and design too."""
+    try:
+        return design_rewards(design, features, examples, responses)
+    except DataError as err:
+        raise DataError(f"system {system!r}, design {design.name}: {err}") from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[PrescreenArguments, RewardConfig]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from nltk.tokenize import wordpunct_tokenize
 from tqdm.auto import tqdm
@@ -87,6 +87,11 @@ class RewardConfig:
     def uses_relevance(self) -> bool:
         return self.relevance_scaling
 
+    @property
+    def needs_qtype(self) -> bool:
+        """Branching on the qtype happens only under relevance scaling: then every instruction needs one."""
+        return self.reward_branching and self.relevance_scaling
+
 
 # ---------------------------------------------------------------------------------------------------------
 # The white-box features, each one named as in the paper.
@@ -140,6 +145,25 @@ class ReversedEngineeredRewardForInference:
     def __init__(self, config: RewardConfig | None = None, stop_strings: Sequence[str] | None = None,
                  extra_features: dict[str, FeatureFn] | None = None, combine: CombineFn | None = None,
                  encoder: RelevanceEncoder | None = None):
+        self._set_rule(config, stop_strings, extra_features, combine)
+        self.encoder = encoder
+        if self.encoder is None and self.config.uses_relevance:
+            self.encoder = RelevanceEncoder(self.config.relevance_model, self.config.relevance_model_type,
+                                            self.config.reward_model_batch_size, self.config.reward_device,
+                                            dtype=self.config.reward_dtype, backend=self.config.relevance_backend)
+
+    @classmethod
+    def for_features(cls, config: RewardConfig, extra_features: dict[str, FeatureFn] | None = None,
+                     combine: CombineFn | None = None) -> "ReversedEngineeredRewardForInference":
+        """The reward of features computed already (`combine_features`): no encoder loads. prescreen.py computes
+        the features of a file once, with every flag on, and scores each design from them."""
+        self = cls.__new__(cls)
+        self._set_rule(config, None, extra_features, combine)
+        self.encoder = None
+        return self
+
+    def _set_rule(self, config: RewardConfig | None, stop_strings: Sequence[str] | None,
+                  extra_features: dict[str, FeatureFn] | None, combine: CombineFn | None) -> None:
         self.config = config or RewardConfig()
         self.stop_strings = tuple(stop_strings) if stop_strings is not None else ALPACA_ROLE_MARKERS + STOP_STRINGS
         self.extra_features = dict(extra_features or {})
@@ -147,15 +171,10 @@ class ReversedEngineeredRewardForInference:
         if clash:
             raise ValueError(f"extra feature names clash with built-in ones: {sorted(clash)}")
         self.combine = combine
-        self.encoder = encoder
-        if self.encoder is None and self.config.uses_relevance:
-            self.encoder = RelevanceEncoder(self.config.relevance_model, self.config.relevance_model_type,
-                                            self.config.reward_model_batch_size, self.config.reward_device,
-                                            dtype=self.config.reward_dtype, backend=self.config.relevance_backend)
 
     def _branch(self, qtype: str | None) -> str:
         c = self.config
-        if c.relevance_scaling and c.reward_branching:
+        if c.needs_qtype:
             if qtype not in ("OPENENDED", "CONSTRAINED"):
                 raise ValueError(f"reward_branching needs qtype OPENENDED or CONSTRAINED, got {qtype!r}")
             return "RAR" if qtype == "CONSTRAINED" else "LIxQR"
@@ -194,20 +213,35 @@ class ReversedEngineeredRewardForInference:
                     rar[i] = d
         rewards, features = [], []
         for i in range(n):
-            # LI and RP are reported as used: 1.0 when that feature is off.
             f = {"LI": length_incentive(tokens[i]) if self.config.length_incentive else 1.0,
                  "RP": repetition_penalty(tokens[i]) if self.config.repetition_penalty else 1.0, "QR": qr[i],
-                 "RAR": rar[i], "qtype": qtypes[i], "branch": branches[i]}
-            f["paper_reward"] = paper_reward(f, self.config)
-            if self.extra_features:
-                sample = Sample(queries[i], cleaned[i], references[i], qtypes[i], tuple(tokens[i]))
-                for name, fn in self.extra_features.items():
-                    f[name] = user_number(fn, sample, f"feature {name!r}", first_index + i)
-            f["reward"] = (user_number(self.combine, f, "combine", first_index + i) if self.combine
-                           else f["paper_reward"])
+                 "RAR": rar[i], "qtype": qtypes[i]}
+            sample = (Sample(queries[i], cleaned[i], references[i], qtypes[i], tuple(tokens[i]))
+                      if self.extra_features else None)
+            f = self.combine_features(f, sample, first_index + i)
             rewards.append(f["reward"])
             features.append(f)
         return (rewards, features) if return_features else rewards
+
+    def combine_features(self, base: dict[str, float | str | None], sample: Sample | None,
+                         index: int) -> dict[str, Any]:
+        """One sample's features and reward under this config, from its LI, RP, QR, RAR (NaN where not computed)
+        and qtype: the branch, the paper's combination, the extra features and `combine`. `sample` is needed only
+        when there are extra features; `index` names the sample in an error of the researcher's code."""
+        # LI and RP are reported as used: 1.0 when that feature is off.
+        f: dict[str, Any] = {"LI": base["LI"] if self.config.length_incentive else 1.0,
+                             "RP": base["RP"] if self.config.repetition_penalty else 1.0, "QR": base["QR"],
+                             "RAR": base["RAR"], "qtype": base["qtype"], "branch": self._branch(base["qtype"])}
+        f["paper_reward"] = paper_reward(f, self.config)
+        f.update(self.extra_values(sample, index))
+        f["reward"] = user_number(self.combine, f, "combine", index) if self.combine else f["paper_reward"]
+        return f
+
+    def extra_values(self, sample: Sample | None, index: int) -> dict[str, float]:
+        """The extra features of one sample, each called through `user_number` (one-line errors)."""
+        if not self.extra_features:
+            return {}
+        return {name: user_number(fn, sample, f"feature {name!r}", index) for name, fn in self.extra_features.items()}
 
     def score_examples(self, examples: Sequence[Example], responses: Sequence[str], batch_size: int = 256,
                        return_features: bool = False, progress: bool = True, desc: str = "proxy reward"):

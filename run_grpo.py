@@ -42,63 +42,32 @@ from rre.checkpoints import latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module, load_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir  # noqa: E402
-from rre.offline_models import smollm2_path  # noqa: E402
 from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
 from rre.precision import announce, resolve_dtype
-from rre.prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
+from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
-from rre.training import tokenize_prompts  # noqa: E402
+from rre.training import TrainingArguments, policy_and_format, tokenize_prompts  # noqa: E402
 
 TRAINERS = ("grpo", "rloo")
 TRAINER_STATE = "trainer_state.json"  # TRL/transformers' own state file: marks a complete step folder
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(TrainingArguments):
     """Run flags; the names are run_ppo.py's (the paper's), plus --trainer and --precision."""
 
     trainer: str = field(default="grpo", metadata={"help": "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)"})
     exp_name: str = field(default="grpo", metadata={"help": "experiment name (tensorboard/wandb run name)"})
-    model_name: str | None = field(
-        default=None, metadata={"help": "policy: hub name or local folder (default: offline SmolLM2-135M-Instruct)"}
-    )
-    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer (default: model_name)"})
-    cache_dir: str | None = field(default=None, metadata={"help": "hub cache directory"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the hub"})
-    dataset_path: str = field(default="data/train.json", metadata={"help": "training prompts (JSON/JSONL/dataset)"})
-    prompt_format: str = field(
-        default="auto",
-        metadata={"help": "alpaca (the paper's AlpacaFarm template) | chat (the tokenizer's chat template) | auto: "
-                  "chat when the tokenizer has a chat template (SmolLM2-Instruct), else alpaca"},
-    )
-    max_prompt_length: int | None = field(
-        default=None, metadata={"help": "drop longer prompts at load time (default: output_max_length, as the paper)"}
-    )
     output_dir: str = field(default="runs/grpo", metadata={"help": "run folder; checkpoints go to {output_dir}_step_N"})
-    logging_dir: str | None = field(default=None, metadata={"help": "tensorboard folder (default: {output_dir}/logs)"})
-    log_with: str = field(default="tensorboard", metadata={"help": "tensorboard | wandb | none"})
     overall_steps: int = field(default=10000, metadata={"help": "number of steps (rollout batches)"})
     save_freq: int | None = field(default=500, metadata={"help": "save {output_dir}_step_N every N steps (0: only final)"})
-    seed: int = field(default=42, metadata={"help": "random seed"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: float = field(default=16, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: str = field(default="q_proj,v_proj", metadata={"help": "comma-separated LoRA targets"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "a {output_dir}_step_N folder, or 'latest' (starts fresh when none exists)"}
-    )
     precision: str = field(
         default="auto",
         metadata={"help": "policy weights: auto (bfloat16 only where the device runs it natively, else float32) | "
                   "bfloat16 | float32. LoRA weights stay float32"},
     )
-    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads per process"})
     attn_implementation: str = field(
         default="auto", metadata={"help": "auto: eager on CPU (as run_ppo.py), transformers' default elsewhere | eager | sdpa"}
-    )
-    features_module: str | None = field(
-        default=None, metadata={"help": "Python file with EXTRA_FEATURES (and optionally combine) to extend the reward"}
     )
 
 
@@ -284,28 +253,18 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     from accelerate import PartialState
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     # Read from the launcher's environment: the process group is made by the TRL config below (gloo on CPU),
     # and accelerate's state is a singleton that a bare PartialState() here would fix without that backend.
     world_size, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
     main_proc = int(os.environ.get("RANK", "0")) == 0
-    model_name = args.model_name
-    if model_name is None:
-        model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
-                                              trust_remote_code=args.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    fmt_name = args.prompt_format
-    if fmt_name == "auto":
-        fmt_name = "chat" if getattr(tokenizer, "chat_template", None) else "alpaca"
-    prompt_format = get_prompt_format(fmt_name, tokenizer)
+    model_name, tokenizer, prompt_format = policy_and_format(args)
+    fmt_name = prompt_format.name
 
     # Data: the prompt text as run_ppo.py builds it; the reward's inputs travel as their own columns.
-    need_qtype = reward_config.reward_branching and reward_config.relevance_scaling
     max_prompt = args.max_prompt_length or trl_args.output_max_length
-    examples = load_examples(args.dataset_path, require_qtype=need_qtype)
+    examples = load_examples(args.dataset_path, require_qtype=reward_config.needs_qtype)
     examples, _, dropped = tokenize_prompts(examples, prompt_format, tokenizer, max_prompt)
     prompts_per_step = trl_args.batch_size * world_size // trl_args.num_generations
     if len(examples) < prompts_per_step:

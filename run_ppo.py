@@ -41,7 +41,6 @@ from rre.checkpoints import latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module, load_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
-from rre.offline_models import smollm2_path  # noqa: E402
 from rre.ppo import (  # noqa: E402
     PolicyWithValueHead,
     PPOConfig,
@@ -52,9 +51,9 @@ from rre.ppo import (  # noqa: E402
     trainable_named_parameters,
 )
 from rre.precision import mixed_precision_for  # noqa: E402
-from rre.prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
+from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
-from rre.training import tokenize_prompts  # noqa: E402
+from rre.training import TrainingArguments, policy_and_format, tokenize_prompts  # noqa: E402
 from rre.validation import parse_flags  # noqa: E402
 
 STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
@@ -63,57 +62,27 @@ VALUE_HEAD = "value_head.safetensors"
 
 
 @dataclass
-class ScriptArguments:
+class ScriptArguments(TrainingArguments):
     """Run flags; names follow the paper's `ScriptArguments`. PPO and reward flags are listed separately."""
 
     exp_name: str = field(default="ppo", metadata={"help": "experiment name (tensorboard/wandb run name)"})
-    model_name: str | None = field(
-        default=None, metadata={"help": "policy: hub name or local folder (default: offline SmolLM2-135M-Instruct)"}
-    )
-    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer (default: model_name)"})
-    cache_dir: str | None = field(default=None, metadata={"help": "hub cache directory"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the hub"})
-    dataset_path: str = field(default="data/train.json", metadata={"help": "training prompts (JSON/JSONL/dataset)"})
     dev_prompt_path: str | None = field(default="data/dev.json", metadata={"help": "dev prompts evaluated at each save"})
     dev_max_examples: int | None = field(default=None, metadata={"help": "evaluate only the first N dev prompts"})
-    prompt_format: str = field(
-        default="auto",
-        metadata={"help": "alpaca (the paper's AlpacaFarm template) | chat (the tokenizer's chat template) | auto: "
-                  "chat when the tokenizer has a chat template (SmolLM2-Instruct), else alpaca"},
-    )
-    max_prompt_length: int | None = field(
-        default=None, metadata={"help": "drop longer prompts at load time (default: output_max_length, as the paper)"}
-    )
     output_dir: str = field(default="runs/ppo", metadata={"help": "run folder; checkpoints go to {output_dir}_step_N"})
-    logging_dir: str | None = field(default=None, metadata={"help": "tensorboard folder (default: {output_dir}/logs)"})
-    log_with: str = field(default="tensorboard", metadata={"help": "tensorboard | wandb | none"})
     overall_steps: int = field(default=10000, metadata={"help": "number of PPO steps"})
     save_freq: int | None = field(default=500, metadata={"help": "evaluate and save every N steps (0/None: only final)"})
-    seed: int = field(default=42, metadata={"help": "random seed"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: float = field(default=16, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: str = field(default="q_proj,v_proj", metadata={"help": "comma-separated LoRA targets"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "a {output_dir}_step_N folder, or 'latest' (starts fresh when none exists)"}
-    )
     mixed_precision: str | None = field(
         default=None,
         metadata={"help": "auto | no | bf16 | fp16 (default: accelerate's config when launched with one, else auto: "
                   "bf16 where the device runs it natively, see precision.py). bf16 without DeepSpeed keeps the "
                   "frozen base weights in bf16 and LoRA/value head in fp32 under autocast"},
     )
-    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads per process"})
     attn_implementation: str = field(
         default="auto",
         metadata={"help": "auto: eager on CPU (its backward was ~1.7x faster than the CPU flash kernel in our "
                   "measurements), transformers' default elsewhere | eager | sdpa | flash_attention_2"},
     )
     eval_table_rows: int = field(default=3, metadata={"help": "dev rows printed at each evaluation"})
-    features_module: str | None = field(
-        default=None, metadata={"help": "Python file with EXTRA_FEATURES (and optionally combine) to extend the reward"}
-    )
     accumulation_from_launch: bool = field(
         default=True,
         metadata={"help": "as the paper's stack (accelerate 0.23): when the launch config sets gradient_accumulation_steps "
@@ -498,7 +467,6 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     """Accelerator, tokenizer, prompts, policy, optimizer, reward and trainer; restores a checkpoint."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
-    from transformers import AutoTokenizer
 
     handlers = []
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
@@ -525,29 +493,19 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
               f"(mini-batch {ppo_config.mini_batch_size}, accumulation {accumulation}; {source})", file=sys.stderr)
     set_seed(args.seed)  # identical initial LoRA and value-head weights on every process
 
-    model_name = args.model_name
-    if model_name is None:
-        model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
-                                              trust_remote_code=args.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    fmt_name = args.prompt_format
-    if fmt_name == "auto":
-        fmt_name = "chat" if getattr(tokenizer, "chat_template", None) else "alpaca"
-    prompt_format = get_prompt_format(fmt_name, tokenizer)
+    model_name, tokenizer, prompt_format = policy_and_format(args)
+    fmt_name = prompt_format.name
 
     # Data: the reward reads each example's own fields (query, reference, qtype), never the prompt text.
-    need_qtype = reward_config.reward_branching and reward_config.relevance_scaling
     max_prompt = args.max_prompt_length or ppo_config.output_max_length
-    train_examples = load_examples(args.dataset_path, require_qtype=need_qtype)
+    train_examples = load_examples(args.dataset_path, require_qtype=reward_config.needs_qtype)
     train_examples, train_prompts, too_long = tokenize_prompts(train_examples, prompt_format, tokenizer, max_prompt)
     if main_proc:
         print(f"train: {len(train_prompts)} prompts from {args.dataset_path} ({too_long} longer than {max_prompt} "
               f"tokens dropped); prompt format: {fmt_name}", file=sys.stderr)
     dev_examples, dev_prompts = [], []
     if args.dev_prompt_path and args.save_freq:
-        dev_examples = load_examples(args.dev_prompt_path, require_qtype=need_qtype)[: args.dev_max_examples]
+        dev_examples = load_examples(args.dev_prompt_path, require_qtype=reward_config.needs_qtype)[: args.dev_max_examples]
         dev_examples, dev_prompts, dropped = tokenize_prompts(dev_examples, prompt_format, tokenizer, max_prompt)
         if main_proc:
             print(f"dev: {len(dev_prompts)} prompts from {args.dev_prompt_path} ({dropped} dropped)", file=sys.stderr)

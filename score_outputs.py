@@ -25,8 +25,8 @@ from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_
 from rre.features import load_features_module
 from rre.files import write_json
 from rre.offline_models import smollm2_path
-from rre.prompts import PROMPT_FORMATS, get_prompt_format
-from rre.proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, given_flags, read_proxy
+from rre.prompts import PROMPT_FORMATS, resolve_prompt_format
+from rre.proxy_settings import PROXY_FLAGS, TRAINING_CONFIG, ScoringProxy, given_flags, read_proxy, scoring_proxy
 
 FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
 
@@ -100,46 +100,55 @@ def saved_rows(examples: list[Example], responses: list[str], features: list[dic
     return rows
 
 
+def resolve_proxy(args: ScoreArguments, config: RewardConfig, explicit: set[str]) -> ScoringProxy:
+    """With --run_dir: the proxy the run trained with (explicit flags overriding it); else the flags' proxy."""
+    settings, path = None, None
+    if args.run_dir:
+        path = Path(args.run_dir) / TRAINING_CONFIG
+        settings = read_proxy(path) if path.is_file() else None
+        if settings is None:
+            raise DataError(f"--run_dir {args.run_dir}: no {TRAINING_CONFIG} with proxy settings")
+        print(f"proxy: as trained, from {path}", file=sys.stderr)
+    proxy = scoring_proxy(settings, path, config, explicit, args.features_module, lambda: flag_format(args))
+    for line in proxy.notes:
+        print(line, file=sys.stderr)
+    for line in proxy.overrides:
+        print(f"proxy override: {line}", file=sys.stderr)
+    return proxy
+
+
+def flag_format(args: ScoreArguments) -> tuple[str, tuple[str, ...]]:
+    """The prompt format the flags name (chat: the tokenizer's template, default SmolLM2's) and its stop strings."""
+    tokenizer = None
+    if args.prompt_format == "chat":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
+    fmt = resolve_prompt_format(args.prompt_format, tokenizer)
+    return fmt.name, fmt.stop_strings
+
+
+def read_samples(args: ScoreArguments, needs_qtype: bool) -> tuple[list[Example], list[str]]:
+    """The annotated examples and the responses to score (the outputs file's, else the reference answers)."""
+    examples = load_examples(args.annotations_path, require_qtype=needs_qtype)
+    if not args.outputs_path:
+        return examples, [e.reference for e in examples]
+    outputs = load_outputs(args.outputs_path)
+    return join_outputs(outputs, examples, args.outputs_path), [o["output"] for o in outputs]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, reward_config = validation.parse_flags((ScoreArguments, RewardConfig), argv, __doc__.splitlines()[0])
-    trained = None
     with exit_on_data_error():
         check_args(args)
-        if args.run_dir:
-            path = Path(args.run_dir) / TRAINING_CONFIG
-            trained = read_proxy(path) if path.is_file() else None
-            if trained is None:
-                raise DataError(f"--run_dir {args.run_dir}: no {TRAINING_CONFIG} with proxy settings")
-            explicit = given_flags(argv, [*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module"])
-            reward_config, overrides = apply_proxy(trained, reward_config, explicit)
-            if "features_module" not in explicit:
-                args.features_module = trained.get("features_module")
-            print(f"proxy: as trained, from {path}", file=sys.stderr)
-            for line in overrides:
-                print(f"proxy override: {line}", file=sys.stderr)
+        proxy = resolve_proxy(args, reward_config, given_flags(argv, PROXY_FLAGS))
+        reward_config = proxy.config
         check_reward_flags(reward_config)
-        extra_features, combine = (load_features_module(args.features_module) if args.features_module
+        extra_features, combine = (load_features_module(proxy.features_module) if proxy.features_module
                                    else ({}, None))
-        needs_qtype = reward_config.reward_branching and reward_config.relevance_scaling
-        examples = load_examples(args.annotations_path, require_qtype=needs_qtype)
-        if args.outputs_path:
-            outputs = load_outputs(args.outputs_path)
-            examples = join_outputs(outputs, examples, args.outputs_path)
-            responses = [o["output"] for o in outputs]
-        else:
-            responses = [e.reference for e in examples]
-        tokenizer = None
-        if args.prompt_format == "chat":
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
-        try:
-            stop_strings = get_prompt_format(args.prompt_format, tokenizer).stop_strings
-        except ValueError as err:  # chat without a chat template: one line naming the flag
-            raise DataError(str(err)) from None
-        if trained is not None and not given_flags(argv, ["prompt_format", "tokenizer_name"]):
-            stop_strings = tuple(trained["stop_strings"])
+        examples, responses = read_samples(args, reward_config.needs_qtype)
+        stop_strings = proxy.stop_strings
         rer = ReversedEngineeredRewardForInference(reward_config, stop_strings, extra_features, combine)
         rewards, features = rer.score_examples(examples, responses, args.batch_size, return_features=True)
     extra = list(extra_features)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rre.data import DataError
 from rre.files import write_json
@@ -21,6 +21,8 @@ TRAINING_CONFIG = "training_config.json"
 # RewardConfig fields that change a score (batch size and device do not).
 PROXY_FIELDS = ("length_incentive", "repetition_penalty", "relevance_scaling", "reward_branching", "do_strip",
                 "max_sequence_length", "rar_max_dot", "relevance_model", "relevance_model_type", "reward_dtype")
+# Flags that select the proxy; when given, they override what the run's training_config.json records.
+PROXY_FLAGS = (*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -85,3 +87,55 @@ def apply_proxy(settings: dict[str, Any], config: Any, explicit: set[str]) -> tu
 def given_flags(argv: Sequence[str], names: Sequence[str]) -> set[str]:
     """Which of `names` appear as --name or --name=value in argv."""
     return {n for n in names for a in argv if a == f"--{n}" or a.startswith(f"--{n}=")}
+
+
+@dataclass
+class ScoringProxy:
+    """The proxy a check scores with: the run's recorded one (or the flags' when none is recorded), explicit flags
+    overriding it. The caller builds `ReversedEngineeredRewardForInference` from it (reward_model.trained_proxy)."""
+
+    config: Any  # reward_model.RewardConfig
+    prompt_format: str
+    stop_strings: tuple[str, ...]
+    features_module: str | None
+    source: Path | None  # the training_config.json it came from
+    overrides: list[str]  # 'name: trained -> given' per override
+    notes: list[str]  # what the caller should know (the features module changed since training)
+
+    def record(self) -> dict[str, Any]:
+        """Where each setting came from, for the check's JSON."""
+        return {"source": str(self.source) if self.source else None, "overrides": self.overrides,
+                "reward": {k: getattr(self.config, k) for k in PROXY_FIELDS}, "prompt_format": self.prompt_format,
+                "stop_strings": list(self.stop_strings), "features_module": self.features_module,
+                "features_module_sha256": file_sha256(self.features_module) if self.features_module else None}
+
+
+def scoring_proxy(settings: dict[str, Any] | None, source: Path | None, config: Any, explicit: set[str],
+                  features_module: str | None, format_from_flags: Callable[[], tuple[str, tuple[str, ...]]]
+                  ) -> ScoringProxy:
+    """The recorded proxy `settings` (from `source`), with the `explicit` flags kept from `config`,
+    `features_module` (the flag) and `format_from_flags()` (prompt format name and stop strings the flags give,
+    called only when needed). The run's features module must still exist; its sha256 is compared with the
+    recorded one, and a change is a note (scored with its current content)."""
+    if settings is None:
+        name, stops = format_from_flags()
+        return ScoringProxy(config, name, tuple(stops), features_module, None, [], [])
+    config, overrides = apply_proxy(settings, config, explicit)
+    if explicit & {"prompt_format", "tokenizer_name"}:
+        name, stops = format_from_flags()
+        if tuple(stops) != tuple(settings["stop_strings"]):
+            overrides.append(f"stop_strings: {settings['stop_strings']!r} (trained) -> {list(stops)!r}")
+    else:
+        name, stops = settings["prompt_format"], tuple(settings["stop_strings"])
+    trained_module, notes = settings.get("features_module"), []
+    if "features_module" in explicit:
+        if features_module != trained_module:
+            overrides.append(f"features_module: {trained_module!r} (trained) -> {features_module!r}")
+    else:
+        features_module = trained_module
+        if features_module and not Path(features_module).is_file():
+            raise DataError(f"{source}: the run's features module {features_module} no longer exists; "
+                            "pass --features_module")
+        if features_module and file_sha256(features_module) != settings.get("features_module_sha256"):
+            notes.append(f"note: {features_module} changed since training; scoring with its current content")
+    return ScoringProxy(config, name, tuple(stops), features_module, source, overrides, notes)

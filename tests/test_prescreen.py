@@ -132,3 +132,48 @@ def test_system_missing_outputs_is_one_line(planted):
     path.write_text(json.dumps(json.loads(path.read_text())[:4]))
     err = one_line_error(planted)
     assert "'sys_c'" in err and "2 of 6" in err
+
+
+BRANCHY = "EXTRA_FEATURES = {'gems': lambda s: float(s.response.split().count('gem'))}\n" \
+          "def combine(f):\n    return f['paper_reward'] * (2.0 if f['branch'] == 'RAR' else 1.0) + f['gems']\n"
+BOOM = "def boom(s):\n    if 'wsys_c3x0' in s.response.split():\n        raise RuntimeError('no gems here')\n" \
+       "    return 1.0\nEXTRA_FEATURES = {'boom': boom}\n"
+
+
+def run_main(monkeypatch, encoder, argv: list[str]):
+    """prescreen's main in this process, with the session's encoder instead of a fresh load."""
+    import reward_model
+
+    monkeypatch.setattr(reward_model, "RelevanceEncoder", lambda *a, **k: encoder)
+    return prescreen.main(argv)
+
+
+def test_combine_reads_branch_as_in_training(planted, minilm_encoder, monkeypatch):
+    """A `combine` rule reading f["branch"] works in prescreen, and scores as the reward class does in training."""
+    (planted / "branchy.py").write_text(BRANCHY)
+    result = run_main(monkeypatch, minilm_encoder,
+                      args_for(planted, "--designs", "LI", "--features_module", str(planted / "branchy.py")))
+    (row,) = [r for r in result["ranking"] if r["design"] == "branchy"]
+    design = prescreen.module_design(str(planted / "branchy.py"), RewardConfig(rar_max_dot=1.0))
+    rer = ReversedEngineeredRewardForInference(design.config, extra_features=design.extra_features,
+                                               combine=design.reward.combine, encoder=minilm_encoder)
+    examples = load_examples(planted / "eval.json")
+    assert {e.qtype for e in examples} == {"OPENENDED", "CONSTRAINED"}  # both branches are taken
+    for name in GEMS:
+        direct = rer([e.query for e in examples], [answer(name, j) for j in range(len(EVAL))],
+                     [e.reference for e in examples], [e.qtype for e in examples])
+        assert row["system_means"][name] == pytest.approx(sum(direct) / len(direct), abs=1e-6)
+
+
+def test_a_feature_that_raises_is_one_line_naming_it_and_the_sample(planted, minilm_encoder, monkeypatch, capsys):
+    (planted / "boom.py").write_text(BOOM)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(monkeypatch, minilm_encoder,
+                 args_for(planted, "--designs", "LI", "--features_module", str(planted / "boom.py")))
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err  # progress bars, then one error line
+    assert stderr.count("error: ") == 1 and "Traceback" not in stderr, stderr
+    err = stderr.strip().splitlines()[-1]
+    assert err.startswith("error: system 'sys_c', design boom: "), err
+    assert "feature 'boom' raised on sample 3: RuntimeError: no gems here" in err, err
+    assert not (planted / "out" / "prescreen.json").exists()
