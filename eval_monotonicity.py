@@ -19,7 +19,6 @@ when everything is cached.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
 from rre.proxy_settings import PROXY_FLAGS, ScoringProxy, find_run_proxy, given_flags, scoring_proxy
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import cached_scores, content_hash
+from rre.stats import bootstrap_spearman, correlation, number
 from rre.validation import merge_repeated_flags
 
 
@@ -266,27 +266,6 @@ def offline_win_rate(model_scores: Sequence[float], reference_scores: Sequence[f
     return {k: float(v) for k, v in metrics.items()}
 
 
-def bootstrap_spearman(proxy: np.ndarray, gold: np.ndarray, n_resamples: int, seed: int) -> dict[str, Any]:
-    """95% percentile interval of the Spearman correlation of per-step means, resampling instructions (columns)
-    with replacement. Resamples where a mean vector is constant have no correlation; they are counted."""
-    rng = np.random.default_rng(seed)
-    n = proxy.shape[1]
-    stats = []
-    for _ in range(n_resamples):
-        cols = rng.integers(0, n, size=n)
-        rho = spearmanr(proxy[:, cols].mean(1), gold[:, cols].mean(1)).statistic
-        if not math.isnan(rho):
-            stats.append(rho)
-    lo, hi = (np.percentile(stats, [2.5, 97.5]).tolist() if stats else [None, None])
-    return {"n_resamples": n_resamples, "seed": seed, "n_valid": len(stats), "ci95": [lo, hi]}
-
-
-def _num(x: Any) -> float | None:
-    """JSON-safe float: NaN (undefined correlation) becomes null."""
-    x = float(x)
-    return None if math.isnan(x) else x
-
-
 def print_table(rows: list[dict[str, Any]], qtypes: list[str], with_win_rate: bool) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -436,8 +415,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     result = {
         "model_prefix": args.model_prefix, "steps": steps, "steps_mean_proxy": steps_mean_proxy,
         "steps_mean_gold": steps_mean_gold, "checkpoints": rows,
-        "spearman": {"statistic": _num(spearman.statistic), "pvalue": _num(spearman.pvalue)},
-        "kendall": {"statistic": _num(kendall.statistic), "pvalue": _num(kendall.pvalue)},
+        "spearman": correlation(spearman), "kendall": correlation(kendall),
         "bootstrap": boot, "gold_model": golds[0].model, "gold_type": golds[0].type,
         "gold_prompt": golds[0].prompt if golds[0].type == "starling" else None,
         "prompt_format": format_name, "reward_config": asdict(config), "proxy": proxy.record(),
@@ -480,15 +458,14 @@ def golds_summary(golds: Sequence[GoldSpec], matrices: Sequence[np.ndarray], P: 
         s, k = spearmanr(proxy_means, M.mean(1)), kendalltau(proxy_means, M.mean(1))
         boot = bootstrap_spearman(P, M, args.bootstrap_samples, args.bootstrap_seed)
         out.append({"gold_model": spec.model, "gold_type": spec.type, "steps_mean_gold": M.mean(1).tolist(),
-                    "spearman": {"statistic": _num(s.statistic), "pvalue": _num(s.pvalue)},
-                    "kendall": {"statistic": _num(k.statistic), "pvalue": _num(k.pvalue)}, "bootstrap": boot,
+                    "spearman": correlation(s), "kendall": correlation(k), "bootstrap": boot,
                     "agreement": {}})
         print(f"  proxy vs {spec.short}: Spearman {s.statistic:.3f} (p={s.pvalue:.3f}), Kendall {k.statistic:.3f}")
     for i, (a, A) in enumerate(zip(golds, matrices)):
         for b, B in list(zip(golds, matrices))[i + 1:]:
             across = spearmanr(A.mean(1), B.mean(1)).statistic
             within = float(np.nanmean([spearmanr(A[r], B[r]).statistic for r in range(A.shape[0])]))
-            out[i]["agreement"][b.model] = {"spearman_of_means": _num(across), "mean_per_sample_spearman": _num(within)}
+            out[i]["agreement"][b.model] = {"spearman_of_means": number(across), "mean_per_sample_spearman": number(within)}
             print(f"  gold agreement {a.short} vs {b.short}: Spearman of means {across:.3f}, "
                   f"mean per-sample Spearman {within:.3f} (a ceiling for any proxy)")
     return out

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from rre import validation
+from rre.batching import sorted_batches
 from rre.data import REPO, DataError, Example, exit_on_data_error, load_examples
 from rre.files import atomic_write, write_json
 from rre.precision import announce, resolve_dtype
@@ -172,15 +173,13 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     truncated = sum(1 for n in lengths if max_prompt and n > max_prompt)
     if truncated:
         print(f"note: {truncated} prompt(s) longer than {max_prompt} tokens lose their beginning", file=sys.stderr)
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {
         "do_sample": False}
     eos_ids = _eos_ids(model, tokenizer)
     device = model.get_input_embeddings().weight.device
     responses: list[str] = [""] * len(prompts)
     with tqdm(total=len(prompts), desc=desc, unit="prompt") as bar:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in sorted_batches(lengths, batch_size, longest_first=True):
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=add_special, truncation=max_prompt is not None,
                             max_length=max_prompt).to(device)

@@ -28,11 +28,9 @@ what was scored; adding a design or a system computes only what is new.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 import sys
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -52,7 +50,8 @@ from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
 from rre.relevance import RelevanceEncoder
-from rre.score_cache import cached_scores, content_hash
+from rre.score_cache import cached_scores, content_hash, stored_scores
+from rre.stats import bootstrap_spearman, correlation, number
 from rre.validation import merge_repeated_flags
 
 PAPER_DESIGNS = ("LI", "LI+RP", "LI+RP+QR", "RER")
@@ -268,38 +267,15 @@ class Gold:
 # Statistics.
 
 
-def _stat(x: Any) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) else x
-
-
-def bootstrap_interval(P: np.ndarray, gold: Gold, n_resamples: int, seed: int) -> dict[str, Any]:
-    """95% percentile interval of the system-level Spearman, resampling instructions with replacement (the gold's
-    per-system scores are resampled too when it is a model; a CSV gold is fixed)."""
-    rng = np.random.default_rng(seed)
-    n = P.shape[1]
-    stats = []
-    with warnings.catch_warnings():  # a resample with a constant mean vector has no correlation: counted below
-        warnings.simplefilter("ignore")
-        for _ in range(n_resamples):
-            cols = rng.integers(0, n, size=n)
-            g = gold.per_sample[:, cols].mean(1) if gold.per_sample is not None else gold.system_scores
-            rho = spearmanr(P[:, cols].mean(1), g).statistic
-            if not math.isnan(rho):
-                stats.append(rho)
-    lo, hi = np.percentile(stats, [2.5, 97.5]).tolist() if stats else [None, None]
-    return {"n_resamples": n_resamples, "seed": seed, "n_valid": len(stats), "ci95": [lo, hi]}
-
-
 def design_stats(P: np.ndarray, gold: Gold, args: PrescreenArguments) -> dict[str, Any]:
     means = P.mean(1)
     s, k = spearmanr(means, gold.system_scores), kendalltau(means, gold.system_scores)
-    out = {"spearman": {"statistic": _stat(s.statistic), "pvalue": _stat(s.pvalue)},
-           "kendall": {"statistic": _stat(k.statistic), "pvalue": _stat(k.pvalue)},
-           "bootstrap": bootstrap_interval(P, gold, args.bootstrap_samples, args.bootstrap_seed),
+    gold_scores = gold.per_sample if gold.per_sample is not None else gold.system_scores
+    out = {"spearman": correlation(s), "kendall": correlation(k),
+           "bootstrap": bootstrap_spearman(P, gold_scores, args.bootstrap_samples, args.bootstrap_seed),
            "per_sample_spearman": None}
     if gold.per_sample is not None:
-        out["per_sample_spearman"] = _stat(spearmanr(P.ravel(), gold.per_sample.ravel()).statistic)
+        out["per_sample_spearman"] = number(spearmanr(P.ravel(), gold.per_sample.ravel()).statistic)
     return out
 
 
@@ -467,7 +443,7 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
     agreement = {}
     for i, a in enumerate(golds):
         for b in golds[i + 1:]:
-            rho = _stat(spearmanr(a.system_scores, b.system_scores).statistic)
+            rho = number(spearmanr(a.system_scores, b.system_scores).statistic)
             agreement[f"{a.name} vs {b.name}"] = rho
             print(f"gold agreement {a.name} vs {b.name}: system-level Spearman {rho if rho is None else round(rho, 3)} "
                   "(a ceiling for any design)")
@@ -498,12 +474,7 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
 
 def monotonicity_cache(s: System, spec: GoldSpec, key_obj: Any) -> list[float] | None:
     """Gold scores eval_monotonicity.py left beside a checkpoint's outputs file, when they are of the same texts."""
-    path = s.path.parent / f"scores-gold-{spec.slug}.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == content_hash(key_obj):
-            return stored["scores"]
-    return None
+    return stored_scores(s.path.parent / f"scores-gold-{spec.slug}.json", key_obj)
 
 
 def score_design(design: Design, features: list[dict[str, float | None]], examples: list[Example],

@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags  # noqa: E402
 from rre import validation as v  # noqa: E402
-from rre.checkpoints import latest_checkpoint  # noqa: E402
+from rre.checkpoints import checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module, load_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir  # noqa: E402
@@ -192,15 +192,6 @@ def feature_means(rewards: list[float], features: list[dict]) -> dict[str, float
 
 # ---------------------------------------------------------------------------------------------------------
 # Checkpoints: TRL writes its own checkpoint-N; a callback moves it to {output_dir}_step_N.
-
-
-def checkpoint_path(output_dir: str, tag: str) -> Path:
-    return Path(f"{output_dir.rstrip('/')}_{tag}")
-
-
-def find_latest_checkpoint(output_dir: str) -> Path | None:
-    """The highest complete `{output_dir}_step_N` holding TRL's trainer state (checkpoints.py lists them)."""
-    return latest_checkpoint(output_dir, TRAINER_STATE)
 
 
 def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
@@ -371,7 +362,7 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
     os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir  # where transformers' tensorboard callback writes
     resume_path = None
     if args.resume_from_checkpoint == "latest":
-        resume_path = find_latest_checkpoint(args.output_dir)
+        resume_path = latest_checkpoint(args.output_dir, TRAINER_STATE)
         if resume_path is None:
             print(f"no checkpoint {args.output_dir}_step_N found; starting from scratch", file=sys.stderr)
     elif args.resume_from_checkpoint:

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags  # noqa: E402
 from rre import validation as v  # noqa: E402
-from rre.checkpoints import latest_checkpoint  # noqa: E402
+from rre.checkpoints import checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module, load_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
@@ -235,15 +235,6 @@ def build_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str, 
 
 # ---------------------------------------------------------------------------------------------------------
 # Checkpoints.
-
-
-def checkpoint_path(output_dir: str, tag: str) -> Path:
-    return Path(f"{output_dir.rstrip('/')}_{tag}")
-
-
-def find_latest_checkpoint(output_dir: str) -> Path | None:
-    """The highest complete `{output_dir}_step_N` that holds a run state to resume from."""
-    return latest_checkpoint(output_dir, STATE_JSON)
 
 
 def register_run_state(accelerator, trainer: PPOTrainer, stream: PromptStream) -> None:
@@ -523,7 +514,7 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     resume_path, summary = None, {}
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
-            resume_path = find_latest_checkpoint(args.output_dir)
+            resume_path = latest_checkpoint(args.output_dir, STATE_JSON)
             if resume_path is None and main_proc:
                 print(f"no checkpoint {args.output_dir}_step_N found; starting from scratch", file=sys.stderr)
         else:

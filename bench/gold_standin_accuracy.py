@@ -20,12 +20,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
-import train_reward_model as trm  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
+from rre import standin  # noqa: E402
 from rre.data import load_examples  # noqa: E402
 from rre.precision import announce, resolve_dtype  # noqa: E402
 
@@ -55,7 +54,7 @@ def main() -> None:
 
     torch.set_num_threads(args.num_threads)
     examples = load_examples(args.data)[: args.instructions]
-    pairs = trm.build_pairs(examples, args.pairs_per_example, args.seed)
+    pairs = standin.build_pairs(examples, args.pairs_per_example, args.seed)
     dtype = resolve_dtype(args.precision, "cpu")
     announce("gold_standin_accuracy.py:", dtype, args.precision, "cpu")
     print(f"{len(pairs)} pairs from the first {len(examples)} instructions of {args.data}")
@@ -63,7 +62,7 @@ def main() -> None:
         t0 = time.time()
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
-        result = trm.evaluate_pairs(model, tokenizer, trm.render(pairs, tokenizer), args.max_length,
+        result = standin.evaluate_pairs(model, tokenizer, standin.render(pairs, tokenizer), args.max_length,
                                     bf16=dtype == torch.bfloat16)
         n, acc = result["pairs"], result["accuracy"]
         low, high = wilson(round(acc * n), n)

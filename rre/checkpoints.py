@@ -42,6 +42,11 @@ def list_checkpoints(prefix: str | Path, steps: list[int] | None = None,
     return sorted(found)
 
 
+def checkpoint_path(output_dir: str, tag: str) -> Path:
+    """`{output_dir}_{tag}`: where a run's checkpoint `step_N` or `final` goes, beside the run folder."""
+    return Path(f"{output_dir.rstrip('/')}_{tag}")
+
+
 def latest_checkpoint(prefix: str | Path, state_file: str) -> Path | None:
     """The highest complete `{prefix}_step_N` that also holds `state_file`, the trainer's resume state."""
     found = [p for _, p in list_checkpoints(prefix) if (p / state_file).is_file()]

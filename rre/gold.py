@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaModel, LlamaPreTrainedModel
 
 from rre import validation
+from rre.batching import right_pad, sorted_batches
 from rre.data import DataError
 from rre.precision import announce, resolve_device, resolve_dtype
 from rre.score_cache import content_hash
@@ -68,17 +69,6 @@ def last_token_scores(backbone: nn.Module, head: nn.Linear, input_ids: torch.Ten
     return head(hidden[rows, lengths.to(hidden.device) - 1]).squeeze(-1)
 
 
-def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack token id lists into (input_ids, attention_mask), padded on the right."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[row, : len(s)] = 1
-    return ids, mask
-
-
 def _gold_load_kwargs(device: str, dtype: str = "auto") -> dict:
     """Sharded over the GPUs (a 34B model needs it); the weights in precision.py's dtype: bf16 where the device
     runs it natively (a bf16 GPU, as the paper loaded Starling; a CPU with AVX512-BF16/AMX), else float32."""
@@ -111,11 +101,9 @@ class GoldRewardModel:
             raise ValueError("instructions and responses must have the same length")
         # Left truncation keeps the end of the text: the response and the final token the score is read at.
         seqs = [ids[-self.max_length:] for ids in self.encode(instructions, responses)]
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))  # longest first: memory errors show early
         scores = [math.nan] * len(seqs)
         with tqdm(total=len(seqs), desc=desc, unit="resp", disable=not progress) as bar:
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
+            for idx in sorted_batches([len(s) for s in seqs], self.batch_size, longest_first=True):
                 out = self.forward_batch([seqs[i] for i in idx]).float().cpu().tolist()
                 for i, s in zip(idx, out):
                     scores[i] = s
@@ -180,7 +168,7 @@ class StarlingGoldReward(GoldRewardModel):
         return self.tokenizer(texts, add_special_tokens=self.gold_prompt == "model_card").input_ids
 
     def forward_batch(self, seqs: list[list[int]]) -> torch.Tensor:
-        ids, mask = _right_pad(seqs, STARLING_PAD_ID)
+        ids, mask = right_pad(seqs, STARLING_PAD_ID)
         first = self.model.get_input_embeddings().weight.device  # with device_map="auto", where inputs go
         if self.gold_prompt == "model_card":
             return self.model(ids.to(first), mask.to(first))
@@ -228,7 +216,7 @@ class ClassifierGoldReward(GoldRewardModel):
 
     def forward_batch(self, seqs: list[list[int]]) -> torch.Tensor:
         first = self.model.get_input_embeddings().weight.device
-        ids, mask = _right_pad(seqs, self.pad_id)
+        ids, mask = right_pad(seqs, self.pad_id)
         if self.last_token_head is None:
             return self.model(input_ids=ids.to(first), attention_mask=mask.to(first)).logits[:, 0]
         return last_token_scores(self.model.base_model, self.last_token_head, ids.to(first), mask.sum(-1))

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from rre.batching import sorted_batches
 from rre.data import DataError
 from rre.offline_models import DEFAULT_CACHE
 
@@ -82,10 +83,8 @@ class OnnxEncoder:
         self.path = onnx_path
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
         out = None
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+        for idx in sorted_batches([len(t) for t in texts], self.batch_size):
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
                                  return_tensors="np")
             ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from rre.batching import sorted_batches
 from rre.offline_models import minilm_path
 from rre.onnx_encoder import onnx_backend
 from rre.precision import announce, resolve_device, resolve_dtype
@@ -81,10 +82,8 @@ class RelevanceEncoder:
         if self.model_type == "sentence_transformers":
             return self.st_model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
                                         show_progress_bar=False).float().cpu()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
         out = torch.empty(len(texts), self.model.config.hidden_size)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+        for idx in sorted_batches([len(t) for t in texts], self.batch_size):
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt").to(self.device)
             hidden = self.model(**enc).last_hidden_state

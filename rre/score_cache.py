@@ -15,13 +15,20 @@ def content_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
-def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]]) -> list[float]:
-    """Scores from `cache` when its key (a hash of exactly what is scored) matches, else computed and stored."""
-    key = content_hash(key_obj)
+def stored_scores(cache: Path, key_obj: Any) -> list[float] | None:
+    """The scores in `cache` when its key is the hash of `key_obj` (exactly what is scored), else None."""
     if cache.is_file():
         stored = json.loads(cache.read_text())
-        if stored.get("key") == key:
+        if stored.get("key") == content_hash(key_obj):
             return stored["scores"]
+    return None
+
+
+def cached_scores(cache: Path, key_obj: Any, compute: Callable[[], list[float]]) -> list[float]:
+    """Scores from `cache` when its key (a hash of exactly what is scored) matches, else computed and stored."""
+    scores = stored_scores(cache, key_obj)
+    if scores is not None:
+        return scores
     scores = compute()
-    write_json(cache, {"key": key, "scores": scores}, indent=None)
+    write_json(cache, {"key": content_hash(key_obj), "scores": scores}, indent=None)
     return scores

@@ -358,7 +358,9 @@ def test_reward_flags_reach_the_reward(tiny_llama_dir, tmp_path):
 
 
 def test_latest_checkpoint_ignores_incomplete_saves(tmp_path):
-    from run_ppo import find_latest_checkpoint
+    from run_ppo import STATE_JSON
+
+    from rre.checkpoints import latest_checkpoint
 
     out = tmp_path / "run"
     for name, complete in (("run_step_2", True), ("run_step_10", True), ("run_step_20.tmp-123", True),
@@ -368,8 +370,8 @@ def test_latest_checkpoint_ignores_incomplete_saves(tmp_path):
         if complete:
             for f in ("training_state.json", "adapter_config.json", "adapter_model.safetensors"):
                 (tmp_path / name / f).write_text("{}")
-    assert find_latest_checkpoint(str(out)) == tmp_path / "run_step_10"
-    assert find_latest_checkpoint(str(tmp_path / "none")) is None
+    assert latest_checkpoint(str(out), STATE_JSON) == tmp_path / "run_step_10"
+    assert latest_checkpoint(str(tmp_path / "none"), STATE_JSON) is None
 
 
 def test_bad_input_is_one_line_exit_2(tiny_llama_dir, tmp_path):

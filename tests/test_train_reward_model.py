@@ -18,6 +18,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import train_reward_model as trm  # noqa: E402
 
+from rre import standin  # noqa: E402
+from rre.batching import length_batches  # noqa: E402
 from rre.data import DataError, Example  # noqa: E402
 
 
@@ -47,10 +49,10 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 
 def test_build_pairs_is_seeded_and_covers_every_corruption():
     examples = make_examples(30)
-    pairs = trm.build_pairs(examples, pairs_per_example=3, seed=0)
-    assert pairs == trm.build_pairs(examples, pairs_per_example=3, seed=0)  # deterministic for a seed
-    assert pairs != trm.build_pairs(examples, pairs_per_example=3, seed=1)
-    assert {p.kind for p in pairs} == set(trm.CORRUPTIONS)
+    pairs = standin.build_pairs(examples, pairs_per_example=3, seed=0)
+    assert pairs == standin.build_pairs(examples, pairs_per_example=3, seed=0)  # deterministic for a seed
+    assert pairs != standin.build_pairs(examples, pairs_per_example=3, seed=1)
+    assert {p.kind for p in pairs} == set(standin.CORRUPTIONS)
     for p in pairs:
         assert p.rejected.strip() and p.rejected.strip() != p.chosen.strip()
     by_prompt: dict[str, list[str]] = {}
@@ -67,20 +69,20 @@ def test_corruptions_do_what_they_say():
     examples = make_examples(6)
     rng = random.Random(0)
     ref_words = examples[0].reference.split()
-    truncated = trm.corrupt("truncated", 0, examples, rng)
+    truncated = standin.corrupt("truncated", 0, examples, rng)
     assert ref_words[: len(truncated.split())] == truncated.split() and len(truncated.split()) < len(ref_words)
-    assert trm.corrupt("off_topic", 0, examples, rng) in {ex.reference for ex in examples[1:]}
-    assert trm.corrupt("evasive", 0, examples, rng) in trm.EVASIVE_ANSWERS
-    repeated = trm.corrupt("repetition", 0, examples, rng)
+    assert standin.corrupt("off_topic", 0, examples, rng) in {ex.reference for ex in examples[1:]}
+    assert standin.corrupt("evasive", 0, examples, rng) in trm.EVASIVE_ANSWERS
+    repeated = standin.corrupt("repetition", 0, examples, rng)
     assert len(repeated.split()) > len(set(repeated.split())) * 3
-    shuffled = trm.corrupt("shuffled", 0, examples, rng)
+    shuffled = standin.corrupt("shuffled", 0, examples, rng)
     assert set(shuffled.split()) <= set(ref_words) and shuffled != examples[0].reference
-    assert trm.corrupt("truncated", 2, examples, rng) is None  # "Yes2." is too short to truncate
+    assert standin.corrupt("truncated", 2, examples, rng) is None  # "Yes2." is too short to truncate
 
 
 def test_split_by_prompt_keeps_prompts_apart():
-    pairs = trm.build_pairs(make_examples(20), pairs_per_example=2, seed=0)
-    train, held = trm.split_by_prompt(pairs, 0.15, seed=0)
+    pairs = standin.build_pairs(make_examples(20), pairs_per_example=2, seed=0)
+    train, held = standin.split_by_prompt(pairs, 0.15, seed=0)
     assert len(train) + len(held) == len(pairs) and held
     assert not {p.prompt for p in train} & {p.prompt for p in held}
 
@@ -89,10 +91,10 @@ def test_format_for_classifier(tiny_llama_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
-    text = trm.format_for_classifier(tok, "What is 2+2?", "4.")
+    text = standin.format_for_classifier(tok, "What is 2+2?", "4.")
     assert "<|im_start|>user\nWhat is 2+2?<|im_end|>" in text and "<|im_start|>assistant\n4.<|im_end|>" in text
     tok.chat_template = None
-    assert trm.format_for_classifier(tok, "What is 2+2?", "4.") == "What is 2+2?\n\n4."
+    assert standin.format_for_classifier(tok, "What is 2+2?", "4.") == "What is 2+2?\n\n4."
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ def test_load_pairs_accepts_prompt_or_instruction(tmp_path):
             {"instruction": "Fix it.", "input": "teh cat", "chosen": "the cat", "rejected": "teh cat"},
             {"prompt": "Tie.", "chosen": "same", "rejected": "same"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    pairs, ties = trm.load_pairs(str(path))
+    pairs, ties = standin.load_pairs(str(path))
     assert ties == 1 and [p.prompt for p in pairs] == ["Say hi.", "Fix it.\n\nteh cat"]
     assert pairs[1].chosen == "the cat" and pairs[1].kind == "user"
 
@@ -115,10 +117,10 @@ def test_load_pairs_errors_name_file_record_field(tmp_path):
     path.write_text(json.dumps([{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a", "chosen": 3,
                                                                                  "rejected": "c"}]))
     with pytest.raises(DataError, match=r"bad\.json: record 1: field 'chosen': expected a string"):
-        trm.load_pairs(str(path))
+        standin.load_pairs(str(path))
     path.write_text(json.dumps([{"chosen": "b", "rejected": "c"}]))
     with pytest.raises(DataError, match=r"record 0: field 'prompt': missing"):
-        trm.load_pairs(str(path))
+        standin.load_pairs(str(path))
 
 
 def test_missing_chosen_exits_2_with_one_line(tmp_path, tiny_llama_dir):
@@ -166,7 +168,7 @@ def test_train_save_load_and_reuse(tmp_path, tiny_llama_dir):
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
-    texts = [trm.format_for_classifier(tok, "Question number 1?", r) for r in
+    texts = [standin.format_for_classifier(tok, "Question number 1?", r) for r in
              ("A short answer.", "A much longer answer that goes on for quite a few more words than the first.")]
     with torch.no_grad():
         enc = tok(texts, padding=True, return_tensors="pt")
@@ -205,7 +207,7 @@ def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_di
             if not param.requires_grad:
                 param.data = param.data.to(torch.bfloat16)
     assert trm.can_cache_frozen(model)
-    texts = [trm.format_for_classifier(tok, f"Question {i // 3}?", "word " * (3 * i + 1)) for i in range(7)]
+    texts = [standin.format_for_classifier(tok, f"Question {i // 3}?", "word " * (3 * i + 1)) for i in range(7)]
     assert tok.pad_token_id in tok(texts[0]).input_ids  # the template's end-of-turn token is the pad id
     groups = [texts[0:3], texts[3:6], texts[6:7]]
     assert trm.common_prefix_length(tok(groups[0]).input_ids) > 5
@@ -224,7 +226,7 @@ def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_di
         model.train()
         batch = [texts[4], texts[0], texts[6], texts[2], texts[1]]
         scores = (trm.rewards_from_cache(model, cache, batch, bf16, 1) if use_cache
-                  else trm.rewards_of(model, tok, batch, 96, bf16))
+                  else standin.rewards_of(model, tok, batch, 96, bf16))
         scores.sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
         grads[-1]["scores"] = scores.detach()
@@ -235,12 +237,12 @@ def test_frozen_cache_gives_the_full_forwards_scores_and_gradients(tiny_llama_di
 
 def test_length_batches_cut_where_padding_costs_most():
     lengths = [100, 5, 98, 6, 7, 101, 50]
-    batches = trm.length_batches(lengths, max_batch=16, overhead=32)
+    batches = length_batches(lengths, max_batch=16, overhead=32)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every index once
     assert [sorted(lengths[i] for i in b) for b in batches] == [[5, 6, 7], [50], [98, 100, 101]]
-    assert all(len(b) <= 2 for b in trm.length_batches(lengths, max_batch=2))
-    assert trm.length_batches([9, 9, 9], max_batch=16) == [[0, 1, 2]]  # equal lengths: one forward
-    assert trm.length_batches([], max_batch=4) == []
+    assert all(len(b) <= 2 for b in length_batches(lengths, max_batch=2))
+    assert length_batches([9, 9, 9], max_batch=16) == [[0, 1, 2]]  # equal lengths: one forward
+    assert length_batches([], max_batch=4) == []
 
 
 def test_bad_bf16_value_exits_2(tmp_path, tiny_llama_dir):
