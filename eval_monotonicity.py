@@ -35,7 +35,7 @@ from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs,
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
 from rre.files import save_figure, write_json
-from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
+from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
 from rre.proxy_settings import PROXY_FLAGS, ScoringProxy, find_run_proxy, given_flags, scoring_proxy
@@ -46,7 +46,7 @@ from rre.validation import merge_repeated_flags
 
 
 @dataclass
-class MonotonicityArguments:
+class MonotonicityArguments(GoldArguments):
     output_dir: str = field(default=".", metadata={"help": "folder holding the {model_prefix}_step_N checkpoints"})
     model_prefix: str = field(default="alpaca_test", metadata={"help": "experiment name of the checkpoints"})
     steps: list[int] | None = field(default=None, metadata={"help": "steps to use (default: every one found)"})
@@ -55,22 +55,6 @@ class MonotonicityArguments:
         default_factory=lambda: ["Nexusflow/Starling-RM-34B"],
         metadata={"help": "gold reward model; repeat the flag (or list several) for several golds: the first one "
                   "judges the win rate, every one gets its Spearman, table column and plot line"})
-    gold_type: list[str] = field(
-        default_factory=lambda: ["starling"], metadata={"help": "starling | classifier, one for all golds or one each"})
-    gold_tokenizer: list[str] | None = field(
-        default=None, metadata={"help": "gold tokenizer (starling default: 01-ai/Yi-34B-Chat), one for all or one each"}
-    )
-    gold_prompt: str = field(
-        default="paper",
-        metadata={"help": "Starling's input: paper (the paper's Human/Assistant wrapping of the stripped instruction, "
-                  "no special tokens added) | model_card (the model card's chat string)"},
-    )
-    gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
-    gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
-    gold_dtype: str = field(
-        default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively: a bf16 GPU, as the paper "
-                                  "loaded Starling, or a CPU with AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
     prompt_format: str = field(
         default="auto",
         metadata={"help": "prompt format whose stop strings cut responses (as evaluation.py: auto = chat when the "
@@ -81,8 +65,6 @@ class MonotonicityArguments:
         metadata={"help": "policy tokenizer for the chat stop strings (default: the checkpoint's own, else its base)"},
     )
     win_rate: bool = field(default=True, metadata={"help": "offline win rate: gold(model) vs gold(reference)"})
-    bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples over instructions"})
-    bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     features_module: str | None = field(
         default=None, metadata={"help": "features module of the proxy (EXTRA_FEATURES, combine): its features join the "
                                 "per-feature view and its combine rule is the proxy (default: the one the run trained with)"}

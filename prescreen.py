@@ -46,7 +46,7 @@ from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs,
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import save_figure, write_json
-from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
+from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
 from rre.relevance import RelevanceEncoder
@@ -59,7 +59,7 @@ FLAG_OF = {"LI": "length_incentive", "RP": "repetition_penalty", "QR": "relevanc
 
 
 @dataclass
-class PrescreenArguments:
+class PrescreenArguments(GoldArguments):
     systems: list[str] = field(
         default_factory=list, metadata={"help": "outputs files, system folders, or folders of system folders"})
     annotations_path: str = field(default=str(REPO / "data" / "eval.json"),
@@ -69,24 +69,11 @@ class PrescreenArguments:
     features_module: list[str] | None = field(
         default=None, metadata={"help": "features files, one design each (all four flags plus its features)"})
     gold_model: list[str] | None = field(default=None, metadata={"help": "gold reward model(s); repeat for several"})
-    gold_type: list[str] = field(default_factory=lambda: ["starling"],
-                                 metadata={"help": "starling | classifier, one for all golds or one each"})
-    gold_tokenizer: list[str] | None = field(default=None, metadata={"help": "gold tokenizer(s), one or one each"})
-    gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
-    gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
-    gold_prompt: str = field(
-        default="paper", metadata={"help": "Starling's input: paper (the paper's wrapping) | model_card"})
-    gold_dtype: str = field(
-        default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively, else float32) | bfloat16 | "
-                                  "float32"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
     gold_csv: str | None = field(default=None, metadata={"help": "per-system gold scores: rows of name,score"})
     prompt_format: str = field(default="alpaca", metadata={"help": "auto | chat | alpaca: role markers to cut at"})
     tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer for --prompt_format chat/auto"})
     output_dir: str = field(default="prescreen", metadata={"help": "where prescreen.json and the plots go"})
     cache_dir: str | None = field(default=None, metadata={"help": "score cache (default: {output_dir}/cache)"})
-    bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples over instructions"})
-    bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -303,6 +303,30 @@ def load_gold(spec: GoldSpec, batch_size: int, device: str, trust_remote_code: b
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"cannot load the gold model {spec.model!r} ({first_line}); download it or pass "
                         "--gold_model (a folder or hub name) and --gold_type") from None
+
+
+@dataclass
+class GoldArguments:
+    """The gold and bootstrap flags eval_monotonicity.py and prescreen.py share (each names its own --gold_model)."""
+
+    gold_type: list[str] = field(
+        default_factory=lambda: ["starling"], metadata={"help": "starling | classifier, one for all golds or one each"})
+    gold_tokenizer: list[str] | None = field(
+        default=None, metadata={"help": "gold tokenizer (starling default: 01-ai/Yi-34B-Chat), one for all or one each"}
+    )
+    gold_prompt: str = field(
+        default="paper",
+        metadata={"help": "Starling's input: paper (the paper's Human/Assistant wrapping of the stripped instruction, "
+                  "no special tokens added) | model_card (the model card's chat string)"},
+    )
+    gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
+    gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+    gold_dtype: str = field(
+        default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively: a bf16 GPU, as the paper "
+                                  "loaded Starling, or a CPU with AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom code of a classifier gold model"})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "bootstrap resamples over instructions"})
+    bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
 
 
 def check_gold_flags(args: Any) -> None:
