@@ -35,8 +35,7 @@ from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs,
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
 from rre.files import save_figure, write_json
-from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs, load_gold
-from rre.precision import resolve_device, resolve_dtype
+from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
 from rre.proxy_settings import PROXY_FLAGS, ScoringProxy, find_run_proxy, given_flags, scoring_proxy
 from rre.relevance import RelevanceEncoder
@@ -318,28 +317,56 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     check_args(args, config)
     if args.device:
         args.gold_device = args.device
-    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
-    gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
-    golds = gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
+    golds = gold_specs_from_flags(args, args.gold_model)
+    proxy, checkpoints = load_run(args, config, set(explicit))
+    scorers = proxy_scorers(args, proxy, encoder)
+    tag = proxy_tag(proxy, encoder)
+    feature_rows = [score_checkpoint(ck, scorers, tag) for ck in checkpoints]
+    P = np.array([[f["reward"] for f in row] for row in feature_rows], dtype=float)  # (steps, instructions)
+    gold_matrices, reference_scores = gold_scores(args, golds, checkpoints, scorers)
+    rows, qtypes = step_rows(checkpoints, P, golds, gold_matrices, reference_scores)
+    stats = print_statistics(rows, qtypes, P, gold_matrices[0], args, reference_scores is not None)
+    several = golds_summary(golds, gold_matrices, P, args) if len(golds) > 1 else None
+    # Issue 13: which feature drove the gold, per gold.
+    example_qtypes = [e.qtype or "unknown" for e in checkpoints[0].examples]
+    views = {spec.short: feature_view([r["step"] for r in rows], feature_rows, M, example_qtypes)
+             for spec, M in zip(golds, gold_matrices)}
+    for name, view in views.items():
+        print_feature_view(view, name)
+    return write_outputs(args, proxy, golds, gold_matrices, rows, stats, several, views)
+
+
+def load_run(args: MonotonicityArguments, config: RewardConfig,
+             explicit: set[str]) -> tuple[ScoringProxy, list[Checkpoint]]:
+    """The checkpoints (the base model's outputs first with --include_base) and the proxy they trained with."""
     found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
-    proxy = resolve_proxy(args, config, set(explicit), found)
-    config, format_name, stop_strings, features_module = (proxy.config, proxy.prompt_format, proxy.stop_strings,
-                                                          proxy.features_module)
-    examples = load_examples(args.eval_path, require_qtype=config.needs_qtype)
+    proxy = resolve_proxy(args, config, explicit, found)
+    examples = load_examples(args.eval_path, require_qtype=proxy.config.needs_qtype)
     if args.include_base:
         found = [base_checkpoint(args, found)] + found
-    checkpoints = load_checkpoints(found, examples, stop_strings, config.do_strip)
-    extra_features, combine = load_features_module(features_module) if features_module else ({}, None)
-    scorers = LazyScorers(args, config, stop_strings, encoder, extra_features, combine)
-    # Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder, the
-    # features module's code; "features" marks the cache format (every per-sample feature, not only the reward).
-    module_code = Path(features_module).read_text() if features_module else None
-    proxy_tag = content_hash([asdict(config), list(stop_strings), encoder.name if encoder else None, module_code,
-                              "features"])[:12]
-    feature_rows = [score_checkpoint(ck, scorers, proxy_tag) for ck in checkpoints]
-    P = np.array([[f["reward"] for f in row] for row in feature_rows], dtype=float)  # (steps, instructions)
-    # Gold by gold, so only one gold model is in memory at a time; the first one (the primary gold: win rate and the
-    # paper's printed statistic) also judges the reference answers while it is loaded.
+    return proxy, load_checkpoints(found, examples, proxy.stop_strings, proxy.config.do_strip)
+
+
+def proxy_scorers(args: MonotonicityArguments, proxy: ScoringProxy, encoder: RelevanceEncoder | None) -> LazyScorers:
+    """The proxy (its features module imported now: a broken one stops here) and the golds, loaded on first use."""
+    extra_features, combine = (load_features_module(proxy.features_module) if proxy.features_module
+                               else ({}, None))
+    return LazyScorers(args, proxy.config, proxy.stop_strings, encoder, extra_features, combine)
+
+
+def proxy_tag(proxy: ScoringProxy, encoder: RelevanceEncoder | None) -> str:
+    """Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder, the
+    features module's code; "features" marks the cache format (every per-sample feature, not only the reward)."""
+    module_code = Path(proxy.features_module).read_text() if proxy.features_module else None
+    return content_hash([asdict(proxy.config), list(proxy.stop_strings), encoder.name if encoder else None,
+                         module_code, "features"])[:12]
+
+
+def gold_scores(args: MonotonicityArguments, golds: Sequence[GoldSpec], checkpoints: list[Checkpoint],
+                scorers: LazyScorers) -> tuple[list[np.ndarray], list[float] | None]:
+    """(steps, instructions) scores per gold, and the primary gold's scores of the reference answers (win rate).
+    Gold by gold, so only one gold model is in memory at a time; the first one (the primary gold: win rate and
+    the paper's printed statistic) also judges the reference answers while it is loaded."""
     gold_matrices, reference_scores = [], None
     for g, spec in enumerate(golds):
         gold_matrices.append(np.array([score_gold(ck, scorers, spec) for ck in checkpoints], dtype=float))
@@ -351,8 +378,14 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
                 Path(args.output_dir) / f"scores-gold-{spec.slug}-references.json", [instructions, references],
                 lambda: scorers.gold(spec).score(instructions, references, desc="gold references"),
             )
-    G = gold_matrices[0]
+    return gold_matrices, reference_scores
 
+
+def step_rows(checkpoints: list[Checkpoint], P: np.ndarray, golds: Sequence[GoldSpec],
+              gold_matrices: list[np.ndarray], reference_scores: list[float] | None
+              ) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per checkpoint: mean proxy and gold, overall and per qtype, and the offline win rate."""
+    G = gold_matrices[0]
     qtypes = sorted({e.qtype or "unknown" for e in checkpoints[0].examples})
     rows = []
     for k, ck in enumerate(checkpoints):
@@ -367,11 +400,15 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
         if reference_scores is not None:
             row["win_rate"] = offline_win_rate(G[k].tolist(), reference_scores)
         rows.append(row)
+    return rows, qtypes
 
-    steps = [r["step"] for r in rows]
+
+def print_statistics(rows: list[dict[str, Any]], qtypes: list[str], P: np.ndarray, G: np.ndarray,
+                     args: MonotonicityArguments, with_win_rate: bool) -> dict[str, Any]:
+    """The table, the paper's Spearman (as scipy prints it), Kendall, the bootstrap interval and the win rates."""
     steps_mean_proxy = [r["mean_proxy"] for r in rows]
     steps_mean_gold = [r["mean_gold"] for r in rows]
-    print_table(rows, qtypes, reference_scores is not None)
+    print_table(rows, qtypes, with_win_rate)
     spearman = spearmanr(steps_mean_proxy, steps_mean_gold)
     print(spearman)  # exactly as scipy returns it, as the paper's script prints it
     kendall = kendalltau(steps_mean_proxy, steps_mean_gold)
@@ -380,29 +417,32 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     lo, hi = boot["ci95"]
     print(f"bootstrap 95% CI of Spearman over instructions ({boot['n_valid']}/{boot['n_resamples']} resamples): "
           + (f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "undefined"))
-    if reference_scores is not None:
+    if with_win_rate:
         for r in rows:
             w = r["win_rate"]
             print(f"step {r['step']}: offline win rate vs reference {w['win_rate']:.1f}% "
                   f"(+/- {w['standard_error']:.1f}; {w['n_wins']:.0f} wins, {w['n_draws']:.0f} draws, "
                   f"{w['n_wins_base']:.0f} losses)")
-    several = golds_summary(golds, gold_matrices, P, args) if len(golds) > 1 else None
+    return {"spearman": spearman, "kendall": kendall, "bootstrap": boot}
 
-    # Issue 13: which feature drove the gold, per gold.
-    example_qtypes = [e.qtype or "unknown" for e in checkpoints[0].examples]
-    views = {spec.short: feature_view(steps, feature_rows, M, example_qtypes) for spec, M in zip(golds, gold_matrices)}
-    for name, view in views.items():
-        print_feature_view(view, name)
 
+def write_outputs(args: MonotonicityArguments, proxy: ScoringProxy, golds: Sequence[GoldSpec],
+                  gold_matrices: list[np.ndarray], rows: list[dict[str, Any]], stats: dict[str, Any],
+                  several: list[dict[str, Any]] | None, views: dict[str, Any]) -> dict[str, Any]:
+    """monotonicity.json, the curve and the per-feature plot."""
+    steps = [r["step"] for r in rows]
+    steps_mean_proxy = [r["mean_proxy"] for r in rows]
+    steps_mean_gold = [r["mean_gold"] for r in rows]
+    spearman, kendall = stats["spearman"], stats["kendall"]
     result = {
         "model_prefix": args.model_prefix, "steps": steps, "steps_mean_proxy": steps_mean_proxy,
         "steps_mean_gold": steps_mean_gold, "checkpoints": rows,
         "spearman": correlation(spearman), "kendall": correlation(kendall),
-        "bootstrap": boot, "gold_model": golds[0].model, "gold_type": golds[0].type,
+        "bootstrap": stats["bootstrap"], "gold_model": golds[0].model, "gold_type": golds[0].type,
         "gold_prompt": golds[0].prompt if golds[0].type == "starling" else None,
-        "prompt_format": format_name, "reward_config": asdict(config), "proxy": proxy.record(),
+        "prompt_format": proxy.prompt_format, "reward_config": asdict(proxy.config), "proxy": proxy.record(),
         "eval_path": args.eval_path,
-        "include_base": args.include_base, "features_module": features_module,
+        "include_base": args.include_base, "features_module": proxy.features_module,
         "feature_view": views, "feature_tracking_best": {g: best_and_worst(v)[0] for g, v in views.items()},
         "feature_diverging_most": {g: best_and_worst(v)[1] for g, v in views.items()},
     }

@@ -46,8 +46,7 @@ from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs,
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import save_figure, write_json
-from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs, load_gold
-from rre.precision import resolve_device, resolve_dtype
+from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import cached_scores, content_hash, stored_scores
@@ -343,18 +342,46 @@ def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     check_reward_flags(config)
 
 
+@dataclass
+class Screen:
+    """What every step of the screen reads: the annotated examples, the systems, and each one's cache folder."""
+
+    examples: list[Example]
+    systems: list[System]
+    folder: dict[str, Path]  # system name -> its cache folder
+
+    def inputs(self, s: System) -> list[list[Any]]:
+        """What a system's scores are computed from (part of every cache key)."""
+        return [[e.query, r, e.reference, e.qtype] for e, r in zip(self.examples, s.responses)]
+
+
 def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
     """The whole screen; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
     check_args(args, config)
-    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
-    gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
-    specs = (gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
-             if args.gold_model else [])
+    specs = gold_specs_from_flags(args, args.gold_model) if args.gold_model else []
+    designs = all_designs(args, config)
+    screen, gold_csv = load_screen(args, config)
+    features = system_features(screen, config, encoder)
+    P = design_scores(screen, designs, features)
+    golds = model_golds(screen, specs, args)
+    if gold_csv is not None:
+        golds.append(Gold(Path(args.gold_csv).stem, np.array([gold_csv[s.name] for s in screen.systems], dtype=float),
+                          None))
+    return report(args, config, screen, designs, features, P, golds)
+
+
+def all_designs(args: PrescreenArguments, config: RewardConfig) -> list[Design]:
+    """The --designs by name, then one design per --features_module; names must differ."""
     designs = [parse_design(d, config) for d in args.designs]
     designs += [module_design(p, config) for p in args.features_module or []]
     names = [d.name for d in designs]
     if len(set(names)) != len(names):
         raise DataError(f"--designs/--features_module: a design name occurs twice ({', '.join(names)})")
+    return designs
+
+
+def load_screen(args: PrescreenArguments, config: RewardConfig) -> tuple[Screen, dict[str, float] | None]:
+    """The annotated examples, every system's cleaned responses and cache folder (created), and the CSV gold."""
     examples = load_examples(args.annotations_path, require_qtype=True)
     found = find_systems(args.systems)
     gold_csv = read_gold_csv(args.gold_csv, [n for n, _ in found]) if args.gold_csv else None
@@ -365,13 +392,16 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
     stop_strings = resolve_prompt_format(args.prompt_format, tokenizer).stop_strings
     systems = [load_system(n, p, examples, stop_strings, config.do_strip) for n, p in found]
-    out = Path(args.output_dir)
-    cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
+    cache = Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "cache"
     folder = {s.name: cache / f"{slug(s.name)}-{content_hash(str(s.path.resolve()))[:8]}" for s in systems}
     for f in folder.values():
         f.mkdir(parents=True, exist_ok=True)
+    return Screen(examples, systems, folder), gold_csv
 
-    # Phase 1: features of every file with all four flags on (the encoder's work), once per file.
+
+def system_features(screen: Screen, config: RewardConfig,
+                    encoder: RelevanceEncoder | None) -> dict[str, list[dict[str, float | None]]]:
+    """Step 1: the features of every system's file with all four flags on (the encoder's work), once per file."""
     all_on = replace(config, **{flag: True for flag in FLAG_OF.values()})
     feature_tag = content_hash([asdict(all_on), encoder.name if encoder else None])[:12]
     scorer: list[ReversedEngineeredRewardForInference] = []  # built on first use: a cached re-run loads no encoder
@@ -380,53 +410,56 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
         if not scorer:
             # Responses are cleaned already (load_system), so the scorer does not clean them again.
             scorer.append(ReversedEngineeredRewardForInference(replace(all_on, do_strip=False), encoder=encoder))
-        _, feats = scorer[0].score_examples(examples, s.responses, return_features=True, progress=False)
+        _, feats = scorer[0].score_examples(screen.examples, s.responses, return_features=True, progress=False)
         return [numeric_features(f) for f in feats]
 
-    inputs = {s.name: [[e.query, r, e.reference, e.qtype] for e, r in zip(examples, s.responses)] for s in systems}
-    features = {s.name: cached_scores(folder[s.name] / f"features-{feature_tag}.json", inputs[s.name],
-                                      lambda s=s: features_of(s))
-                for s in tqdm(systems, desc="features (per system)", unit="system")}
+    return {s.name: cached_scores(screen.folder[s.name] / f"features-{feature_tag}.json", screen.inputs(s),
+                                  lambda s=s: features_of(s))
+            for s in tqdm(screen.systems, desc="features (per system)", unit="system")}
 
-    # Phase 2: every design's reward per file, cached per (file, design).
+
+def design_scores(screen: Screen, designs: Sequence[Design],
+                  features: dict[str, list[dict[str, float | None]]]) -> dict[str, np.ndarray]:
+    """Step 2: every design's reward of every sample, (systems, instructions) per design, cached per (file, design)."""
     P: dict[str, np.ndarray] = {}
-    with tqdm(total=len(designs) * len(systems), desc="designs (per system x design)", unit="score") as bar:
+    with tqdm(total=len(designs) * len(screen.systems), desc="designs (per system x design)", unit="score") as bar:
         for d in designs:
             rows = []
-            for s in systems:
+            for s in screen.systems:
                 rows.append(cached_scores(
-                    folder[s.name] / f"design-{slug(d.name)}-{content_hash(d.ident)[:8]}.json", [inputs[s.name], d.ident],
-                    lambda d=d, s=s: score_design(d, features[s.name], examples, s.responses, s.name)))
+                    screen.folder[s.name] / f"design-{slug(d.name)}-{content_hash(d.ident)[:8]}.json",
+                    [screen.inputs(s), d.ident],
+                    lambda d=d, s=s: score_design(d, features[s.name], screen.examples, s.responses, s.name)))
                 bar.update()
             P[d.name] = np.array(rows, dtype=float)
+    return P
 
-    # Phase 3: the golds.
+
+def model_golds(screen: Screen, specs: Sequence[GoldSpec], args: PrescreenArguments) -> list[Gold]:
+    """Step 3: each gold model's score of every sample (cached; eval_monotonicity.py's scores are reused), one
+    model in memory at a time."""
     golds: list[Gold] = []
     for spec in specs:
         loaded: list[Any] = []
-        instructions = [getattr(e, spec.instruction_form) for e in examples]
+        instructions = [getattr(e, spec.instruction_form) for e in screen.examples]
 
         def gold_scores(s: System, spec: GoldSpec = spec) -> list[float]:
             if not loaded:
                 loaded.append(load_gold(spec, args.gold_batch_size, args.gold_device, args.trust_remote_code))
             return loaded[0].score(instructions, s.responses, progress=False)
 
-        M = np.array([cached_scores(folder[s.name] / f"gold-{spec.slug}.json", [instructions, s.responses],
+        M = np.array([cached_scores(screen.folder[s.name] / f"gold-{spec.slug}.json", [instructions, s.responses],
                                     lambda s=s: monotonicity_cache(s, spec, [instructions, s.responses])
                                     or gold_scores(s))
-                      for s in tqdm(systems, desc=f"gold {spec.short} (per system)", unit="system")], dtype=float)
+                      for s in tqdm(screen.systems, desc=f"gold {spec.short} (per system)", unit="system")],
+                     dtype=float)
         golds.append(Gold(spec.short, M.mean(1), M))
         loaded.clear()
-    if gold_csv is not None:
-        golds.append(Gold(Path(args.gold_csv).stem, np.array([gold_csv[s.name] for s in systems], dtype=float), None))
+    return golds
 
-    # Statistics, ranking, per-feature view across systems.
-    results = [{"design": d.name, "system_means": dict(zip([s.name for s in systems], P[d.name].mean(1).tolist())),
-                "golds": {g.name: design_stats(P[d.name], g, args) for g in golds}} for d in designs]
-    primary = golds[0].name
-    ranked = sorted(results, key=lambda r: -(r["golds"][primary]["spearman"]["statistic"]
-                                              if r["golds"][primary]["spearman"]["statistic"] is not None else -2))
-    print_ranking(ranked, golds)
+
+def gold_agreement(golds: Sequence[Gold]) -> dict[str, float | None]:
+    """System-level Spearman of every pair of golds (printed: a ceiling for any design)."""
     agreement = {}
     for i, a in enumerate(golds):
         for b in golds[i + 1:]:
@@ -434,6 +467,14 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
             agreement[f"{a.name} vs {b.name}"] = rho
             print(f"gold agreement {a.name} vs {b.name}: system-level Spearman {rho if rho is None else round(rho, 3)} "
                   "(a ceiling for any design)")
+    return agreement
+
+
+def systems_feature_view(screen: Screen, designs: Sequence[Design], features: dict[str, list[dict]],
+                         golds: Sequence[Gold]) -> dict[str, Any]:
+    """The per-feature view across systems, per gold (a CSV gold's score stands for each of its system's samples),
+    printed."""
+    systems, examples = screen.systems, screen.examples
     extras = {s.name: module_features(designs, examples, s.responses, s.name) for s in systems}
     rows = [[{**f, **x} for f, x in zip(features[s.name], extras[s.name])] for s in systems]
     qtypes = [e.qtype or "unknown" for e in examples]
@@ -442,14 +483,30 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
                                       g.system_scores[:, None], len(examples), axis=1), qtypes) for g in golds}
     for name, view in views.items():
         print_feature_view(view, name, label_name="system")
+    return views
+
+
+def report(args: PrescreenArguments, config: RewardConfig, screen: Screen, designs: Sequence[Design],
+           features: dict[str, list[dict]], P: dict[str, np.ndarray], golds: list[Gold]) -> dict[str, Any]:
+    """Statistics, the ranking, the gold agreement and the per-feature view: printed, written and plotted."""
+    systems = screen.systems
+    results = [{"design": d.name, "system_means": dict(zip([s.name for s in systems], P[d.name].mean(1).tolist())),
+                "golds": {g.name: design_stats(P[d.name], g, args) for g in golds}} for d in designs]
+    primary = golds[0].name
+    ranked = sorted(results, key=lambda r: -(r["golds"][primary]["spearman"]["statistic"]
+                                              if r["golds"][primary]["spearman"]["statistic"] is not None else -2))
+    print_ranking(ranked, golds)
+    agreement = gold_agreement(golds)
+    views = systems_feature_view(screen, designs, features, golds)
     print(f"best design for gold {primary}: {ranked[0]['design']}; worst: {ranked[-1]['design']}")
 
     result = {"systems": {s.name: str(s.path) for s in systems}, "annotations_path": args.annotations_path,
-              "n_instructions": len(examples), "designs": [d.name for d in designs],
+              "n_instructions": len(screen.examples), "designs": [d.name for d in designs],
               "golds": {g.name: g.system_scores.tolist() for g in golds}, "gold_agreement": agreement,
               "ranking": ranked, "feature_view": views,
               "feature_tracking_best": {g: best_and_worst(v)[0] for g, v in views.items()},
               "reward_config": asdict(config), "prompt_format": args.prompt_format}
+    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "prescreen.json", result)
     plot_ranking(ranked, golds, out / "prescreen.png")

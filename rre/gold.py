@@ -329,6 +329,13 @@ class GoldArguments:
     bootstrap_seed: int = field(default=0, metadata={"help": "bootstrap seed"})
 
 
+def gold_specs_from_flags(args: GoldArguments, models: Sequence[str]) -> list[GoldSpec]:
+    """The golds the flags name, in the dtype `--gold_dtype` resolves to on `--gold_device`."""
+    kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
+    gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
+    return gold_specs(models, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
+
+
 def check_gold_flags(args: Any) -> None:
     """The gold-model flags eval_monotonicity.py and prescreen.py share."""
     for name in args.gold_model or []:  # loaded only if its scores are not cached yet (a failed load is one line)
