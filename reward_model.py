@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from nltk.tokenize import wordpunct_tokenize
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from rre import validation
 from rre.data import Example
-from rre.features import CombineFn, FeatureFn, Sample, user_number
+from rre.features import CombineFn, FeatureFn, Sample, load_features_module, user_number
 from rre.onnx_encoder import BACKENDS
 from rre.precision import CHOICES as PRECISION_CHOICES
 from rre.prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
@@ -255,6 +255,16 @@ class ReversedEngineeredRewardForInference:
             rewards += out[0] if return_features else out
             features += out[1] if return_features else []
         return (rewards, features) if return_features else rewards
+
+
+def training_reward(config: RewardConfig, stop_strings: Sequence[str], features_module: str | None,
+                    device: object) -> tuple[RewardConfig, ReversedEngineeredRewardForInference]:
+    """The proxy a trainer (run_ppo.py, run_grpo.py) scores with: with --reward_device auto, each process scores
+    on its own `device`. Returns the config it runs with (recorded) and the reward."""
+    if config.reward_device == "auto":
+        config = RewardConfig(**{**asdict(config), "reward_device": str(device)})
+    extra_features, combine = load_features_module(features_module) if features_module else ({}, None)
+    return config, ReversedEngineeredRewardForInference(config, stop_strings, extra_features, combine)
 
 
 def check_reward_flags(cfg: RewardConfig) -> None:

@@ -36,11 +36,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
 from rre import validation as v  # noqa: E402
 from rre.checkpoints import checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.features import check_features_module, load_features_module  # noqa: E402
+from rre.features import check_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir  # noqa: E402
 from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
 from rre.precision import announce, resolve_dtype
@@ -242,9 +242,6 @@ def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
 def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig):
     """Tokenizer, prompts, policy, reward and the TRL trainer; returns (trainer, tokenizer, config_record)."""
     from accelerate import PartialState
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM
 
     # Read from the launcher's environment: the process group is made by the TRL config below (gloo on CPU),
     # and accelerate's state is a singleton that a bare PartialState() here would fix without that backend.
@@ -252,8 +249,36 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     main_proc = int(os.environ.get("RANK", "0")) == 0
     model_name, tokenizer, prompt_format = policy_and_format(args)
     fmt_name = prompt_format.name
+    dataset = prompt_dataset(args, trl_args, reward_config, tokenizer, prompt_format, world_size, main_proc)
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    model, dtype, lora = load_policy(args, model_name, device, main_proc)
+    reward_config, rer = training_reward(reward_config, prompt_format.stop_strings, args.features_module, device)
+    Config, Trainer, common = trl_config(args, trl_args, world_size, device, main_proc)
+    config = Config(**common)
+    state = PartialState()
 
-    # Data: the prompt text as run_ppo.py builds it; the reward's inputs travel as their own columns.
+    config_record = {"trainer": args.trainer, "script": asdict(args), "trl": asdict(trl_args),
+                     "reward": asdict(reward_config),
+                     "resolved": {"model_name": model_name, "prompt_format": fmt_name,
+                                  "num_processes": state.num_processes, "distributed_type": str(state.distributed_type),
+                                  "precision": str(dtype).removeprefix("torch."), "trl_version": _trl_version(),
+                                  "trl_config": {k: common[k] for k in ("num_generations", "beta", "num_iterations",
+                                                                        "learning_rate", "epsilon")}
+                                  | ({"loss_type": trl_args.loss_type} if args.trainer == "grpo" else {})},
+                     # What eval_monotonicity.py and score_outputs.py rebuild the trained proxy from.
+                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
+    trainer = Trainer(model=model, reward_funcs=[WhiteBoxReward(rer)], args=config, train_dataset=dataset,
+                      processing_class=tokenizer, peft_config=lora,
+                      callbacks=make_callbacks(args.output_dir, config_record, args.overall_steps))
+    return trainer, tokenizer, config_record
+
+
+def prompt_dataset(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig, tokenizer,
+                   prompt_format, world_size: int, main_proc: bool):
+    """The training prompts as run_ppo.py builds them (longer ones dropped); the reward's inputs travel as their
+    own columns (query, reference, qtype)."""
+    from datasets import Dataset
+
     max_prompt = args.max_prompt_length or trl_args.output_max_length
     examples = load_examples(args.dataset_path, require_qtype=reward_config.needs_qtype)
     examples, _, dropped = tokenize_prompts(examples, prompt_format, tokenizer, max_prompt)
@@ -262,11 +287,16 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
         raise DataError(f"{args.dataset_path}: {len(examples)} prompts are fewer than the {prompts_per_step} one step uses")
     if main_proc:
         print(f"train: {len(examples)} prompts from {args.dataset_path} ({dropped} longer than {max_prompt} tokens "
-              f"dropped); prompt format: {fmt_name}", file=sys.stderr)
-    dataset = Dataset.from_list([{"prompt": prompt_format.build(e.instruction, e.input), "query": e.query,
-                                  "reference": e.reference, "qtype": e.qtype} for e in examples])
+              f"dropped); prompt format: {prompt_format.name}", file=sys.stderr)
+    return Dataset.from_list([{"prompt": prompt_format.build(e.instruction, e.input), "query": e.query,
+                               "reference": e.reference, "qtype": e.qtype} for e in examples])
 
-    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+
+def load_policy(args: ScriptArguments, model_name: str, device: torch.device, main_proc: bool):
+    """The policy in --precision's dtype, and its LoRA config: (model, dtype, lora)."""
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
     dtype = resolve_dtype(args.precision, device)
     if main_proc:
         announce("policy", dtype, args.precision, device)
@@ -277,12 +307,12 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
                                                  trust_remote_code=args.trust_remote_code, attn_implementation=attn)
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
                       task_type="CAUSAL_LM", target_modules=[m.strip() for m in args.lora_target_modules.split(",")])
+    return model, dtype, lora
 
-    if reward_config.reward_device == "auto":  # each process scores on its own device
-        reward_config = RewardConfig(**{**asdict(reward_config), "reward_device": str(device)})
-    extra_features, combine = load_features_module(args.features_module) if args.features_module else ({}, None)
-    rer = ReversedEngineeredRewardForInference(reward_config, prompt_format.stop_strings, extra_features, combine)
 
+def trl_config(args: ScriptArguments, trl_args: TRLArguments, world_size: int, device: torch.device,
+               main_proc: bool):
+    """TRL's config class, trainer class, and the config's arguments from our flags: (Config, Trainer, kwargs)."""
     trl_dir = Path(args.output_dir) / "trl"  # TRL's checkpoint-N land here, then move to {output_dir}_step_N
     grad_acc = trl_args.batch_size // trl_args.mini_batch_size
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
@@ -319,23 +349,7 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     else:
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
-    config = Config(**common)
-    state = PartialState()
-
-    config_record = {"trainer": args.trainer, "script": asdict(args), "trl": asdict(trl_args),
-                     "reward": asdict(reward_config),
-                     "resolved": {"model_name": model_name, "prompt_format": fmt_name,
-                                  "num_processes": state.num_processes, "distributed_type": str(state.distributed_type),
-                                  "precision": str(dtype).removeprefix("torch."), "trl_version": _trl_version(),
-                                  "trl_config": {k: common[k] for k in ("num_generations", "beta", "num_iterations",
-                                                                        "learning_rate", "epsilon")}
-                                  | ({"loss_type": trl_args.loss_type} if args.trainer == "grpo" else {})},
-                     # What eval_monotonicity.py and score_outputs.py rebuild the trained proxy from.
-                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
-    trainer = Trainer(model=model, reward_funcs=[WhiteBoxReward(rer)], args=config, train_dataset=dataset,
-                      processing_class=tokenizer, peft_config=lora,
-                      callbacks=make_callbacks(args.output_dir, config_record, args.overall_steps))
-    return trainer, tokenizer, config_record
+    return Config, Trainer, common
 
 
 def _trl_version() -> str:

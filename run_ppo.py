@@ -35,11 +35,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
 from rre import validation as v  # noqa: E402
 from rre.checkpoints import checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.features import check_features_module, load_features_module  # noqa: E402
+from rre.features import check_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
 from rre.ppo import (  # noqa: E402
     PolicyWithValueHead,
@@ -456,8 +456,44 @@ def choose_mixed_precision(flag: str | None, environ) -> tuple[str | None, str]:
 
 def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> PPORun:
     """Accelerator, tokenizer, prompts, policy, optimizer, reward and trainer; restores a checkpoint."""
+    from accelerate.utils import DistributedType, set_seed
+
+    accelerator, accumulation, source, chunk = make_accelerator(args, ppo_config)
+    is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
+    set_seed(args.seed)  # identical initial LoRA and value-head weights on every process
+    model_name, tokenizer, prompt_format = policy_and_format(args)
+    train_examples, train_prompts, dev_examples, dev_prompts = load_prompts(args, ppo_config, reward_config,
+                                                                            tokenizer, prompt_format, accelerator)
+    stream = PromptStream(len(train_prompts), ppo_config.batch_size, accelerator.num_processes,
+                          accelerator.process_index, args.seed)
+    resume_path = find_resume(args, accelerator, is_ds)  # before building anything
+    model, optimizer = prepare_policy(args, ppo_config, model_name, accelerator, is_ds, chunk, accumulation)
+    reward_config, rer, reward_fn = build_reward(args, reward_config, prompt_format, accelerator)
+    trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
+                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation)
+    register_run_state(accelerator, trainer, stream)
+    if resume_path:
+        restore(accelerator, resume_path, is_ds, trainer, stream)
+    else:
+        set_seed(args.seed + accelerator.process_index)  # different samples on each process
+    fmt_name = prompt_format.name
+    config_record = {"script": asdict(args), "ppo": asdict(ppo_config), "reward": asdict(reward_config),
+                     "resolved": {"model_name": model_name, "prompt_format": fmt_name,
+                                  "num_processes": accelerator.num_processes,
+                                  "distributed_type": str(accelerator.distributed_type),
+                                  "mixed_precision": accelerator.mixed_precision,
+                                  "accumulation_steps": accumulation, "accumulation_source": source,
+                                  "optimizer_steps_per_ppo_step": trainer.optimizer_steps_per_ppo_step},
+                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
+    return PPORun(accelerator, trainer, tokenizer, stream, train_examples, train_prompts, dev_examples, dev_prompts,
+                  reward_fn, rer, config_record)
+
+
+def make_accelerator(args: ScriptArguments, ppo_config: PPOConfig):
+    """The Accelerator (mixed precision by choose_mixed_precision), and the optimizer accumulation: returns
+    (accelerator, accumulation, where it came from, train chunk size)."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
+    from accelerate.utils import InitProcessGroupKwargs
 
     handlers = []
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
@@ -477,17 +513,17 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
         raise DataError(f"{err} ({source})") from None
     # The PPO loop accumulates its own chunks (the trainer sets this again; DeepSpeed's prepare reads it).
     accelerator.gradient_accumulation_steps = ppo_config.mini_batch_size * accumulation // chunk
-    is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
-    main_proc = accelerator.is_main_process
-    if main_proc:
+    if accelerator.is_main_process:
         print(f"optimizer steps per PPO step: {optimizer_steps_per_ppo_step(ppo_config, accumulation)} "
               f"(mini-batch {ppo_config.mini_batch_size}, accumulation {accumulation}; {source})", file=sys.stderr)
-    set_seed(args.seed)  # identical initial LoRA and value-head weights on every process
+    return accelerator, accumulation, source, chunk
 
-    model_name, tokenizer, prompt_format = policy_and_format(args)
-    fmt_name = prompt_format.name
 
-    # Data: the reward reads each example's own fields (query, reference, qtype), never the prompt text.
+def load_prompts(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig, tokenizer, prompt_format,
+                 accelerator) -> tuple[list, list, list, list]:
+    """Train and dev examples and their prompt token ids (longer prompts dropped); enough for one batch per process.
+    The reward reads each example's own fields (query, reference, qtype), never the prompt text."""
+    main_proc, fmt_name = accelerator.is_main_process, prompt_format.name
     max_prompt = args.max_prompt_length or ppo_config.output_max_length
     train_examples = load_examples(args.dataset_path, require_qtype=reward_config.needs_qtype)
     train_examples, train_prompts, too_long = tokenize_prompts(train_examples, prompt_format, tokenizer, max_prompt)
@@ -507,10 +543,12 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                                          "as in the paper; set --max_prompt_length)") if too_long else "")
         raise DataError(f"--dataset_path {args.dataset_path}: {len(train_prompts)} usable prompts, fewer than "
                         f"batch_size x processes ({need}){why}")
-    stream = PromptStream(len(train_prompts), ppo_config.batch_size, accelerator.num_processes,
-                          accelerator.process_index, args.seed)
+    return train_examples, train_prompts, dev_examples, dev_prompts
 
-    # Resume: find the checkpoint and read its summary before building anything.
+
+def find_resume(args: ScriptArguments, accelerator, is_ds: bool) -> Path | None:
+    """The checkpoint to resume from (None: start fresh), checked against this launch (DeepSpeed or not, processes)."""
+    main_proc = accelerator.is_main_process
     resume_path, summary = None, {}
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
@@ -534,6 +572,13 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                           f"{accelerator.num_processes}: weights, optimizer and data position carry over; processes "
                           "without a saved RNG state start from the seed", file=sys.stderr)
 
+    return resume_path
+
+
+def prepare_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str, accelerator, is_ds: bool,
+                   chunk: int, accumulation: int):
+    """The policy (LoRA and value head) and its Adam optimizer, through accelerator.prepare (DeepSpeed's batch
+    keys filled in by hand: no dataloader goes through prepare)."""
     bf16_base = accelerator.mixed_precision == "bf16" and not is_ds
     model = build_policy(args, ppo_config, model_name, bf16_base, accelerator.device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ppo_config.learning_rate)
@@ -548,37 +593,27 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
         ds["gradient_clipping"] = ppo_config.max_grad_norm or 0.0
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    if reward_config.reward_device == "auto":  # each process scores on its own device
-        reward_config = RewardConfig(**{**asdict(reward_config), "reward_device": str(accelerator.device)})
-    extra_features, combine = load_features_module(args.features_module) if args.features_module else ({}, None)
-    rer = ReversedEngineeredRewardForInference(reward_config, prompt_format.stop_strings, extra_features, combine)
+    return model, optimizer
+
+
+def build_reward(args: ScriptArguments, reward_config: RewardConfig, prompt_format, accelerator):
+    """The proxy on this process's device: (its config, the reward, reward_fn(examples, texts))."""
+    reward_config, rer = training_reward(reward_config, prompt_format.stop_strings, args.features_module,
+                                         accelerator.device)
 
     def reward_fn(examples, texts):
         return rer([e.query for e in examples], texts, [e.reference for e in examples], [e.qtype for e in examples])
 
-    trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
-                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation)
-    register_run_state(accelerator, trainer, stream)
-    if resume_path:
-        # Weights, optimizer (ZeRO partitions), RNG of every process, counters, KL, score moments, data position.
-        check_state_files(resume_path / STATE_DIR, is_ds)
-        accelerator.load_state(str(resume_path / STATE_DIR), **({"load_module_strict": False} if is_ds else {}))
-        if main_proc:
-            print(f"resumed from {resume_path} at step {trainer.current_step} (kl_coef={trainer.kl_ctl.value:.6f}, "
-                  f"data epoch {stream.epoch} position {stream.position})", file=sys.stderr)
-    else:
-        set_seed(args.seed + accelerator.process_index)  # different samples on each process
+    return reward_config, rer, reward_fn
 
-    config_record = {"script": asdict(args), "ppo": asdict(ppo_config), "reward": asdict(reward_config),
-                     "resolved": {"model_name": model_name, "prompt_format": fmt_name,
-                                  "num_processes": accelerator.num_processes,
-                                  "distributed_type": str(accelerator.distributed_type),
-                                  "mixed_precision": accelerator.mixed_precision,
-                                  "accumulation_steps": accumulation, "accumulation_source": source,
-                                  "optimizer_steps_per_ppo_step": trainer.optimizer_steps_per_ppo_step},
-                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
-    return PPORun(accelerator, trainer, tokenizer, stream, train_examples, train_prompts, dev_examples, dev_prompts,
-                  reward_fn, rer, config_record)
+
+def restore(accelerator, resume_path: Path, is_ds: bool, trainer: PPOTrainer, stream: PromptStream) -> None:
+    """Weights, optimizer (ZeRO partitions), RNG of every process, counters, KL, score moments, data position."""
+    check_state_files(resume_path / STATE_DIR, is_ds)
+    accelerator.load_state(str(resume_path / STATE_DIR), **({"load_module_strict": False} if is_ds else {}))
+    if accelerator.is_main_process:
+        print(f"resumed from {resume_path} at step {trainer.current_step} (kl_coef={trainer.kl_ctl.value:.6f}, "
+              f"data epoch {stream.epoch} position {stream.position})", file=sys.stderr)
 
 
 def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:

@@ -50,7 +50,17 @@ from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.files import atomic_dir, write_json  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
 from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
-from rre.standin import CORRUPTIONS, build_pairs, evaluate_pairs, load_pairs, render, rewards_of, split_by_prompt  # noqa: E402,E501
+from rre.standin import (  # noqa: E402
+    CORRUPTIONS,
+    Pair,
+    TextPair,
+    build_pairs,
+    evaluate_pairs,
+    load_pairs,
+    render,
+    rewards_of,
+    split_by_prompt,
+)
 
 INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
 
@@ -328,14 +338,49 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def train(cfg: TrainRewardModelConfig) -> None:
+    """Pairs, the classifier, Bradley-Terry training, held-out accuracy, an atomic save; a finished stand-in with
+    the same settings is reused."""
     t0 = time.time()
     out = Path(cfg.output_dir)
-    if cfg.model_name:
-        model_name = cfg.model_name
-    else:
-        model_name = smollm2_path()
+    model_name = cfg.model_name or smollm2_path()
     settings = settings_of(cfg, model_name)
+    if reuse_finished(cfg, out, settings):
+        return
+    pairs, train_pairs, heldout_pairs, source = prepare_pairs(cfg)
+    bf16, device = use_bf16(cfg), resolve_device(cfg.device)
+    tokenizer, model, n_trainable = load_classifier(cfg, model_name, device, bf16)
+    train_pairs, heldout_pairs = render(train_pairs, tokenizer), render(heldout_pairs, tokenizer)
+    n_tokens, n_long = token_counts(tokenizer, train_pairs + heldout_pairs, cfg.max_length)
+    cached, train_seconds = fit(cfg, model, tokenizer, train_pairs, n_tokens, bf16)
+    heldout = heldout_accuracy(model, tokenizer, heldout_pairs, cfg.max_length, bf16)
+    kinds = {k: sum(p.kind == k for p in pairs) for k in dict.fromkeys(p.kind for p in pairs)}
+    info = {
+        "what": "Bradley-Terry reward model (AutoModelForSequenceClassification, num_labels=1)",
+        "training_data": source,
+        "pairs": {"total": len(pairs), "train": len(train_pairs), "heldout": len(heldout_pairs), "by_kind": kinds},
+        "heldout": heldout,
+        "base_model": model_name,
+        "trainable_layers": cfg.trainable_layers,
+        "num_hidden_layers": model.config.num_hidden_layers,
+        "trainable_parameters": n_trainable,
+        "bf16": bf16,
+        "frozen_cache": cached,
+        "training_seconds": round(train_seconds, 1),
+        "text_format": "chat_template" if getattr(tokenizer, "chat_template", None) else "instruction\\n\\nresponse",
+        "truncated_texts": n_long,
+        "train_seconds": round(time.time() - t0, 1),
+        "settings": settings,
+    }
+    with atomic_dir(out) as tmp:  # a hidden temporary folder beside output_dir, renamed when complete
+        model.float().cpu().save_pretrained(tmp)  # safetensors, all float32
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / INFO_FILE, info)
+    print(f"saved the reward model to {out} ({time.time() - t0:.0f}s)")
 
+
+def reuse_finished(cfg: TrainRewardModelConfig, out: Path, settings: dict) -> bool:
+    """True when `out` holds a stand-in trained with these settings (reused as it is). A stand-in with other
+    settings, or a folder this script did not write, is an error unless --overwrite."""
     if (out / INFO_FILE).exists() and not cfg.overwrite:
         info = json.loads((out / INFO_FILE).read_text())
         changed = sorted(k for k in settings.keys() | info["settings"].keys()
@@ -346,12 +391,15 @@ def train(cfg: TrainRewardModelConfig) -> None:
         accuracy = info["heldout"]["accuracy"]
         print(f"reusing the trained reward model at {out} (held-out accuracy "
               f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}); pass --overwrite=true to retrain")
-        return
+        return True
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:  # never replace a folder we did not write
         raise DataError(f"{out}: exists but holds no finished reward model ({INFO_FILE} missing); "
                         "pass --overwrite=true or choose another --output_dir")
+    return False
 
-    # --- pairs -------------------------------------------------------------------------------------------
+
+def prepare_pairs(cfg: TrainRewardModelConfig) -> tuple[list[Pair], list[Pair], list[Pair], str]:
+    """(all pairs, train, held out, where they came from): the user's pairs, or pairs built from the annotations."""
     if cfg.pairs_path:
         pairs, ties = load_pairs(cfg.pairs_path)
         source = f"user preference pairs from {cfg.pairs_path} ({ties} ties with chosen == rejected dropped)"
@@ -371,10 +419,11 @@ def train(cfg: TrainRewardModelConfig) -> None:
     if not train_pairs:
         raise DataError(f"no training pairs left (from {len(pairs)} pairs)")
     print(f"pairs: {len(pairs)} ({len(train_pairs)} train, {len(heldout_pairs)} held out); {source}")
+    return pairs, train_pairs, heldout_pairs, source
 
-    # --- model -------------------------------------------------------------------------------------------
-    bf16 = use_bf16(cfg)
-    device = resolve_device(cfg.device)
+
+def load_classifier(cfg: TrainRewardModelConfig, model_name: str, device: str, bf16: bool):
+    """(tokenizer, classifier with only the top layers trainable, number of trainable parameters), on `device`."""
     announce("train_reward_model.py:", torch.bfloat16 if bf16 else torch.float32,
              "auto" if str(cfg.bf16).lower() == "auto" else "explicit", device)
     torch.set_num_threads(cfg.num_threads)
@@ -399,34 +448,46 @@ def train(cfg: TrainRewardModelConfig) -> None:
                 param.data = param.data.to(torch.bfloat16)
     print(f"base model {model_name}: training the last {cfg.trainable_layers} of "
           f"{model.config.num_hidden_layers} layers + final norm + score head ({n_trainable / 1e6:.1f}M parameters)")
+    return tokenizer, model, n_trainable
 
-    train_pairs, heldout_pairs = render(train_pairs, tokenizer), render(heldout_pairs, tokenizer)
-    texts = list(dict.fromkeys(t for p in train_pairs + heldout_pairs for t in (p.chosen_text, p.rejected_text)))
+
+def token_counts(tokenizer, pairs: list[TextPair], max_length: int) -> tuple[dict[str, int], int]:
+    """Token count of every distinct text, and how many exceed --max_length (printed: they are truncated)."""
+    texts = list(dict.fromkeys(t for p in pairs for t in (p.chosen_text, p.rejected_text)))
     n_tokens = {text: len(ids) for text, ids in zip(texts, tokenizer(texts)["input_ids"])}
-    n_long = sum(n > cfg.max_length for n in n_tokens.values())
+    n_long = sum(n > max_length for n in n_tokens.values())
     if n_long:
-        print(f"note: {n_long} of {len(n_tokens)} texts exceed --max_length={cfg.max_length} tokens and are truncated")
+        print(f"note: {n_long} of {len(n_tokens)} texts exceed --max_length={max_length} tokens and are truncated")
+    return n_tokens, n_long
 
-    # --- Bradley-Terry training ----------------------------------------------------------------------------
-    # fused: one kernel for all parameters instead of a dozen ops each (29 steps: 1 s less on 2 CPU cores).
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                  weight_decay=0.0, fused=model.device.type in ("cpu", "cuda"))
-    steps_per_epoch = -(-len(train_pairs) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = max(1, total_steps // 10)  # linear warm-up over the first tenth, then linear decay to zero
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
-    # Batches: the pairs of one prompt side by side (they share its chosen answer, scored once per batch), prompts
-    # bucketed by token length so little compute goes to padding. The batch order is reshuffled every epoch.
-    rng = random.Random(cfg.seed)
+
+def pair_batches(train_pairs: list[TextPair], n_tokens: dict[str, int], batch_size: int,
+                 rng: random.Random) -> list[list[TextPair]]:
+    """The pairs of one prompt side by side (they share its chosen answer, scored once per batch), prompts
+    bucketed by token length so little compute goes to padding (ties in a seeded random prompt order)."""
     longest: dict[str, int] = {}
     for p in train_pairs:
         longest[p.prompt] = max(longest.get(p.prompt, 0), n_tokens[p.chosen_text], n_tokens[p.rejected_text])
     prompt_rank = {prompt: i for i, prompt in enumerate(rng.sample(sorted(longest), len(longest)))}
     by_length = sorted(range(len(train_pairs)),
                        key=lambda i: (longest[train_pairs[i].prompt], prompt_rank[train_pairs[i].prompt]))
-    batches = [[train_pairs[i] for i in by_length[start:start + cfg.batch_size]]
-               for start in range(0, len(by_length), cfg.batch_size)]
+    return [[train_pairs[i] for i in by_length[start:start + batch_size]]
+            for start in range(0, len(by_length), batch_size)]
+
+
+def fit(cfg: TrainRewardModelConfig, model, tokenizer, train_pairs: list[TextPair], n_tokens: dict[str, int],
+        bf16: bool) -> tuple[bool, float]:
+    """Bradley-Terry training of the top layers (the frozen layers' outputs cached when the model allows);
+    returns (whether they were cached, training seconds)."""
+    # fused: one kernel for all parameters instead of a dozen ops each (29 steps: 1 s less on 2 CPU cores).
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  weight_decay=0.0, fused=model.device.type in ("cpu", "cuda"))
+    total_steps = -(-len(train_pairs) // cfg.batch_size) * cfg.epochs
+    warmup = max(1, total_steps // 10)  # linear warm-up over the first tenth, then linear decay to zero
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
+    rng = random.Random(cfg.seed)  # the batch order is reshuffled every epoch
+    batches = pair_batches(train_pairs, n_tokens, cfg.batch_size, rng)
     cached = cfg.cache_frozen and can_cache_frozen(model)
     n_frozen = model.config.num_hidden_layers - cfg.trainable_layers
     if cfg.cache_frozen and not cached:
@@ -464,41 +525,20 @@ def train(cfg: TrainRewardModelConfig) -> None:
     bar.close()
     train_seconds = time.time() - t_train
     print(f"training: {train_seconds:.1f} s ({'frozen layers cached' if cached else 'full forward every step'})")
+    return cached, train_seconds
 
-    # Held-out accuracy with the full model, exactly as it is saved and later loaded.
+
+def heldout_accuracy(model, tokenizer, heldout_pairs: list[TextPair], max_length: int, bf16: bool) -> dict:
+    """Held-out accuracy with the full model, exactly as it is saved and later loaded (printed)."""
     with sdpa_attention(model):
-        heldout = evaluate_pairs(model, tokenizer, heldout_pairs, cfg.max_length, bf16)
+        heldout = evaluate_pairs(model, tokenizer, heldout_pairs, max_length, bf16)
     if heldout["pairs"]:
         per_kind = ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in heldout["by_kind"].items())
         print(f"held-out pairs: {heldout['pairs']}  accuracy {heldout['accuracy']:.3f}  "
               f"mean margin {heldout['mean_margin']:.3f}  ({per_kind})")
     else:
         print("held-out pairs: 0 (no accuracy measured)")
-
-    # --- save atomically: temp folder next to output_dir, renamed when complete ------------------------------
-    kinds = {k: sum(p.kind == k for p in pairs) for k in dict.fromkeys(p.kind for p in pairs)}
-    info = {
-        "what": "Bradley-Terry reward model (AutoModelForSequenceClassification, num_labels=1)",
-        "training_data": source,
-        "pairs": {"total": len(pairs), "train": len(train_pairs), "heldout": len(heldout_pairs), "by_kind": kinds},
-        "heldout": heldout,
-        "base_model": model_name,
-        "trainable_layers": cfg.trainable_layers,
-        "num_hidden_layers": model.config.num_hidden_layers,
-        "trainable_parameters": n_trainable,
-        "bf16": bf16,
-        "frozen_cache": cached,
-        "training_seconds": round(train_seconds, 1),
-        "text_format": "chat_template" if getattr(tokenizer, "chat_template", None) else "instruction\\n\\nresponse",
-        "truncated_texts": n_long,
-        "train_seconds": round(time.time() - t0, 1),
-        "settings": settings,
-    }
-    with atomic_dir(out) as tmp:  # a hidden temporary folder beside output_dir, renamed when complete
-        model.float().cpu().save_pretrained(tmp)  # safetensors, all float32
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / INFO_FILE, info)
-    print(f"saved the reward model to {out} ({time.time() - t0:.0f}s)")
+    return heldout
 
 
 if __name__ == "__main__":
