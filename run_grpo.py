@@ -46,7 +46,7 @@ from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
-from rre.training import TrainingArguments, policy_and_format, tokenize_prompts  # noqa: E402
+from rre.training import TrainingArguments, policy_and_format, process_settings, tokenize_prompts  # noqa: E402
 
 TRAINERS = ("grpo", "rloo")
 TRAINER_STATE = "trainer_state.json"  # TRL/transformers' own state file: marks a complete step folder
@@ -404,9 +404,7 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
 
 def main(argv: list[str] | None = None) -> None:
     args, trl_args, reward_config = parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
+    process_settings(args.num_threads)
     with exit_on_data_error():
         train(args, trl_args, reward_config)
 

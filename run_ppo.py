@@ -53,7 +53,7 @@ from rre.ppo import (  # noqa: E402
 from rre.precision import mixed_precision_for  # noqa: E402
 from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
-from rre.training import TrainingArguments, policy_and_format, tokenize_prompts  # noqa: E402
+from rre.training import TrainingArguments, policy_and_format, process_settings, tokenize_prompts  # noqa: E402
 from rre.validation import parse_flags  # noqa: E402
 
 STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
@@ -416,9 +416,7 @@ def format_step_line(step: int, total: int, s: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args, ppo_config, reward_config = parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
+    process_settings(args.num_threads)
     with exit_on_data_error():
         try:
             train(args, ppo_config, reward_config)

@@ -12,11 +12,14 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     onnx_encoder    the same encoder under ONNX Runtime (--relevance_backend)
     gold            the gold reward models (Starling-RM-34B, a classifier) and their flags
     score_cache     scores cached on disk by a hash of what was scored
+    stats           JSON-safe correlations and the bootstrap interval of a Spearman over instructions
+    batching        length-sorted batches (every encoder, gold, generation loop) and right padding
+    standin         the gold stand-in's preference pairs, rendering and pair accuracy
     proxy_settings  the proxy a run trained with, recorded and read back
     checkpoints     which {prefix}_step_N checkpoints are complete
     ppo             TRL 0.7.4's PPO, reproduced: GAE, clipped losses, KL control, the trainer
     attention       KV-cache keyword and sdpa switch shared by decoding and the gold stand-in
-    training        what run_ppo.py and run_grpo.py share
+    training        what run_ppo.py and run_grpo.py share: flags, tokenizer and prompt format, prompts
     feature_view    per-feature Spearman against the gold, table and plot
     offline_models  the offline default models (SmolLM2 from a packaged GGUF, MiniLM)
 """

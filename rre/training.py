@@ -3,6 +3,7 @@ prompts they train on, built the same way."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,13 @@ class TrainingArguments:
     features_module: str | None = field(
         default=None, metadata={"help": "Python file with EXTRA_FEATURES (and optionally combine) to extend the reward"}
     )
+
+
+def process_settings(num_threads: int | None) -> None:
+    """Per process, before any model loads: no tokenizer thread pool beside torch's, and --num_threads."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if num_threads:
+        torch.set_num_threads(num_threads)
 
 
 def policy_and_format(args: TrainingArguments) -> tuple[str, Any, PromptFormat]:
