@@ -72,7 +72,7 @@ def test_corruptions_do_what_they_say():
     truncated = standin.corrupt("truncated", 0, examples, rng)
     assert ref_words[: len(truncated.split())] == truncated.split() and len(truncated.split()) < len(ref_words)
     assert standin.corrupt("off_topic", 0, examples, rng) in {ex.reference for ex in examples[1:]}
-    assert standin.corrupt("evasive", 0, examples, rng) in trm.EVASIVE_ANSWERS
+    assert standin.corrupt("evasive", 0, examples, rng) in standin.EVASIVE_ANSWERS
     repeated = standin.corrupt("repetition", 0, examples, rng)
     assert len(repeated.split()) > len(set(repeated.split())) * 3
     shuffled = standin.corrupt("shuffled", 0, examples, rng)
