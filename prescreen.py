@@ -370,6 +370,7 @@ def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     check_gold_flags(args)
     if args.gold_csv:
         validation.input_file("gold_csv", args.gold_csv)
+        read_gold_csv(args.gold_csv, [])  # its rows now (a NaN, a system twice); the systems' names once found
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     if args.tokenizer_name:
         validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
