@@ -45,8 +45,7 @@ from rre.checkpoints import find_outputs_file
 from rre.data import (REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs,
                       read_text)
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
-from rre.features import (CombineFn, FeatureFn, Sample, check_feature_names, check_features_module,
-                          load_features_module)
+from rre.features import CombineFn, FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import save_figure, write_json
 from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.loading import load_errors
@@ -391,10 +390,6 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
              if args.gold_model else [])
     designs = [parse_design(d, config) for d in args.designs]
     designs += [module_design(p, config) for p in args.features_module or []]
-    taken: dict[str, str] = {}
-    for d, path in zip(designs[len(designs) - len(args.features_module or []):], args.features_module or []):
-        check_feature_names(d.extra_features, f"--features_module {path}", taken)  # one column per name
-        taken.update({name: f"--features_module {path}" for name in d.extra_features})
     names = [d.name for d in designs]
     if len(set(names)) != len(names):
         raise DataError(f"--designs/--features_module: a design name occurs twice ({', '.join(names)})")

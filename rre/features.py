@@ -84,10 +84,10 @@ def load_features_module(path: str, flag: str = "features_module") -> tuple[dict
     return features, combine
 
 
-def check_feature_names(names: Any, where: str, taken: dict[str, str] | None = None) -> None:
+def check_feature_names(names: Any, where: str) -> None:
     """User feature names: not empty, not a built-in name (LI, reward...), not equal to one another when folded
-    to one case (columns and plots would mix them up), nor to a name already `taken` (name -> where it came
-    from: another module)."""
+    to one case (columns and plots would mix them up). Two prescreen designs may share a feature name: that is
+    one feature, combined two ways."""
     seen: dict[str, str] = {}
     for name in names:
         if not name.strip():
@@ -98,8 +98,6 @@ def check_feature_names(names: Any, where: str, taken: dict[str, str] | None = N
         if name.casefold() in seen:
             raise DataError(f"{where}: feature names {seen[name.casefold()]!r} and {name!r} differ only in case")
         seen[name.casefold()] = name
-        if taken is not None and name in taken:
-            raise DataError(f"{where}: feature {name!r} is also defined by {taken[name]}; rename one")
 
 
 def check_features_module(flag: str, path: str | None) -> None:
