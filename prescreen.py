@@ -27,7 +27,6 @@ what was scored; adding a design or a system computes only what is new.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 import sys
@@ -42,12 +41,15 @@ from tqdm.auto import tqdm
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, tokenize
 from rre import validation
 from rre.checkpoints import find_outputs_file
-from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.data import (REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs,
+                      read_text)
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import save_figure, write_json
 from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
+from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
+from rre.records import finite_number, read_csv_rows
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import cached_scores, content_hash, stored_scores
 from rre.stats import bootstrap_spearman, correlation, number
@@ -178,7 +180,7 @@ def module_design(path: str, base: RewardConfig) -> Design:
     features, combine = load_features_module(path)
     config = replace(base, **{flag: True for flag in FLAG_OF.values()})
     return Design(Path(path).stem, ReversedEngineeredRewardForInference.for_features(config, features, combine),
-                  ident=[path, Path(path).read_text(), asdict(config)])
+                  ident=[path, read_text(path, "--features_module"), asdict(config)])
 
 
 def sample_of(ex: Example, response: str) -> Sample:
@@ -219,27 +221,36 @@ def module_features(designs: Sequence[Design], examples: list[Example], response
 
 
 def read_gold_csv(path: str, systems: Sequence[str]) -> dict[str, float]:
-    """Rows of `name,score` (a header row is allowed); every system needs a score."""
+    """Rows of `name,score` (a header row is allowed; a byte-order mark too); every system needs exactly one score,
+    a finite number: a system listed twice, or a NaN score, would silently decide the ranking."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"--gold_csv {path}: file not found")
     scores: dict[str, float] = {}
-    with p.open(newline="") as fh:
-        for i, row in enumerate(csv.reader(fh)):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise DataError(f"--gold_csv {path}: row {i + 1}: expected name,score")
-            try:
-                scores[row[0].strip()] = float(row[1])
-            except ValueError:
-                if i == 0:
-                    continue  # a header
-                raise DataError(f"--gold_csv {path}: row {i + 1}: score {row[1]!r} is not a number") from None
+    first_row: dict[str, int] = {}
+    for n, row in read_csv_rows(p, "--gold_csv"):
+        if len(row) < 2:
+            raise DataError(f"--gold_csv {path}: row {n}: expected name,score")
+        name = row[0].strip()
+        if not scores and not first_row and not _is_number(row[1]):
+            continue  # a header
+        score = finite_number(row[1].strip(), f"--gold_csv {path}: row {n}: score of {name!r}")
+        if name in first_row:
+            raise DataError(f"--gold_csv {path}: row {n}: system {name!r} is listed twice (first on row "
+                            f"{first_row[name]}); keep one score")
+        scores[name], first_row[name] = score, n
     for name in systems:
         if name not in scores:
             raise DataError(f"--gold_csv {path}: no score for system {name!r}")
     return {name: scores[name] for name in systems}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -323,6 +334,7 @@ def slug(name: str) -> str:
 
 def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     """Flags, files and models named on the command line, before anything is read, scored or created."""
+    validation.finite_flags(args)
     if not args.gold_model and not args.gold_csv:
         raise DataError("no gold: pass --gold_model (a reward model) and/or --gold_csv (per-system scores)")
     if not args.systems:
@@ -331,6 +343,7 @@ def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     check_gold_flags(args)
     if args.gold_csv:
         validation.input_file("gold_csv", args.gold_csv)
+        read_gold_csv(args.gold_csv, [])  # its rows now (a NaN, a system twice); the systems' names once found
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     if args.tokenizer_name:
         validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
@@ -389,7 +402,8 @@ def load_screen(args: PrescreenArguments, config: RewardConfig) -> tuple[Screen,
     if args.prompt_format in ("auto", "chat") and args.tokenizer_name:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
+        with load_errors("tokenizer_name", args.tokenizer_name):
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
     stop_strings = resolve_prompt_format(args.prompt_format, tokenizer).stop_strings
     systems = [load_system(n, p, examples, stop_strings, config.do_strip) for n, p in found]
     cache = Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "cache"

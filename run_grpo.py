@@ -22,7 +22,6 @@ optimizer update, so --overall_steps and --save_freq count the same rollouts as 
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 import shutil
@@ -42,10 +41,12 @@ from rre.checkpoints import checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir  # noqa: E402
+from rre.loading import load_errors  # noqa: E402
 from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
+from rre.records import read_json, require_key  # noqa: E402
 from rre.training import TrainingArguments, policy_and_format, process_settings, tokenize_prompts  # noqa: E402
 
 TRAINERS = ("grpo", "rloo")
@@ -115,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArgum
 
 def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig, argv) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
+    v.finite_flags(args, trl_args)
     v.one_of("trainer", args.trainer, TRAINERS)
     v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
@@ -303,8 +305,10 @@ def load_policy(args: ScriptArguments, model_name: str, device: torch.device, ma
     attn = args.attn_implementation
     if attn == "auto":
         attn = "eager" if device.type == "cpu" else None
-    model = AutoModelForCausalLM.from_pretrained(model_name, cache_dir=args.cache_dir, dtype=dtype,
-                                                 trust_remote_code=args.trust_remote_code, attn_implementation=attn)
+    with load_errors("model_name", model_name):
+        model = AutoModelForCausalLM.from_pretrained(model_name, cache_dir=args.cache_dir, dtype=dtype,
+                                                     trust_remote_code=args.trust_remote_code,
+                                                     attn_implementation=attn)
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
                       task_type="CAUSAL_LM", target_modules=[m.strip() for m in args.lora_target_modules.split(",")])
     return model, dtype, lora
@@ -394,7 +398,8 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
         base.mkdir(parents=True, exist_ok=True)
         write_training_config(args.output_dir, config_record)
     if resume_path is not None and main_proc:
-        step = json.loads((resume_path / TRAINER_STATE).read_text())["global_step"]
+        state_file = resume_path / TRAINER_STATE
+        step = require_key(read_json(state_file), "global_step", str(state_file), int)
         print(f"resumed from {resume_path} at step {step}", file=sys.stderr)
     trainer.train(resume_from_checkpoint=str(resume_path) if resume_path else None)
     final = save_final(trainer, tokenizer, args.output_dir, config_record)

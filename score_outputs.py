@@ -24,6 +24,7 @@ from rre import validation
 from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from rre.features import load_features_module
 from rre.files import write_json
+from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.prompts import PROMPT_FORMATS, resolve_prompt_format
 from rre.proxy_settings import PROXY_FLAGS, TRAINING_CONFIG, ScoringProxy, given_flags, read_proxy, scoring_proxy
@@ -77,6 +78,7 @@ def print_summary(rows, extra: list[str], title: str) -> None:
 
 def check_args(args: ScoreArguments) -> None:
     """The script's own flags and files, before anything is read or scored."""
+    validation.finite_flags(args)
     validation.positive("batch_size", args.batch_size)
     validation.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS)
     validation.input_data("annotations_path", args.annotations_path)
@@ -123,7 +125,9 @@ def flag_format(args: ScoreArguments) -> tuple[str, tuple[str, ...]]:
     if args.prompt_format == "chat":
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
+        source = args.tokenizer_name or smollm2_path()
+        with load_errors("tokenizer_name" if args.tokenizer_name else "the default tokenizer", source):
+            tokenizer = AutoTokenizer.from_pretrained(source)
     fmt = resolve_prompt_format(args.prompt_format, tokenizer)
     return fmt.name, fmt.stop_strings
 

@@ -9,13 +9,13 @@ so no setting has to be typed twice; a flag given explicitly there overrides it 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rre.data import DataError
 from rre.files import write_json
+from rre.records import read_json, require_key
 
 TRAINING_CONFIG = "training_config.json"
 # RewardConfig fields that change a score (batch size and device do not).
@@ -46,12 +46,30 @@ def write_training_config(folder: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_proxy(path: Path) -> dict[str, Any] | None:
-    """The "proxy" entry of a training_config.json, None when the file has none (older runs)."""
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
-    return record.get("proxy") if isinstance(record, dict) else None
+    """The "proxy" entry of a training_config.json, None when the file has none (older runs). A record that is
+    there but broken (a missing or mistyped field) is one line naming the file and the field."""
+    record = read_json(path)
+    if record.get("proxy") is None:
+        return None
+    where = f"{path}: proxy"
+    proxy = require_key(record, "proxy", str(path), dict)
+    require_key(proxy, "reward", where, dict)
+    require_key(proxy, "prompt_format", where, str)
+    stops = require_key(proxy, "stop_strings", where, list)
+    if not all(isinstance(s, str) for s in stops):
+        raise DataError(f"{where}: field 'stop_strings': expected a list of strings")
+    if proxy.get("features_module") is not None:
+        require_key(proxy, "features_module", where, str)
+    return proxy
+
+
+def recorded_features_module(proxy: dict[str, Any], source: Path) -> str | None:
+    """The features module a run trained with, which must still exist: said as the run's record, not as a flag."""
+    module = proxy.get("features_module")
+    if module and not Path(module).is_file():
+        raise DataError(f"{source}: the run's features module {module} no longer exists; restore it or pass "
+                        "--features_module")
+    return module
 
 
 def find_run_proxy(run_folder: Path, checkpoint_folders: Sequence[Path]) -> tuple[dict[str, Any] | None, Path | None]:
@@ -132,10 +150,7 @@ def scoring_proxy(settings: dict[str, Any] | None, source: Path | None, config: 
         if features_module != trained_module:
             overrides.append(f"features_module: {trained_module!r} (trained) -> {features_module!r}")
     else:
-        features_module = trained_module
-        if features_module and not Path(features_module).is_file():
-            raise DataError(f"{source}: the run's features module {features_module} no longer exists; "
-                            "pass --features_module")
+        features_module = recorded_features_module(settings, source)
         if features_module and file_sha256(features_module) != settings.get("features_module_sha256"):
             notes.append(f"note: {features_module} changed since training; scoring with its current content")
     return ScoringProxy(config, name, tuple(stops), features_module, source, overrides, notes)

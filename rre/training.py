@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.prompts import PromptFormat, resolve_prompt_format
 
@@ -64,8 +65,10 @@ def policy_and_format(args: TrainingArguments) -> tuple[str, Any, PromptFormat]:
     model_name = args.model_name
     if model_name is None:
         model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
-                                              trust_remote_code=args.trust_remote_code)
+    tok_flag = "tokenizer_name" if args.tokenizer_name else "model_name"
+    with load_errors(tok_flag, args.tokenizer_name or model_name):
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
+                                                  trust_remote_code=args.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model_name, tokenizer, resolve_prompt_format(args.prompt_format, tokenizer)

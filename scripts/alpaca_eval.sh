@@ -29,7 +29,7 @@ if [ "${#OUTPUTS[@]}" -eq 0 ]; then
   exit 2
 fi
 PYTHONPATH="$ROOT" python -c 'import sys
-from data import exit_on_data_error
+from rre.data import exit_on_data_error
 from evaluation import write_reference_outputs
 with exit_on_data_error():
     print("reference outputs:", write_reference_outputs(sys.argv[1], sys.argv[2]))' "$EVAL_PATH" "$REFERENCE"
