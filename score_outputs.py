@@ -110,8 +110,9 @@ def resolve_proxy(args: ScoreArguments, config: RewardConfig, explicit: set[str]
         settings = read_proxy(path) if path.is_file() else None
         if settings is None:
             raise DataError(f"--run_dir {args.run_dir}: no {TRAINING_CONFIG} with proxy settings")
-        print(f"proxy: as trained, from {path}", file=sys.stderr)
     proxy = scoring_proxy(settings, path, config, explicit, args.features_module, lambda: flag_format(args))
+    if path is not None:  # said once the record is known to be usable: a failed run prints one line
+        print(f"proxy: as trained, from {path}", file=sys.stderr)
     for line in proxy.notes:
         print(line, file=sys.stderr)
     for line in proxy.overrides:
