@@ -15,13 +15,14 @@ prompt formats), since RAR compares a response with the reference and cannot be 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import torch
 
@@ -104,8 +105,10 @@ def instruction_features(example: Example) -> list[float]:
 # --- the classifier ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=2)
 def _encoder(name: str, device: str):
-    """The sentence encoder, in float32 so labels do not depend on a CPU's bf16 support."""
+    """The sentence encoder, in float32 so labels do not depend on a CPU's bf16 support; one per process (its
+    embedding cache then serves a retraining or a second file too)."""
     from reward_model import RelevanceEncoder
 
     return RelevanceEncoder(None if name == DEFAULT_ENCODER else name, dtype="float32", device=device)
