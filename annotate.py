@@ -101,7 +101,10 @@ def check_labeller(args: AnnotateArguments):
     from rre.qtype import QTypeClassifier
 
     validation.input_folder("classifier_dir", args.classifier_dir)
-    return QTypeClassifier.load(args.classifier_dir, resolve_device(args.device))
+    try:
+        return QTypeClassifier.load(args.classifier_dir, resolve_device(args.device))
+    except DataError as err:
+        raise DataError(f"--classifier_dir {err}") from None
 
 
 def read_input(path: str) -> tuple[list[dict[str, Any]], list[Example]]:
