@@ -15,7 +15,6 @@ classifier's most confident mistakes.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from data import QTYPES, Example, load_examples  # noqa: E402
+from files import write_json  # noqa: E402
 from rre.qtype import (FEATURES, QTypeJudge, _encoder, _leading_verb, cross_validated_probs,  # noqa: E402
                        design_matrix, label_report)
 
@@ -135,7 +135,7 @@ def main() -> None:
             reports[f"agreement classifier / {name}"] = {"agreement": agree, "accuracy_where_they_agree": acc}
             print(f"  agreement with the classifier {agree:.3f}; accuracy where they agree {acc:.3f} (n={len(same)})")
     if args.save_path:
-        Path(args.save_path).write_text(json.dumps(reports, indent=2) + "\n")
+        write_json(args.save_path, reports)  # a class never predicted has precision NaN: written as null
 
 
 if __name__ == "__main__":
