@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import validation
-from data import DataError, Example, exit_on_data_error, load_examples, parse_record, read_records
-from files import atomic_write, to_json, write_json
+from rre import validation
+from rre.data import DataError, Example, exit_on_data_error, load_examples, parse_record, read_records
+from rre.files import atomic_write, to_json, write_json
+from rre.offline_models import smollm2_path
+from rre.precision import resolve_device, resolve_dtype
+from rre.qtype import CLASSIFIER_WEIGHTS, QTypeClassifier, QTypeJudge, ReferenceWriter, sha256_file
 
 METHODS = ("classifier", "judge")
 
@@ -59,8 +62,6 @@ class AnnotateArguments:
 
 def check_flags(args: AnnotateArguments) -> None:
     """Flags and paths, before any file is read."""
-    from precision import resolve_dtype
-
     validation.one_of("method", args.method, METHODS)
     validation.one_of("reference_prompt_format", args.reference_prompt_format, ("auto", "alpaca", "chat"))
     for name in ("batch_size", "reference_max_new_tokens"):
@@ -97,8 +98,6 @@ def check_labeller(args: AnnotateArguments):
     if not args.classifier_dir:
         raise DataError("--classifier_dir: needed with --method=classifier (train one with --train_path "
                         "ANNOTATED.json --classifier_dir DIR, or use --method=judge)")
-    from precision import resolve_device
-    from rre.qtype import QTypeClassifier
 
     validation.input_folder("classifier_dir", args.classifier_dir)
     try:
@@ -188,19 +187,12 @@ def needs_reference(rec: dict[str, Any]) -> bool:
 
 def load_judge(args: AnnotateArguments):
     """The causal LM judge (the offline SmolLM2 unless --judge_model)."""
-    from offline_models import smollm2_path
-    from precision import resolve_device
-    from rre.qtype import QTypeJudge
-
     return QTypeJudge(args.judge_model or smollm2_path(), resolve_device(args.device), args.dtype,
                       args.trust_remote_code, args.batch_size, args.judge_calibration)
 
 
 def train_classifier(args: AnnotateArguments, examples: list[Example]):
     """Train on --train_path, save to --classifier_dir and print the cross-validated figures."""
-    from precision import resolve_device
-    from rre.qtype import QTypeClassifier
-
     model = QTypeClassifier.train(examples, args.train_path, args.encoder, args.seed, args.l2, args.cv_folds,
                                   resolve_device(args.device))
     model.save(args.classifier_dir)
@@ -220,13 +212,9 @@ def settings_key(args: AnnotateArguments, records: list[dict[str, Any]]) -> dict
     if args.method == "judge":
         labeller.update(judge_model=args.judge_model, calibration=args.judge_calibration, dtype=args.dtype)
     elif args.classifier_dir and not args.train_path:
-        from rre.qtype import CLASSIFIER_WEIGHTS, sha256_file
-
         weights = Path(args.classifier_dir) / CLASSIFIER_WEIGHTS
         labeller["classifier_sha256"] = sha256_file(weights) if weights.is_file() else None
     else:
-        from rre.qtype import sha256_file
-
         labeller.update(train_path=args.train_path, encoder=args.encoder, l2=args.l2,
                         train_sha256=sha256_file(args.train_path) if Path(args.train_path).is_file() else None)
     reference = None if not args.reference_model else {
@@ -257,8 +245,6 @@ def write_references(args: AnnotateArguments, records: list[dict], examples: lis
     todo = [i for i, rec in enumerate(records) if needs_reference(rec) and not store.has(i, "output")]
     if not args.reference_model or not todo:
         return
-    from precision import resolve_device
-    from rre.qtype import ReferenceWriter
 
     writer = ReferenceWriter(args.reference_model, args.reference_prompt_format, resolve_device(args.device),
                              args.dtype, args.trust_remote_code, args.reference_max_new_tokens, args.batch_size)

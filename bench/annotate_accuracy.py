@@ -26,10 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from data import QTYPES, Example, load_examples  # noqa: E402
-from files import write_json  # noqa: E402
-from rre.qtype import (FEATURES, QTypeJudge, _encoder, _leading_verb, cross_validated_probs,  # noqa: E402
-                       design_matrix, label_report)
+from rre.data import QTYPES, Example, load_examples  # noqa: E402
+from rre.files import write_json  # noqa: E402
+from rre.qtype import FEATURES, QTypeJudge, _encoder, _leading_verb, cross_validated_probs, design_matrix, label_report  # noqa: E402
 
 OPEN, CONSTRAINED = QTYPES
 
@@ -72,7 +71,7 @@ def classifier_cv(examples: list[Example], args) -> tuple[list[str], torch.Tenso
 
 def judge_subset(examples: list[Example], subset: list[int], args) -> dict[str, list[str]]:
     """The judge's labels on the subset, calibrated and not, from one pass of label log-probabilities."""
-    from offline_models import smollm2_path
+    from rre.offline_models import smollm2_path
 
     judge = QTypeJudge(args.judge_model or smollm2_path(), "cpu", args.dtype, batch_size=args.batch_size)
     start = time.perf_counter()

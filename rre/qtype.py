@@ -26,7 +26,11 @@ from typing import Sequence
 
 import torch
 
-from data import QTYPES, DataError, Example
+from rre.data import QTYPES, DataError, Example
+from rre.files import atomic_dir, current_umask, to_json
+from rre.precision import resolve_device, resolve_dtype
+from rre.prompts import get_prompt_format
+from rre.relevance import RelevanceEncoder
 
 OPEN, CONSTRAINED = QTYPES
 DEFAULT_ENCODER = "offline:all-MiniLM-L6-v2"
@@ -109,8 +113,6 @@ def instruction_features(example: Example) -> list[float]:
 def _encoder(name: str, device: str):
     """The sentence encoder, in float32 so labels do not depend on a CPU's bf16 support; one per process (its
     embedding cache then serves a retraining or a second file too)."""
-    from reward_model import RelevanceEncoder
-
     return RelevanceEncoder(None if name == DEFAULT_ENCODER else name, dtype="float32", device=device)
 
 
@@ -228,8 +230,6 @@ class QTypeClassifier:
         """Weights as safetensors and the record as JSON, built under a temporary name and renamed."""
         from safetensors.torch import save_file
 
-        from files import atomic_dir, current_umask, to_json
-
         with atomic_dir(folder) as tmp:
             save_file({"weight": self.head.weight, "bias": self.head.bias, "mean": self.head.mean,
                        "std": self.head.std}, str(tmp / CLASSIFIER_WEIGHTS))
@@ -297,8 +297,6 @@ CONTENT_FREE = Example("N/A")  # contextual calibration: the labels' prior odds 
 
 
 def _device_dtype(device: str, dtype: str) -> tuple[str, torch.dtype]:
-    from precision import resolve_device, resolve_dtype
-
     device = resolve_device(device)
     return device, resolve_dtype(dtype, device, "--dtype")
 
@@ -373,8 +371,6 @@ class ReferenceWriter:
 
     def __init__(self, name: str, prompt_format: str = "auto", device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = False, max_new_tokens: int = 256, batch_size: int = 8):
-        from prompts import get_prompt_format
-
         self.tokenizer, self.model = load_causal_lm(name, device, dtype, trust_remote_code)
         if prompt_format == "auto":
             prompt_format = "chat" if getattr(self.tokenizer, "chat_template", None) else "alpaca"

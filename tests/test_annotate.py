@@ -99,7 +99,7 @@ def annotated(classifier_dir, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_round_trip_adds_labels_and_keeps_existing_ones(annotated):
-    from data import QTYPES, load_examples
+    from rre.data import QTYPES, load_examples
 
     source, out = annotated
     got = read_jsonl(out)
@@ -176,7 +176,7 @@ def test_malformed_record_is_refused_in_one_line_with_nothing_written(classifier
 
 
 def test_classifier_training_is_deterministic_for_a_seed(labelled_file, classifier_dir, tmp_path):
-    from data import load_examples
+    from rre.data import load_examples
     from rre.qtype import CLASSIFIER_RECORD, QTypeClassifier, sha256_file
 
     examples = load_examples(labelled_file, require_qtype=True, require_reference=False)
@@ -199,7 +199,7 @@ def test_classifier_training_is_deterministic_for_a_seed(labelled_file, classifi
 
 
 def test_judge_and_reference_answers_with_a_tiny_random_model(tiny_llama_dir, tmp_path):
-    from data import QTYPES, load_examples
+    from rre.data import QTYPES, load_examples
     from rre.qtype import QTypeJudge
 
     records = [{k: v for k, v in r.items() if k != "output"} if i % 2 else r for i, r in enumerate(TO_ANNOTATE[:4])]
@@ -221,7 +221,7 @@ def test_judge_and_reference_answers_with_a_tiny_random_model(tiny_llama_dir, tm
 
 
 def test_branching_error_names_this_command(tmp_path):
-    from data import DataError, load_examples
+    from rre.data import DataError, load_examples
 
     path = write_json(tmp_path / "plain.json", [{"instruction": "Say hi.", "output": "Hi"}])
     with pytest.raises(DataError) as err:
