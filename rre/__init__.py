@@ -24,4 +24,5 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     training        what run_ppo.py and run_grpo.py share: flags, tokenizer and prompt format, prompts
     feature_view    per-feature Spearman against the gold, table and plot
     offline_models  the offline default models (SmolLM2 from a packaged GGUF, MiniLM)
+    qtype           query-type labels for new prompts: a trained classifier or an LM judge (annotate.py)
 """
