@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, resolve_rar_max_dot
 from rre import validation
 from rre.checkpoints import find_outputs_file, is_complete, list_checkpoints
 from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
@@ -39,10 +39,10 @@ from rre.files import save_figure, write_json
 from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
-from rre.proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, given_flags
+from rre.proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import cached_scores, content_hash
-from rre.validation import merge_repeated_flags
+from rre.validation import given_flags, merge_repeated_flags
 
 
 @dataclass
@@ -215,7 +215,7 @@ class LazyScorers:
 
 
 def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: set[str],
-                  found: list[tuple[int, Path]]) -> tuple[RewardConfig, str, tuple[str, ...], str | None, dict[str, Any]]:
+                  found: list[tuple[int, Path]], encoder: RelevanceEncoder | None = None) -> tuple[RewardConfig, str, tuple[str, ...], str | None, dict[str, Any]]:
     """The proxy the checkpoints were trained with (their training_config.json), explicit flags overriding it.
     Returns (config, prompt format name, stop strings, features module, a record of where each came from)."""
     settings, source = find_run_proxy(Path(args.output_dir) / args.model_prefix, [p for _, p in found])
@@ -246,6 +246,7 @@ def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: s
             print(f"note: {features_module} changed since training; scoring with its current content")
         for line in overrides:
             print(f"proxy override: {line}")
+    config = resolve_rar_max_dot(config, encoder)  # auto (no trained value, no flag): from the encoder
     record = {"source": str(source) if source else None, "overrides": overrides,
               "reward": {k: getattr(config, k) for k in PROXY_FIELDS}, "prompt_format": format_name,
               "stop_strings": list(stop_strings), "features_module": features_module,
@@ -386,7 +387,8 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
     golds = gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
     found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
-    config, format_name, stop_strings, features_module, proxy_record = resolve_proxy(args, config, set(explicit), found)
+    config, format_name, stop_strings, features_module, proxy_record = resolve_proxy(args, config, set(explicit), found,
+                                                                                 encoder)
     examples = load_examples(args.eval_path, require_qtype=config.relevance_scaling and config.reward_branching)
     if args.include_base:
         found = [base_checkpoint(args, found)] + found

@@ -41,7 +41,8 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 from tqdm.auto import tqdm
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, paper_reward, tokenize
+from reward_model import (ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, paper_reward,
+                          resolve_rar_max_dot, tokenize)
 from rre import validation
 from rre.checkpoints import find_outputs_file
 from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
@@ -372,6 +373,7 @@ def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
 def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
     """The whole screen; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
     check_args(args, config)
+    config = resolve_rar_max_dot(config, encoder)  # auto: from the encoder, once for every design
     kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
     gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
     specs = (gold_specs(args.gold_model, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)

@@ -53,7 +53,7 @@ from rre.ppo import (  # noqa: E402
 )
 from rre.precision import mixed_precision_for  # noqa: E402
 from rre.prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
-from rre.proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
+from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.training import tokenize_prompts  # noqa: E402
 from rre.validation import parse_flags  # noqa: E402
 
@@ -148,9 +148,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
     args, ppo_config, reward_config = parse_flags((ScriptArguments, PPOConfig, RewardConfig), argv,
                                                   __doc__.split("\n")[0])
     # The paper's reward ranges up to output_max_length / 100 for CONSTRAINED answers.
-    if not any(a.startswith("--max_sequence_length") for a in argv):
+    if not v.flag_given(argv, "max_sequence_length"):
         reward_config.max_sequence_length = ppo_config.output_max_length
-    for name in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):
+    for name in sorted(v.given_flags(argv, NO_EFFECT_FLAGS)):
         print(f"note: --{name} has no effect here: {NO_EFFECT_FLAGS[name]}", file=sys.stderr)
     with exit_on_data_error():
         check_flags(args, ppo_config, reward_config)
@@ -620,6 +620,7 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     else:
         set_seed(args.seed + accelerator.process_index)  # different samples on each process
 
+    reward_config = rer.config  # rar_max_dot auto resolved from the encoder
     config_record = {"script": asdict(args), "ppo": asdict(ppo_config), "reward": asdict(reward_config),
                      "resolved": {"model_name": model_name, "prompt_format": fmt_name,
                                   "num_processes": accelerator.num_processes,

@@ -26,7 +26,8 @@ from rre.features import load_features_module
 from rre.files import write_json
 from rre.offline_models import smollm2_path
 from rre.prompts import PROMPT_FORMATS, get_prompt_format
-from rre.proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, given_flags, read_proxy
+from rre.proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, read_proxy
+from rre.validation import given_flags
 
 FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
 

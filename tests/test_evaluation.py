@@ -19,7 +19,7 @@ from evaluation import alpaca_paths, load_superni, score_superni, superni_rouge_
 from rre.data import join_outputs, load_examples, load_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "data" / "natural-instructions"
+FIXTURE = ROOT / "data" / "superni-fixture"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 EVAL = [
     {"input": "Name a fruit.", "output": "An apple.", "qtype": "CONSTRAINED"},
