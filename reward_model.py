@@ -263,7 +263,8 @@ def resolve_rar_max_dot(cfg: RewardConfig, encoder: RelevanceEncoder | None = No
     value = auto_rar_max_dot(normalized)
     if os.environ.get("RANK", "0") == "0":
         kind = "normalized (cosine)" if normalized else "raw dot product"
-        print(f"rar_max_dot: auto -> {value} ({cfg.relevance_model}: {kind} encoder)", file=sys.stderr)
+        name = getattr(encoder, "name", cfg.relevance_model)
+        print(f"rar_max_dot: auto -> {value} ({name}: {kind} encoder)", file=sys.stderr)
     return replace(cfg, rar_max_dot=value)
 
 

@@ -12,5 +12,5 @@
 # Every file is checked before any is written; a failed or partial fetch writes nothing and says why in one line.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-exec python -m rre.paper_data "$@"
+# No cd: a relative --from DIR is read from where you typed it.
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec python -m rre.paper_data "$@"

@@ -138,7 +138,7 @@ PAPER_TRAIN = ("--exp_name=alpaca_test --model_name=$MODEL_NAME --overall_steps=
                "--length_incentive=true --repetition_penalty=true --relevance_scaling=true --reward_branching=true")
 SMALL_RUN = ["--overall_steps=2", "--save_freq=1", "--output_max_length=8", "--batch_size=4",
              "--gradient_accumulation_steps=2", "--dev_max_examples=2", "--mixed_precision=no", "--rar_max_dot=1.0",
-             "--max_prompt_length=256"]
+             "--max_prompt_length=256", "--relevance_model=minilm"]
 PAPER_EVAL = ("--base_model_name=$BASE --peft_model_name=./alpaca_test_step_$step --batch_size=16 "
               "--baseline_model_file=$baseline_model_file --cache_dir=$CACHE_DIR --device=cuda")
 PAPER_MONOTONICITY = "--output_dir=. --model_prefix=alpaca_test"

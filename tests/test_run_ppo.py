@@ -21,7 +21,7 @@ def tiny_flags(model_dir: str, output_dir: Path, steps: int, save_freq: int, *ex
     return [f"--model_name={model_dir}", f"--output_dir={output_dir}", f"--overall_steps={steps}",
             f"--save_freq={save_freq}", "--batch_size=4", "--mini_batch_size=2", "--gradient_accumulation_steps=1",
             "--output_max_length=8", "--max_prompt_length=256", "--dev_max_examples=4", "--eval_table_rows=1",
-            "--seed=7", "--mixed_precision=no", *extra]  # exact float32 maths on every CPU kind
+            "--seed=7", "--mixed_precision=no", "--relevance_model=minilm", *extra]  # exact float32 maths on every CPU kind
 
 
 def run_cli(flags: list[str], launcher: list[str] | None = None, expect_rc: int = 0) -> subprocess.CompletedProcess:
