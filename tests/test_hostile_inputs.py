@@ -59,11 +59,12 @@ ADAPTER = {**MODEL, "adapter/adapter_config.json": '{"peft_type": "LORA"}',
 A_FILE = {"afile": "a regular file: nothing can be created under it, not even by root"}
 SCORE = ("--annotations_path", "ann.json", "--relevance_scaling=false")  # no encoder loads
 SCORE_FIXTURES = {"ann.json": ANNOTATIONS}
-MONO = ("--output_dir", ".", "--gold_model", "model")
+MONO = ("--output_dir", ".", "--gold_model", "model", "--relevance_model=minilm")
 TRAIN_DATA = ("--data_path", "{root}/data/train.json")
 MONO_STEP = {"p_step_1/alpaca-eval-p_step_1.json": "[]"}
-PPO = ("--dataset_path", "{root}/data/train.json", "--dev_prompt_path", "{root}/data/dev.json", "--output_dir", "run")
-GRPO = ("--dataset_path", "{root}/data/train.json", "--output_dir", "run")
+PPO = ("--dataset_path", "{root}/data/train.json", "--dev_prompt_path", "{root}/data/dev.json", "--output_dir", "run",
+       "--relevance_model=minilm")
+GRPO = ("--dataset_path", "{root}/data/train.json", "--output_dir", "run", "--relevance_model=minilm")
 
 
 @dataclass(frozen=True)

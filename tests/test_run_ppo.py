@@ -339,10 +339,10 @@ def test_reward_flags_reach_the_reward(tiny_llama_dir, tmp_path):
     from run_ppo import parse_args
 
     _, ppo_config, reward_config = parse_args(["--reward_model_batch_size", "8", "--length_incentive=false",
-                                               "--output_max_length=64"])
+                                               "--output_max_length=64", "--relevance_model=minilm"])
     assert reward_config.reward_model_batch_size == 8 and reward_config.length_incentive is False
     assert reward_config.max_sequence_length == 64  # the paper's reward range follows output_max_length
-    _, _, reward_config = parse_args(["--output_max_length=64", "--max_sequence_length=128"])
+    _, _, reward_config = parse_args(["--output_max_length=64", "--max_sequence_length=128", "--relevance_model=minilm"])
     assert reward_config.max_sequence_length == 128
     from run_ppo import setup
 
