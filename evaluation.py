@@ -66,7 +66,7 @@ class EvalArguments:
     temperature: float = field(default=0.7, metadata={"help": "AlpacaEval sampling temperature"})
     top_p: float = field(default=1.0, metadata={"help": "AlpacaEval nucleus sampling"})
     top_k: int = field(default=50, metadata={"help": "50 as the paper's run_alpaca_eval (it passed no top_k, so "
-                                             "transformers' default applied); 0 = off"})
+                                             "transformers 4.x's default 50 applied); 0 = off"})
     seed: int = field(default=42, metadata={"help": "sampling seed"})
     overwrite: bool = field(default=False, metadata={"help": "regenerate results that already exist"})
     superni_dir: str = field(

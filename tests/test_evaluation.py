@@ -223,7 +223,7 @@ def test_superni_script_on_the_fixture(run_dir, tiny_llama_dir):
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "tiny bundled test fixture" in proc.stderr
+    assert "SuperNI source: fixture (3 tasks" in proc.stdout
     result = json.loads((run_dir / "alpaca_test_step_2" / "superni_eval.json").read_text())
     assert (result["n_tasks"], result["n_instances"], result["generator"]) == (3, 10, "alpaca_test_step_2")
     from rouge_score import rouge_scorer
@@ -239,6 +239,29 @@ def test_missing_superni_checkout(tmp_path, tiny_llama_dir):
                    "--superni_dir", str(tmp_path / "natural-instructions"))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: SuperNI checkout not found")
+    assert lines[-1].startswith(f"error: --superni_dir {tmp_path / 'natural-instructions'}: no SuperNI checkout")
     assert "git clone https://github.com/allenai/natural-instructions" in lines[-1]
+    assert "--superni_dir data/superni-fixture" in lines[-1]
     assert not any(line.startswith("Traceback") for line in lines)
+
+
+def test_defaults_are_the_papers_run_alpaca_eval():
+    """Sampling as the paper's run_alpaca_eval (temperature 0.7, top_p 1.0, no top_k: transformers' 50, 512 new
+    tokens), its eval file and its SuperNI checkout place."""
+    from evaluation import EvalArguments
+
+    args = EvalArguments(base_model_name="m")
+    assert (args.temperature, args.top_p, args.top_k, args.max_new_tokens) == (0.7, 1.0, 50, 512)
+    assert args.eval_path == str(ROOT / "data" / "alpaca_eval.json")
+    assert args.superni_dir == str(ROOT / "data" / "natural-instructions")
+    # (transformers 5's GenerationConfig leaves top_k unset; the paper's transformers 4.x defaulted it to 50.)
+
+
+def test_missing_paper_eval_file_says_how_to_get_it(tmp_path, tiny_llama_dir):
+    if (ROOT / "data" / "alpaca_eval.json").exists():
+        pytest.skip("data/alpaca_eval.json is present on this machine")
+    proc = run_cli("--base_model_name", tiny_llama_dir, "--evaluations", "alpaca", "--output_dir", str(tmp_path))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines[-1] == (
+        "error: --eval_path data/alpaca_eval.json: no such file; get the paper's data with "
+        "`bash scripts/get_paper_data.sh`, or pass --eval_path data/eval.json (30 offline instructions)")
