@@ -30,9 +30,9 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, resolve_rar_max_dot
-from rre import validation
+from rre import paper_data, validation
 from rre.checkpoints import find_outputs_file, is_complete, list_checkpoints
-from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
 from rre.files import save_figure, write_json
@@ -50,7 +50,9 @@ class MonotonicityArguments:
     output_dir: str = field(default=".", metadata={"help": "folder holding the {model_prefix}_step_N checkpoints"})
     model_prefix: str = field(default="alpaca_test", metadata={"help": "experiment name of the checkpoints"})
     steps: list[int] | None = field(default=None, metadata={"help": "steps to use (default: every one found)"})
-    eval_path: str = field(default=str(REPO / "data" / "eval.json"), metadata={"help": "annotated eval set"})
+    eval_path: str = field(default=paper_data.PAPER_EVAL_PATH, metadata={
+        "help": "annotated eval set (default: the paper's data/alpaca_eval.json, relative as in its code: "
+                "bash scripts/get_paper_data.sh; data/eval.json is the 30-instruction offline set)"})
     gold_model: list[str] = field(
         default_factory=lambda: ["Nexusflow/Starling-RM-34B"],
         metadata={"help": "gold reward model; repeat the flag (or list several) for several golds: the first one "
@@ -362,6 +364,7 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     """Flags, files and models named on the command line, before anything is read, scored or loaded."""
     validation.input_folder("output_dir", args.output_dir)
     validation.output_folder("output_dir", args.output_dir, must_exist=True)  # monotonicity.json goes there
+    paper_data.eval_file("eval_path", args.eval_path)
     validation.input_data("eval_path", args.eval_path)
     if not args.gold_model:
         raise DataError("--gold_model: give at least one gold reward model")

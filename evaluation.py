@@ -30,8 +30,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import set_seed
 
-from rre import validation
-from rre.data import REPO, DataError, Example, exit_on_data_error, load_examples
+from rre import paper_data, validation
+from rre.data import DataError, Example, exit_on_data_error, load_examples
 from rre.files import atomic_write, write_json
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, PromptFormat, resolve_prompt_format
@@ -40,7 +40,7 @@ from rre.validation import given_flags
 EVALUATIONS = ("alpaca", "superni")
 SUPERNI_URL = "https://github.com/allenai/natural-instructions"
 SUPERNI_FIXTURE = "data/superni-fixture"
-PAPER_EVAL_PATH = str(REPO / "data" / "alpaca_eval.json")  # the paper's run_alpaca_eval read data/alpaca_eval.json
+
 
 
 @dataclass
@@ -53,7 +53,7 @@ class EvalArguments:
         default_factory=lambda: list(EVALUATIONS), metadata={"help": "alpaca and/or superni (default: both, as the paper)"}
     )
     batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
-    eval_path: str = field(default=PAPER_EVAL_PATH, metadata={
+    eval_path: str = field(default=paper_data.PAPER_EVAL_PATH, metadata={
         "help": "AlpacaEval instructions (the paper's data/alpaca_eval.json, 805: bash scripts/get_paper_data.sh; "
                 "data/eval.json is the 30-instruction offline set)"})
     output_dir: str | None = field(
@@ -70,7 +70,7 @@ class EvalArguments:
     seed: int = field(default=42, metadata={"help": "sampling seed"})
     overwrite: bool = field(default=False, metadata={"help": "regenerate results that already exist"})
     superni_dir: str = field(
-        default=str(REPO / "data" / "natural-instructions"),
+        default="data/natural-instructions",  # relative, as the paper's (cd data && git clone ...)
         metadata={"help": f"local checkout of {SUPERNI_URL} (the paper's place: cd data && git clone ...); "
                   f"{SUPERNI_FIXTURE} is a 3-task fixture for tests"},
     )
@@ -419,9 +419,7 @@ def check_args(args: EvalArguments) -> Path:
     if args.peft_model_name:
         validation.adapter("peft_model_name", args.peft_model_name)
     if "alpaca" in args.evaluations:
-        if args.eval_path == PAPER_EVAL_PATH and not Path(PAPER_EVAL_PATH).exists():
-            raise DataError("--eval_path data/alpaca_eval.json: no such file; get the paper's data with "
-                            "`bash scripts/get_paper_data.sh`, or pass --eval_path data/eval.json (30 offline instructions)")
+        paper_data.eval_file("eval_path", args.eval_path)
         validation.input_data("eval_path", args.eval_path)
         load_examples(args.eval_path, require_reference=False)
     if "superni" in args.evaluations:

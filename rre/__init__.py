@@ -19,4 +19,5 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     training        what run_ppo.py and run_grpo.py share
     feature_view    per-feature Spearman against the gold, table and plot
     offline_models  the offline default models (SmolLM2 from a packaged GGUF, MiniLM)
+    paper_data      the paper's data files, fetched at a pinned commit and checked
 """

@@ -133,12 +133,14 @@ def get_paper_data(dest: Path, source_dir: Path | None = None, expected: Sequenc
     return written
 
 
-def require(path: str | Path, flag: str = "data") -> Path:
-    """A data file the caller needs; when missing, one line saying how to get the paper's files."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"--{flag} {p}: no such file; {GET_HINT}")
-    return p
+PAPER_EVAL_PATH = "data/alpaca_eval.json"  # relative, as the paper's evaluation.py and eval_monotonicity.py read it
+
+
+def eval_file(flag: str, path: str) -> None:
+    """The paper's eval file, when it is the one asked for and is missing: one line saying how to get it."""
+    if path == PAPER_EVAL_PATH and not Path(path).is_file():
+        raise DataError(f"--{flag} {path}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`, "
+                        "or pass --eval_path data/eval.json (30 offline instructions)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -57,7 +57,8 @@ def test_a_missing_first_gold_in_dashed_spelling_is_reported(tmp_path, capsys, m
     (tmp_path / "g2").mkdir()
     (tmp_path / "g2" / "config.json").write_text("{}")
     with pytest.raises(SystemExit) as exc:
-        eval_monotonicity.main(["--output_dir", ".", "--gold-model", "./g1", "--gold_model", "g2",
+        eval_monotonicity.main(["--output_dir", ".", "--eval_path", str(ROOT / "data" / "eval.json"),
+                                "--gold-model", "./g1", "--gold_model", "g2",
                                 "--relevance_model=minilm"])
     assert exc.value.code == 2 and "--gold_model ./g1: no such folder" in capsys.readouterr().err
 

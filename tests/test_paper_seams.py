@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,9 @@ def paper_pipeline(tmp_path_factory, tiny_llama_dir, smollm2_dir):
     (work / "data").mkdir()
     (work / "data" / "alpacafarm_train.json").write_text((ROOT / "data" / "train.json").read_text())
     (work / "data" / "alpacafarm_val.json").write_text((ROOT / "data" / "dev.json").read_text())
+    # The paper's evaluation reads data/alpaca_eval.json and data/natural-instructions (relative, as here).
+    (work / "data" / "alpaca_eval.json").write_text((ROOT / "data" / "eval.json").read_text())
+    shutil.copytree(ROOT / "data" / "superni-fixture", work / "data" / "natural-instructions")
     launch = ["accelerate", "launch", "--num_machines", "1", "--num_processes", "1", "--config_file",
               str(ROOT / "configs" / "zero2-bf16.yaml"), str(ROOT / "run_ppo.py")]
     train = run_in(work, launch + paper_flags(PAPER_TRAIN, MODEL_NAME=tiny_llama_dir, CACHE_DIR=str(work / "cache"))
