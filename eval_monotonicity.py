@@ -248,6 +248,8 @@ def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: s
             print(f"note: {features_module} changed since training; scoring with its current content")
         for line in overrides:
             print(f"proxy override: {line}")
+    if encoder is None:
+        check_reward_flags(config)  # the encoder the check will load: offline and not cached stops here
     config = resolve_rar_max_dot(config, encoder)  # auto (no trained value, no flag): from the encoder
     record = {"source": str(source) if source else None, "overrides": overrides,
               "reward": {k: getattr(config, k) for k in PROXY_FIELDS}, "prompt_format": format_name,
@@ -376,7 +378,7 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
         check_features_module("features_module", args.features_module)
     if args.base_outputs:
         validation.input_folder("base_outputs", args.base_outputs)
-    check_reward_flags(config)
+    check_reward_flags(config, check_encoder=False)  # the encoder once the run's proxy is known (resolve_proxy)
 
 
 def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None,

@@ -236,14 +236,15 @@ class ReversedEngineeredRewardForInference:
         return (rewards, features) if return_features else rewards
 
 
-def check_reward_flags(cfg: RewardConfig) -> None:
-    """RewardConfig's flags (shared by every script that scores with the proxy)."""
+def check_reward_flags(cfg: RewardConfig, check_encoder: bool = True) -> None:
+    """RewardConfig's flags (shared by every script that scores with the proxy). `check_encoder=False`: the
+    encoder is checked later, once a run's recorded proxy has replaced the flag's default (eval_monotonicity.py)."""
     validation.positive("max_sequence_length", cfg.max_sequence_length)
     validation.positive("reward_model_batch_size", cfg.reward_model_batch_size)
     validation.one_of("relevance_model_type", cfg.relevance_model_type, RELEVANCE_MODEL_TYPES)
     validation.one_of("reward_dtype", cfg.reward_dtype, PRECISION_CHOICES)
     validation.one_of("relevance_backend", cfg.relevance_backend, BACKENDS)
-    if cfg.uses_relevance:
+    if cfg.uses_relevance and check_encoder:
         check_relevance_model(cfg.relevance_model)
     if cfg.rar_max_dot != "auto":
         if not isinstance(cfg.rar_max_dot, float):
