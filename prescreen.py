@@ -9,7 +9,7 @@ the per-sample Spearman over every (system, instruction) pair.
 
     python prescreen.py --systems runs/quickstart/policy_base runs/quickstart/policy_step_* \\
         --annotations_path data/eval.json --gold_model runs/quickstart/gold_standin --gold_type classifier \\
-        --rar_max_dot=1.0 --output_dir runs/quickstart/prescreen
+        --relevance_model minilm --output_dir runs/quickstart/prescreen
 
 Systems (`--systems`): an outputs file (alpaca_eval format), a folder holding `model_outputs.json` (AlpacaEval's
 `results/{model}/` layout) or one `alpaca-eval-*.json` (a checkpoint folder of evaluation.py), or a folder of such

@@ -39,10 +39,12 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--batch_size", type=int, default=4, help="samples per encoder call (the paper's 4)")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
-    parser.add_argument("--relevance_model", default="minilm", help="encoder folder or hub name (default: minilm, the offline MiniLM)")
+    parser.add_argument("--relevance_model", default="minilm",
+                        help="encoder folder or hub name (default: minilm, the offline MiniLM)")
     args = parser.parse_args()
     if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`", file=sys.stderr)
+        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
+              file=sys.stderr)
         sys.exit(2)
     from transformers import AutoModel, AutoTokenizer
 

@@ -56,14 +56,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="relevance encoder device: auto | cpu | cuda")
     parser.add_argument("--dtype", "--reward_dtype", dest="dtype", default="auto",
                         help="torch backend precision: auto (bf16 where native, precision.py) | float32 | bfloat16")
-    parser.add_argument("--relevance_model", default="minilm", help="encoder folder or hub name (default: minilm, the offline MiniLM)")
+    parser.add_argument("--relevance_model", default="minilm",
+                        help="encoder folder or hub name (default: minilm, the offline MiniLM)")
     parser.add_argument("--limit", "--n", dest="limit", type=int, default=None, help="first N samples only (quick checks)")
     parser.add_argument("--backend", default="torch", help="relevance encoder runtime: torch | onnx | onnx-int8")
     parser.add_argument("--compare_float32", action="store_true",
                         help="also report max |QR| and |RAR| difference from the exact float32 torch path")
     args = parser.parse_args()
     if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`", file=sys.stderr)
+        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
+              file=sys.stderr)
         sys.exit(2)
     examples = load_examples(args.data, require_qtype=True)[: args.limit or None]
     responses = [examples[(i + 1) % len(examples)].reference for i in range(len(examples))]
