@@ -52,7 +52,8 @@ class EvalArguments:
     evaluations: list[str] = field(
         default_factory=lambda: list(EVALUATIONS), metadata={"help": "alpaca and/or superni (default: both, as the paper)"}
     )
-    batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate() call (8 as the paper's "
+                                                          "evaluation.py; its README passes 16)"})
     eval_path: str = field(default=paper_data.PAPER_EVAL_PATH, metadata={
         "help": "AlpacaEval instructions (the paper's data/alpaca_eval.json, 805: bash scripts/get_paper_data.sh; "
                 "data/eval.json is the 30-instruction offline set)"})

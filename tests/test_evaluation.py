@@ -252,7 +252,7 @@ def test_defaults_are_the_papers_run_alpaca_eval():
     from evaluation import EvalArguments
 
     args = EvalArguments(base_model_name="m")
-    assert (args.temperature, args.top_p, args.top_k, args.max_new_tokens) == (0.7, 1.0, 50, 512)
+    assert (args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.batch_size) == (0.7, 1.0, 50, 512, 8)
     assert (args.eval_path, args.superni_dir) == ("data/alpaca_eval.json", "data/natural-instructions")  # relative
     # (transformers 5's GenerationConfig leaves top_k unset; the paper's transformers 4.x defaulted it to 50.)
 
