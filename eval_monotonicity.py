@@ -18,7 +18,6 @@ when everything is cached.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import warnings
@@ -32,14 +31,16 @@ from scipy.stats import kendalltau, spearmanr
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, resolve_rar_max_dot
 from rre import paper_data, validation
 from rre.checkpoints import find_outputs_file, is_complete, list_checkpoints
-from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
 from rre.files import save_figure, write_json
 from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
 from rre.precision import resolve_device, resolve_dtype
+from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
-from rre.proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy
+from rre.proxy_settings import PROXY_FIELDS, apply_proxy, file_sha256, find_run_proxy, recorded_features_module
+from rre.records import adapter_base_model
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import cached_scores, content_hash
 from rre.validation import given_flags, merge_repeated_flags
@@ -168,18 +169,15 @@ def resolve_stop_strings(args: MonotonicityArguments, first_checkpoint: Path) ->
         if source is None and (first_checkpoint / "tokenizer_config.json").is_file():
             source = str(first_checkpoint)
         if source is None and (first_checkpoint / "adapter_config.json").is_file():
-            source = json.loads((first_checkpoint / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            source = adapter_base_model(first_checkpoint, required=False)
         if source is None and args.prompt_format == "chat":
             raise DataError("--prompt_format=chat: no tokenizer found; pass --tokenizer_name")
         if source is not None:
             from transformers import AutoTokenizer
 
-            try:
+            flag = "tokenizer_name" if args.tokenizer_name else "the policy tokenizer"
+            with load_errors(flag, source, "the chat stop strings need it; pass --tokenizer_name or --prompt_format"):
                 tokenizer = AutoTokenizer.from_pretrained(source)
-            except OSError as err:
-                first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise DataError(f"cannot load the policy tokenizer {source!r} for the chat stop strings "
-                                f"({first_line}); pass --tokenizer_name or --prompt_format") from None
     fmt = resolve_prompt_format(args.prompt_format, tokenizer)
     return fmt.name, fmt.stop_strings
 
@@ -241,10 +239,8 @@ def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: s
             if args.features_module != features_module:
                 overrides.append(f"features_module: {features_module!r} (trained) -> {args.features_module!r}")
             features_module = args.features_module
-        elif features_module and not Path(features_module).is_file():
-            raise DataError(f"{source}: the run's features module {features_module} no longer exists; "
-                            "pass --features_module")
-        elif features_module and file_sha256(features_module) != settings.get("features_module_sha256"):
+        elif recorded_features_module(settings, source) and (file_sha256(features_module)
+                                                             != settings.get("features_module_sha256")):
             print(f"note: {features_module} changed since training; scoring with its current content")
         for line in overrides:
             print(f"proxy override: {line}")
@@ -364,6 +360,7 @@ def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, pa
 
 def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     """Flags, files and models named on the command line, before anything is read, scored or loaded."""
+    validation.finite_flags(args)
     validation.input_folder("output_dir", args.output_dir)
     validation.output_folder("output_dir", args.output_dir, must_exist=True)  # monotonicity.json goes there
     paper_data.eval_file("eval_path", args.eval_path)
@@ -378,6 +375,7 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
         check_features_module("features_module", args.features_module)
     if args.base_outputs:
         validation.input_folder("base_outputs", args.base_outputs)
+        validation.note_without(["base_outputs"], "--include_base", args.include_base)
     check_reward_flags(config, check_encoder=False)  # the encoder once the run's proxy is known (resolve_proxy)
 
 
@@ -402,7 +400,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     scorers = LazyScorers(args, config, stop_strings, encoder, extra_features, combine)
     # Everything that changes a proxy score names its cache: the reward flags, the stop strings, the encoder, the
     # features module's code; "features" marks the cache format (every per-sample feature, not only the reward).
-    module_code = Path(features_module).read_text() if features_module else None
+    module_code = read_text(features_module, "--features_module") if features_module else None
     proxy_tag = content_hash([asdict(config), list(stop_strings), encoder.name if encoder else None, module_code,
                               "features"])[:12]
     feature_rows = [score_checkpoint(ck, scorers, proxy_tag) for ck in checkpoints]

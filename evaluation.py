@@ -33,8 +33,10 @@ from transformers import set_seed
 from rre import paper_data, validation
 from rre.data import DataError, Example, exit_on_data_error, load_examples
 from rre.files import atomic_write, write_json
+from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, PromptFormat, resolve_prompt_format
+from rre.records import read_json, read_text
 from rre.validation import given_flags
 
 EVALUATIONS = ("alpaca", "superni")
@@ -89,6 +91,8 @@ class EvalArguments:
                                   "AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
 
 
+ALPACA_ONLY = ("eval_path", "max_new_tokens", "temperature", "top_p", "top_k", "seed")
+SUPERNI_ONLY = ("superni_dir", "superni_max_instances", "superni_max_new_tokens")
 NO_EFFECT_FLAGS = {
     "baseline_model_file": "AlpacaEval's comparison with a baseline's outputs is scripts/alpaca_eval.sh",
     "cache_dir": "models load from the Hugging Face cache (HF_HOME) or a folder",
@@ -98,17 +102,6 @@ NO_EFFECT_FLAGS = {
 
 # ---------------------------------------------------------------------------------------------------------
 # Model, tokenizer, prompt format.
-
-
-@contextlib.contextmanager
-def load_errors(flag: str, name: str) -> Iterator[None]:
-    """A folder that passed the checks but does not load (an unknown architecture, a broken config, an adapter
-    for another base model): one line naming the flag, not a traceback."""
-    try:
-        yield
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        raise DataError(f"--{flag} {name}: cannot load it ({type(err).__name__}: {first_line})") from None
 
 
 def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_remote_code: bool = False,
@@ -226,7 +219,7 @@ def read_partial(partial: Path, examples: Sequence[Example]) -> dict[int, dict[s
     regenerated; a partial file from another eval set is an error."""
     done: dict[int, dict[str, str]] = {}
     torn = 0
-    for lineno, line in enumerate(partial.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(partial, "answers so far").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -245,10 +238,12 @@ def read_partial(partial: Path, examples: Sequence[Example]) -> dict[int, dict[s
 
 
 def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir: Path, name: str) -> Path:
+    """Answer the eval set into the partial file, then write the final file atomically over any older one:
+    with --overwrite the old result stays in place until the new one is complete."""
     final, partial = alpaca_paths(out_dir, name)
     examples = load_examples(args.eval_path, require_reference=False)
     dataset = Path(args.eval_path).stem
-    done = read_partial(partial, examples) if partial.exists() else {}
+    done = read_partial(partial, examples) if partial.exists() and not args.overwrite else {}
     todo = [i for i in range(len(examples)) if i not in done]
     if done:
         print(f"resuming {partial}: {len(done)} done, {len(todo)} to go")
@@ -315,13 +310,13 @@ def load_superni(superni_dir: str | Path, max_instances: int) -> list[SuperNITas
         raise DataError(f"--superni_dir {root}: no SuperNI checkout (no splits/default/test_tasks.txt); get it with: "
                         f"git clone {SUPERNI_URL} {root}, or pass --superni_dir {SUPERNI_FIXTURE} (a 3-task fixture)")
     tasks = []
-    for name in (line.strip() for line in split.read_text(encoding="utf-8").splitlines()):
+    for name in (line.strip() for line in read_text(split, "SuperNI split").splitlines()):
         if not name:
             continue
         path = root / "tasks" / f"{name}.json"
         if not path.is_file():
             raise DataError(f"{path}: task listed in {split} is missing")
-        task = json.loads(path.read_text(encoding="utf-8"))
+        task = read_json(path, "SuperNI task")
         definition = task.get("Definition")
         if not isinstance(definition, list) or not definition or not isinstance(definition[0], str):
             raise DataError(f"{path}: field 'Definition': expected a non-empty list of strings")
@@ -407,6 +402,7 @@ def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_di
 
 def check_args(args: EvalArguments) -> Path:
     """Every flag and file, before any model loads; returns the output folder (not created here)."""
+    validation.finite_flags(args)
     for e in args.evaluations:
         validation.one_of("evaluations", e, EVALUATIONS)
     resolve_dtype(args.precision)
@@ -436,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     (args,) = validation.parse_flags([EvalArguments], argv, __doc__.splitlines()[0])
     for flag in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):
         print(f"note: --{flag} has no effect here: {NO_EFFECT_FLAGS[flag]}", file=sys.stderr)
+    validation.note_without(given_flags(argv, ALPACA_ONLY), "--evaluations alpaca", "alpaca" in args.evaluations)
+    validation.note_without(given_flags(argv, SUPERNI_ONLY), "--evaluations superni", "superni" in args.evaluations)
     with exit_on_data_error():
         out_dir = check_args(args)
         name = checkpoint_name(args.base_model_name, args.peft_model_name)
@@ -443,10 +441,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         todo = []
         if "alpaca" in args.evaluations:
             final, partial = alpaca_paths(out_dir, name)
-            if args.overwrite:
-                final.unlink(missing_ok=True)
-                partial.unlink(missing_ok=True)
-            if final.exists():
+            if final.exists() and not args.overwrite:
                 print(f"kept {final} (complete; --overwrite to regenerate)")
             else:
                 todo.append("alpaca")

@@ -27,8 +27,6 @@ what was scored; adding a design or a system computes only what is new.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
 import sys
@@ -45,15 +43,18 @@ from reward_model import (ReversedEngineeredRewardForInference, RewardConfig, ch
                           resolve_rar_max_dot, tokenize)
 from rre import validation
 from rre.checkpoints import find_outputs_file
-from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.data import (REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs,
+                      read_text)
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import CombineFn, FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import save_figure, write_json
 from rre.gold import GoldSpec, check_gold_flags, gold_specs, load_gold
+from rre.loading import load_errors
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
+from rre.records import finite_number, read_csv_rows
 from rre.relevance import RelevanceEncoder
-from rre.score_cache import cached_scores, content_hash
+from rre.score_cache import cached_scores, content_hash, read_cache
 from rre.validation import merge_repeated_flags
 
 PAPER_DESIGNS = ("LI", "LI+RP", "LI+RP+QR", "RER")
@@ -186,7 +187,7 @@ def parse_design(name: str, base: RewardConfig) -> Design:
 def module_design(path: str, base: RewardConfig) -> Design:
     features, combine = load_features_module(path)
     config = replace(base, **{flag: True for flag in FLAG_OF.values()})
-    return Design(Path(path).stem, config, features, combine, ident=[path, Path(path).read_text(), asdict(config)])
+    return Design(Path(path).stem, config, features, combine, ident=[path, read_text(path, "--features_module"), asdict(config)])
 
 
 def design_rewards(design: Design, features: list[dict[str, float | None]], examples: list[Example],
@@ -224,27 +225,36 @@ def module_features(designs: Sequence[Design], examples: list[Example], response
 
 
 def read_gold_csv(path: str, systems: Sequence[str]) -> dict[str, float]:
-    """Rows of `name,score` (a header row is allowed); every system needs a score."""
+    """Rows of `name,score` (a header row is allowed; a byte-order mark too); every system needs exactly one score,
+    a finite number: a system listed twice, or a NaN score, would silently decide the ranking."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"--gold_csv {path}: file not found")
     scores: dict[str, float] = {}
-    with p.open(newline="") as fh:
-        for i, row in enumerate(csv.reader(fh)):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise DataError(f"--gold_csv {path}: row {i + 1}: expected name,score")
-            try:
-                scores[row[0].strip()] = float(row[1])
-            except ValueError:
-                if i == 0:
-                    continue  # a header
-                raise DataError(f"--gold_csv {path}: row {i + 1}: score {row[1]!r} is not a number") from None
+    first_row: dict[str, int] = {}
+    for n, row in read_csv_rows(p, "--gold_csv"):
+        if len(row) < 2:
+            raise DataError(f"--gold_csv {path}: row {n}: expected name,score")
+        name = row[0].strip()
+        if not scores and not first_row and not _is_number(row[1]):
+            continue  # a header
+        score = finite_number(row[1].strip(), f"--gold_csv {path}: row {n}: score of {name!r}")
+        if name in first_row:
+            raise DataError(f"--gold_csv {path}: row {n}: system {name!r} is listed twice (first on row "
+                            f"{first_row[name]}); keep one score")
+        scores[name], first_row[name] = score, n
     for name in systems:
         if name not in scores:
             raise DataError(f"--gold_csv {path}: no score for system {name!r}")
     return {name: scores[name] for name in systems}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -351,6 +361,7 @@ def slug(name: str) -> str:
 
 def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     """Flags, files and models named on the command line, before anything is read, scored or created."""
+    validation.finite_flags(args)
     if not args.gold_model and not args.gold_csv:
         raise DataError("no gold: pass --gold_model (a reward model) and/or --gold_csv (per-system scores)")
     if not args.systems:
@@ -359,6 +370,7 @@ def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     check_gold_flags(args)
     if args.gold_csv:
         validation.input_file("gold_csv", args.gold_csv)
+        read_gold_csv(args.gold_csv, [])  # its rows now (a NaN, a system twice); the systems' names once found
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     if args.tokenizer_name:
         validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
@@ -390,7 +402,8 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
     if args.prompt_format in ("auto", "chat") and args.tokenizer_name:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
+        with load_errors("tokenizer_name", args.tokenizer_name):
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
     stop_strings = resolve_prompt_format(args.prompt_format, tokenizer).stop_strings
     systems = [load_system(n, p, examples, stop_strings, config.do_strip) for n, p in found]
     out = Path(args.output_dir)
@@ -489,12 +502,8 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
 
 def monotonicity_cache(s: System, spec: GoldSpec, key_obj: Any) -> list[float] | None:
     """Gold scores eval_monotonicity.py left beside a checkpoint's outputs file, when they are of the same texts."""
-    path = s.path.parent / f"scores-gold-{spec.slug}.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == content_hash(key_obj):
-            return stored["scores"]
-    return None
+    stored = read_cache(s.path.parent / f"scores-gold-{spec.slug}.json")
+    return stored[1] if stored is not None and stored[0] == content_hash(key_obj) else None
 
 
 def score_design(design: Design, features: list[dict[str, float | None]], examples: list[Example],

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from rre import validation
 from rre.data import DataError, Example
-from rre.features import CombineFn, FeatureFn, Sample, user_number
+from rre.features import BUILTIN_FEATURES, CombineFn, FeatureFn, Sample, user_number
 from rre.onnx_encoder import BACKENDS
 from rre.precision import CHOICES as PRECISION_CHOICES
 from rre.prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
@@ -155,7 +155,7 @@ class ReversedEngineeredRewardForInference:
         self.config = config or RewardConfig()
         self.stop_strings = tuple(stop_strings) if stop_strings is not None else ALPACA_ROLE_MARKERS + STOP_STRINGS
         self.extra_features = dict(extra_features or {})
-        clash = set(self.extra_features) & {"LI", "RP", "QR", "RAR", "qtype", "branch", "paper_reward", "reward"}
+        clash = set(self.extra_features) & set(BUILTIN_FEATURES)
         if clash:
             raise ValueError(f"extra feature names clash with built-in ones: {sorted(clash)}")
         self.combine = combine
@@ -239,6 +239,7 @@ class ReversedEngineeredRewardForInference:
 def check_reward_flags(cfg: RewardConfig, check_encoder: bool = True) -> None:
     """RewardConfig's flags (shared by every script that scores with the proxy). `check_encoder=False`: the
     encoder is checked later, once a run's recorded proxy has replaced the flag's default (eval_monotonicity.py)."""
+    validation.finite_flags(cfg)
     validation.positive("max_sequence_length", cfg.max_sequence_length)
     validation.positive("reward_model_batch_size", cfg.reward_model_batch_size)
     validation.one_of("relevance_model_type", cfg.relevance_model_type, RELEVANCE_MODEL_TYPES)

@@ -22,7 +22,6 @@ optimizer update, so --overall_steps and --save_freq count the same rollouts as 
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 import shutil
@@ -42,11 +41,13 @@ from rre.checkpoints import latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module, load_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir  # noqa: E402
+from rre.loading import load_errors  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
 from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
+from rre.records import read_json, require_key  # noqa: E402
 from rre.training import tokenize_prompts  # noqa: E402
 
 TRAINERS = ("grpo", "rloo")
@@ -146,6 +147,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArgum
 
 def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig, argv) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
+    v.finite_flags(args, trl_args)
     v.one_of("trainer", args.trainer, TRAINERS)
     v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
@@ -293,8 +295,10 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     model_name = args.model_name
     if model_name is None:
         model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
-                                              trust_remote_code=args.trust_remote_code)
+    tok_flag = "tokenizer_name" if args.tokenizer_name else "model_name"
+    with load_errors(tok_flag, args.tokenizer_name or model_name):
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
+                                                  trust_remote_code=args.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     fmt_name = args.prompt_format
@@ -323,8 +327,10 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     attn = args.attn_implementation
     if attn == "auto":
         attn = "eager" if device.type == "cpu" else None
-    model = AutoModelForCausalLM.from_pretrained(model_name, cache_dir=args.cache_dir, dtype=dtype,
-                                                 trust_remote_code=args.trust_remote_code, attn_implementation=attn)
+    with load_errors("model_name", model_name):
+        model = AutoModelForCausalLM.from_pretrained(model_name, cache_dir=args.cache_dir, dtype=dtype,
+                                                     trust_remote_code=args.trust_remote_code,
+                                                     attn_implementation=attn)
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
                       task_type="CAUSAL_LM", target_modules=[m.strip() for m in args.lora_target_modules.split(",")])
 
@@ -431,7 +437,8 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
         base.mkdir(parents=True, exist_ok=True)
         write_training_config(args.output_dir, config_record)
     if resume_path is not None and main_proc:
-        step = json.loads((resume_path / TRAINER_STATE).read_text())["global_step"]
+        state_file = resume_path / TRAINER_STATE
+        step = require_key(read_json(state_file), "global_step", str(state_file), int)
         print(f"resumed from {resume_path} at step {step}", file=sys.stderr)
     trainer.train(resume_from_checkpoint=str(resume_path) if resume_path else None)
     final = save_final(trainer, tokenizer, args.output_dir, config_record)

@@ -20,7 +20,6 @@ like one (checkpoints.py lists the complete ones); the next start removes what a
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -41,6 +40,7 @@ from rre.checkpoints import latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module, load_features_module  # noqa: E402
 from rre.files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
+from rre.loading import load_errors  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
 from rre.ppo import (  # noqa: E402
     PolicyWithValueHead,
@@ -54,6 +54,7 @@ from rre.ppo import (  # noqa: E402
 from rre.precision import mixed_precision_for  # noqa: E402
 from rre.prompts import PROMPT_FORMATS, get_prompt_format  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
+from rre.records import read_json  # noqa: E402
 from rre.training import tokenize_prompts  # noqa: E402
 from rre.validation import parse_flags  # noqa: E402
 
@@ -159,6 +160,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
 
 def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
+    v.finite_flags(args, ppo_config)
     v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
@@ -251,9 +253,10 @@ def build_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str, 
     attn = args.attn_implementation
     if attn == "auto":
         attn = "eager" if device.type == "cpu" else None
-    base = AutoModelForCausalLM.from_pretrained(
-        model_name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code,
-        dtype=torch.bfloat16 if bf16_base else torch.float32, attn_implementation=attn)
+    with load_errors("model_name", model_name):
+        base = AutoModelForCausalLM.from_pretrained(
+            model_name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code,
+            dtype=torch.bfloat16 if bf16_base else torch.float32, attn_implementation=attn)
     if args.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
@@ -394,10 +397,7 @@ def read_run_summary(path: Path) -> dict:
     if not (path / STATE_JSON).is_file() or not (path / STATE_DIR).is_dir():
         raise DataError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_JSON} and "
                         f"{STATE_DIR}/; checkpoints written before the run state moved to accelerate cannot resume)")
-    try:
-        return json.loads((path / STATE_JSON).read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path / STATE_JSON}: not valid JSON ({err})") from None
+    return read_json(path / STATE_JSON, "--resume_from_checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -528,8 +528,10 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     model_name = args.model_name
     if model_name is None:
         model_name = smollm2_path(args.cache_dir) if args.cache_dir else smollm2_path()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
-                                              trust_remote_code=args.trust_remote_code)
+    tok_flag = "tokenizer_name" if args.tokenizer_name else "model_name"
+    with load_errors(tok_flag, args.tokenizer_name or model_name):
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or model_name, cache_dir=args.cache_dir,
+                                                  trust_remote_code=args.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     fmt_name = args.prompt_format

@@ -24,9 +24,10 @@ from rre import validation
 from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from rre.features import load_features_module
 from rre.files import write_json
+from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.prompts import PROMPT_FORMATS, get_prompt_format
-from rre.proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, read_proxy
+from rre.proxy_settings import PROXY_FIELDS, TRAINING_CONFIG, apply_proxy, read_proxy, recorded_features_module
 from rre.validation import given_flags
 
 FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
@@ -78,6 +79,7 @@ def print_summary(rows, extra: list[str], title: str) -> None:
 
 def check_args(args: ScoreArguments) -> None:
     """The script's own flags and files, before anything is read or scored."""
+    validation.finite_flags(args)
     validation.positive("batch_size", args.batch_size)
     validation.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS)
     validation.input_data("annotations_path", args.annotations_path)
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             explicit = given_flags(argv, [*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module"])
             reward_config, overrides = apply_proxy(trained, reward_config, explicit)
             if "features_module" not in explicit:
-                args.features_module = trained.get("features_module")
+                args.features_module = recorded_features_module(trained, path)
             print(f"proxy: as trained, from {path}", file=sys.stderr)
             for line in overrides:
                 print(f"proxy override: {line}", file=sys.stderr)
@@ -134,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.prompt_format == "chat":
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or smollm2_path())
+            source = args.tokenizer_name or smollm2_path()
+            with load_errors("tokenizer_name" if args.tokenizer_name else "the default tokenizer", source):
+                tokenizer = AutoTokenizer.from_pretrained(source)
         try:
             stop_strings = get_prompt_format(args.prompt_format, tokenizer).stop_strings
         except ValueError as err:  # chat without a chat template: one line naming the flag

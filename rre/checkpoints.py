@@ -6,12 +6,15 @@ A folder counts when its name is exactly `{prefix}_step_N` and it holds a loadab
 weights); saves are built under a hidden temporary name and renamed into place only when complete (files.py).
 
     python -m rre.checkpoints runs/quickstart/policy      # prints the complete checkpoints, one per line
+                                                          # (none: one error line saying why, exit code 2)
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import re
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -48,18 +51,6 @@ def latest_checkpoint(prefix: str | Path, state_file: str) -> Path | None:
     return found[-1] if found else None
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("prefix", help="checkpoint prefix: the run's --output_dir (folders {prefix}_step_N)")
-    args = parser.parse_args(argv)
-    for _, path in list_checkpoints(args.prefix):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()
-
-
 def find_outputs_file(folder: Path) -> Path:
     """The folder's `alpaca-eval-*.json`; with several, the one named after the folder (evaluation.py's name)."""
     files = sorted(p for p in folder.glob("alpaca-eval-*.json"))
@@ -71,3 +62,42 @@ def find_outputs_file(folder: Path) -> Path:
     if not files:
         raise DataError(f"{folder}: no alpaca-eval-*.json (run evaluation.py --evaluations alpaca on it first)")
     raise DataError(f"{folder}: several outputs files ({', '.join(p.name for p in files)}); keep one")
+
+
+def why_none(prefix: str | Path) -> str:
+    """What `list_checkpoints(prefix)` looked for and why it found nothing, in one line."""
+    prefix = Path(str(prefix).rstrip("/"))
+    looked = f"no complete checkpoints {prefix}_step_N (folders with a LoRA adapter)"
+    parent = prefix.parent
+    try:
+        parent.stat()
+    except OSError as err:  # missing, under a file, a symlink loop, no permission: the system says which
+        reason = {errno.ENOENT: "no such folder", errno.ENOTDIR: "a part of it is a file, not a folder",
+                  errno.ELOOP: "a symlink loop"}.get(err.errno, err.strerror)
+        return f"{looked}: {parent}: {reason}"
+    if not parent.is_dir():
+        return f"{looked}: {parent} is a file, not a folder"
+    pattern = re.compile(rf"{re.escape(prefix.name)}_step_(\d+)")
+    named = [p.name for p in parent.iterdir() if pattern.fullmatch(p.name)]
+    if not named:
+        return f"{looked}: {parent} holds no folder named {prefix.name}_step_N"
+    return (f"{looked}: {len(named)} folder(s) named so ({', '.join(sorted(named)[:3])}) lack "
+            f"{' or '.join(ADAPTER_FILES)} (unfinished saves, or not this run's)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the complete checkpoints, one per line; none found is one `error:` line saying what was looked for,
+    and exit code 2 (scripts/evaluate.sh and the quickstart stop on it)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("prefix", help="checkpoint prefix: the run's --output_dir (folders {prefix}_step_N)")
+    args = parser.parse_args(argv)
+    found = list_checkpoints(args.prefix)
+    if not found:
+        print(f"error: {why_none(args.prefix)}", file=sys.stderr)
+        sys.exit(2)
+    for _, path in found:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -96,13 +96,28 @@ def parse_record(rec: Any, where: str, require_qtype: bool = False, require_refe
     return Example(instruction.strip(), inp.strip(), reference, qtype)
 
 
-def _read_json_records(path: Path) -> list[tuple[str, Any]]:
-    raw = path.read_bytes()
+def read_text(path: str | Path, what: str = "") -> str:
+    """The text of any file the project reads (records.py builds on it): UTF-8, a byte-order mark (as some editors
+    save) dropped; `what` (a flag, or what the file is) opens the message. A file that cannot be read is one line."""
+    p = Path(path)
+    label = f"{what} {p}" if what else str(p)
     try:
-        text = raw.decode("utf-8")
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{label}: is a folder, expected a file") from None
+    except PermissionError:
+        raise DataError(f"{label}: not readable") from None
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: not valid UTF-8 (byte {err.start})") from None
+        raise DataError(f"{label}: line {line}: not valid UTF-8 (byte {err.start})") from None
+
+
+def _read_json_records(path: Path) -> list[tuple[str, Any]]:
+    text = read_text(path)
     if not text.strip():
         raise DataError(f"{path}: empty file")
     if text.lstrip().startswith("["):

@@ -17,6 +17,10 @@ from rre.data import DataError
 
 # A white-box feature: a function of one sample's cleaned response and its context.
 FeatureFn = Callable[["Sample"], float]
+# Names the reward itself gives its features (and score_outputs.py's --save_path its columns): a researcher's
+# feature of the same name would replace one silently, so such a name is refused at load.
+BUILTIN_FEATURES = ("LI", "RP", "QR", "RAR", "qtype", "branch", "paper_reward", "reward")
+RESERVED_NAMES = (*BUILTIN_FEATURES, "instruction", "output")
 # A combination rule: the sample's feature values (LI, RP, QR, RAR, qtype, paper_reward, your features) -> reward.
 CombineFn = Callable[[dict], float]
 
@@ -73,10 +77,27 @@ def load_features_module(path: str, flag: str = "features_module") -> tuple[dict
     for name, fn in features.items():
         if not isinstance(name, str) or not callable(fn):
             raise DataError(f"--{flag} {path}: EXTRA_FEATURES[{name!r}] must be a function of one sample")
+    check_feature_names(features, f"--{flag} {path}")
     combine = getattr(module, "combine", None)
     if combine is not None and not callable(combine):
         raise DataError(f"--{flag} {path}: combine must be a function of the feature dict")
     return features, combine
+
+
+def check_feature_names(names: Any, where: str) -> None:
+    """User feature names: not empty, not a built-in name (LI, reward...), not equal to one another when folded
+    to one case (columns and plots would mix them up). Two prescreen designs may share a feature name: that is
+    one feature, combined two ways."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not name.strip():
+            raise DataError(f"{where}: EXTRA_FEATURES has an empty name")
+        clash = [b for b in RESERVED_NAMES if b.casefold() == name.casefold()]
+        if clash:
+            raise DataError(f"{where}: feature name {name!r} is taken by the built-in {clash[0]!r}; rename it")
+        if name.casefold() in seen:
+            raise DataError(f"{where}: feature names {seen[name.casefold()]!r} and {name!r} differ only in case")
+        seen[name.casefold()] = name
 
 
 def check_features_module(flag: str, path: str | None) -> None:

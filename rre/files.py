@@ -121,12 +121,21 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 
 def clean_partials(folder: str | Path, *name_prefixes: str) -> list[Path]:
-    """Remove temporary folders/files `.partial-{prefix}*` (and replaced `.partial-old-{prefix}*`) that a killed
-    run left in `folder`, for each of `name_prefixes`; returns what was removed."""
+    """Tidy what a killed run left in `folder` for each of `name_prefixes`; returns what was removed.
+
+    A replaced folder moved aside (`.partial-old-X`) whose `X` is missing was caught between replace_dir's two
+    renames: it is the last complete version, so it is renamed back. Everything else (`.partial-X` being built,
+    `.partial-old-X` beside a finished `X`) is removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
+    for prefix in name_prefixes:
+        for p in folder.glob(f"{PARTIAL_PREFIX}old-{prefix}*"):
+            final = p.with_name(p.name[len(f"{PARTIAL_PREFIX}old-"):])
+            if not final.exists():
+                p.rename(final)
+                print(f"restored {final} (a replacement of it was interrupted)", file=sys.stderr)
     patterns = [f"{PARTIAL_PREFIX}{old}{prefix}*" for prefix in name_prefixes for old in ("", "old-")]
     for pattern in patterns:
         for p in folder.glob(pattern):

@@ -21,6 +21,7 @@ from transformers import LlamaModel, LlamaPreTrainedModel
 
 from rre import validation
 from rre.data import DataError
+from rre.loading import load_errors
 from rre.precision import announce, resolve_device, resolve_dtype
 from rre.score_cache import content_hash
 
@@ -308,13 +309,11 @@ def gold_specs(models: Sequence[str], types: Sequence[str], tokenizers: Sequence
 
 
 def load_gold(spec: GoldSpec, batch_size: int, device: str, trust_remote_code: bool):
-    try:
+    hint = (f"check it and --gold_tokenizer {spec.tokenizer}" if spec.tokenizer else
+            "download it or pass --gold_model (a folder or hub name) and --gold_type")
+    with load_errors("gold_model", spec.model, hint):  # any failure, not only a missing download: one line
         return load_gold_reward_model(spec.model, spec.type, batch_size, device, spec.tokenizer, trust_remote_code,
                                       gold_prompt=spec.prompt, dtype=spec.dtype)
-    except OSError as err:  # not downloaded / no such folder: the usual first-run problem, said in one line
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot load the gold model {spec.model!r} ({first_line}); download it or pass "
-                        "--gold_model (a folder or hub name) and --gold_type") from None
 
 
 def check_gold_flags(args: Any) -> None:

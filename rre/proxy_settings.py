@@ -9,13 +9,13 @@ so no setting has to be typed twice; a flag given explicitly there overrides it 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from rre.data import DataError
 from rre.files import write_json
+from rre.records import read_json, require_key
 
 TRAINING_CONFIG = "training_config.json"
 # RewardConfig fields that change a score (batch size and device do not).
@@ -44,12 +44,30 @@ def write_training_config(folder: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_proxy(path: Path) -> dict[str, Any] | None:
-    """The "proxy" entry of a training_config.json, None when the file has none (older runs)."""
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
-    return record.get("proxy") if isinstance(record, dict) else None
+    """The "proxy" entry of a training_config.json, None when the file has none (older runs). A record that is
+    there but broken (a missing or mistyped field) is one line naming the file and the field."""
+    record = read_json(path)
+    if record.get("proxy") is None:
+        return None
+    where = f"{path}: proxy"
+    proxy = require_key(record, "proxy", str(path), dict)
+    require_key(proxy, "reward", where, dict)
+    require_key(proxy, "prompt_format", where, str)
+    stops = require_key(proxy, "stop_strings", where, list)
+    if not all(isinstance(s, str) for s in stops):
+        raise DataError(f"{where}: field 'stop_strings': expected a list of strings")
+    if proxy.get("features_module") is not None:
+        require_key(proxy, "features_module", where, str)
+    return proxy
+
+
+def recorded_features_module(proxy: dict[str, Any], source: Path) -> str | None:
+    """The features module a run trained with, which must still exist: said as the run's record, not as a flag."""
+    module = proxy.get("features_module")
+    if module and not Path(module).is_file():
+        raise DataError(f"{source}: the run's features module {module} no longer exists; restore it or pass "
+                        "--features_module")
+    return module
 
 
 def find_run_proxy(run_folder: Path, checkpoint_folders: Sequence[Path]) -> tuple[dict[str, Any] | None, Path | None]:

@@ -7,7 +7,9 @@ output folder that does not exist yet is fine when its nearest existing parent i
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rre.data import DataError
+from rre.records import read_json
 
 # A hub name: `name` or `owner/name`, no path syntax. Anything else that does not exist is a missing folder.
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -37,6 +40,24 @@ def parse_flags(dataclass_types: Sequence[type], argv: Sequence[str] | None, des
 # --- numbers and choices ---------------------------------------------------------------------------------
 
 
+# Float flags where +infinity means "off", as in the libraries they come from (TRL's ratio_threshold, target_kl).
+INFINITY_MEANS_OFF = ("ratio_threshold", "target_kl")
+
+
+def finite_flags(*parsed: Any) -> None:
+    """Every float flag of the parsed dataclasses is a finite number: `--learning_rate=nan` or `--rar_max_dot=inf`
+    passes every comparison a check makes (NaN compares false), so it is refused here, by type, for every flag of
+    every script. Only the flags of INFINITY_MEANS_OFF may be +inf."""
+    for obj in parsed:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, float) and not math.isfinite(v):
+                    if v == math.inf and f.name in INFINITY_MEANS_OFF:
+                        continue
+                    raise DataError(f"--{f.name} must be a finite number, got {v}")
+
+
 def positive(flag: str, value: float | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -55,6 +76,13 @@ def one_of(flag: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise DataError(f"--{flag} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def note_without(given: Iterable[str], needed: str, active: bool) -> None:
+    """One note per flag in `given` (the flags the user typed) that has no effect unless `needed` is on."""
+    if not active:
+        for flag in sorted(given):
+            print(f"note: --{flag} has no effect without {needed}", file=sys.stderr)
 
 
 # --- files and folders -----------------------------------------------------------------------------------
@@ -167,10 +195,7 @@ def adapter(flag: str, path: str) -> None:
     cfg = p / "adapter_config.json"
     if not cfg.is_file():
         raise DataError(f"--{flag} {p}: no adapter_config.json, so it is not a LoRA adapter folder")
-    try:
-        json.loads(cfg.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"--{flag} {cfg}: not valid JSON ({err})") from None
+    read_json(cfg, f"--{flag}")
     safetensors_file(flag, p / "adapter_model.safetensors")
 
 

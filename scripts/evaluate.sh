@@ -15,16 +15,17 @@ PREFIX="${PREFIX:-${EXP_NAME:-alpaca_test}}"
 OUTPUT_DIR="${OUTPUT_DIR:-.}"
 BATCH_SIZE="${BATCH_SIZE:-16}"
 
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # Complete checkpoint folders, ordered by step (rre/checkpoints.py: the one list every script uses; a save that
-# was killed half-way is never among them).
-mapfile -t CKPTS < <(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -m rre.checkpoints "$OUTPUT_DIR/$PREFIX")
-if [ "${#CKPTS[@]}" -eq 0 ]; then
-  echo "error: no complete checkpoints $OUTPUT_DIR/${PREFIX}_step_N (folders with a LoRA adapter)" >&2
-  exit 2
-fi
-if [ -z "${BASE:-}" ]; then
-  BASE="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["base_model_name_or_path"])' \
-    "${CKPTS[0]}/adapter_config.json")"
+# was killed half-way is never among them). None found: its one error line says what it looked for; exit 2.
+LISTED="$(python -m rre.checkpoints "$OUTPUT_DIR/$PREFIX")" || exit 2
+mapfile -t CKPTS <<< "$LISTED"
+if [ -z "${BASE:-}" ]; then  # read through rre/records.py: a broken adapter_config.json is one error line
+  BASE="$(python -c 'import sys
+from rre.data import exit_on_data_error
+from rre.records import adapter_base_model
+with exit_on_data_error():
+    print(adapter_base_model(sys.argv[1]))' "${CKPTS[0]}")" || exit 2
   echo "BASE not set; using the adapters' base model: $BASE"
 fi
 EVAL_ARGS=()

@@ -60,7 +60,8 @@ else
 fi
 
 phase "4/7 answer the eval set with every checkpoint"
-for ckpt in $(python -m rre.checkpoints "$RUN_DIR/policy"); do  # complete checkpoints, by step
+CKPTS="$(python -m rre.checkpoints "$RUN_DIR/policy")"  # complete checkpoints, by step (none: one error line, stop)
+for ckpt in $CKPTS; do
   python evaluation.py --base_model_name="$POLICY" --peft_model_name="$ckpt" --batch_size=16 \
     --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42
 done

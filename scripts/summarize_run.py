@@ -9,7 +9,6 @@ phase comes from {run_dir}/phase_times.tsv (written by quickstart.sh: the latest
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,25 +16,25 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python scripts/summarize_run.py`
 
 from rre import validation  # noqa: E402
-from rre.data import DataError, exit_on_data_error  # noqa: E402
+from rre.data import DataError, exit_on_data_error, read_text  # noqa: E402
+from rre.records import read_json, require_key  # noqa: E402
 
 
 def load(path: Path) -> dict:
     """One artefact of the run: a JSON object, else one line saying which file and what to run."""
     if not path.is_file():
         raise DataError(f"{path} is missing; run scripts/quickstart.sh to produce it")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not valid JSON ({err}); rerun the step that writes it") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+    return read_json(path)
 
 
-def num(x: Any, spec: str) -> str:
-    """A number formatted, or '-' where the file holds null (an undefined statistic)."""
-    return "-" if x is None else format(x, spec)
+def num(x: Any, spec: str, where: str) -> str:
+    """A number formatted, or '-' where the file holds null (an undefined statistic); anything else where a
+    number belongs (a string, a list) is one line naming the file and the field."""
+    if x is None:
+        return "-"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise DataError(f"{where}: expected a number or null, got {type(x).__name__} {str(x)[:30]!r}")
+    return format(x, spec)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -61,27 +60,32 @@ def summarize(args: argparse.Namespace) -> None:
 
 def report(run: Path, mono: dict, superni: dict, gold: dict) -> list[str]:
     """The summary's lines, built whole before any is printed (a bad file prints no half summary)."""
+    m, sn = run / "monotonicity.json", run / "superni_eval.json (of the final policy)"
+    accuracy = num(gold['heldout']['accuracy'], '.3f', f"{run / 'gold_standin' / 'standin_info.json'}: heldout.accuracy")
     out = [f"run folder: {run}",
-           f"gold stand-in: {run / 'gold_standin'} (held-out pair accuracy {gold['heldout']['accuracy']}); the "
+           f"gold stand-in: {run / 'gold_standin'} (held-out pair accuracy {accuracy}); the "
            "paper's gold is Starling-RM-34B",
            f"{'step':>6} {'proxy':>8} {'gold':>8} {'win rate %':>11}"]
-    for row in mono["checkpoints"]:
+    for k, row in enumerate(require_key(mono, "checkpoints", str(m), list)):
+        require_key(row, "step", f"{m}: checkpoints[{k}]")
+        where = f"{m}: checkpoints[{k}]"
         win = (row.get("win_rate") or {}).get("win_rate")
-        out.append(f"{row['step']:>6} {num(row['mean_proxy'], '.3f'):>8} {num(row['mean_gold'], '.3f'):>8} "
-                   f"{'' if win is None else f'{win:.1f}':>11}")
+        out.append(f"{num(row['step'], '', f'{where}.step'):>6} {num(row['mean_proxy'], '.3f', f'{where}.mean_proxy'):>8} "
+                   f"{num(row['mean_gold'], '.3f', f'{where}.mean_gold'):>8} "
+                   f"{'' if win is None else num(win, '.1f', f'{where}.win_rate'):>11}")
     s, k = mono["spearman"], mono["kendall"]
     out.append(f"Spearman (proxy vs gold means across checkpoints): statistic={s['statistic']}, pvalue={s['pvalue']}")
     out.append(f"Kendall tau: statistic={k['statistic']}, pvalue={k['pvalue']}")
     ci = (mono.get("bootstrap") or {}).get("ci95")
     if ci:
         out.append(f"bootstrap 95% CI of Spearman over instructions: {ci}")
-    out.append(f"SuperNI ROUGE-L of the final policy: {num(superni['rougeL'], '.2f')} "
+    out.append(f"SuperNI ROUGE-L of the final policy: {num(superni['rougeL'], '.2f', f'{sn}: rougeL')} "
                f"({superni['n_instances']} instances, {superni['n_tasks']} tasks, {superni['superni_dir']})")
     out.append(f"plot: {run / 'monotonicity.png'}")
     times = run / "phase_times.tsv"
     if times.is_file():
         rows = []
-        for n, line in enumerate(times.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text(times).splitlines(), 1):
             name, _, sec = line.rpartition("\t")
             if not line.strip():
                 continue

@@ -26,8 +26,11 @@ PEFT_ARGS=()
 if [ "$CKPT" != "none" ]; then
   PEFT_ARGS=(--peft_model_name="$CKPT")
   if [ -z "${BASE:-}" ]; then
-    BASE="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["base_model_name_or_path"])' \
-      "$CKPT/adapter_config.json")"
+    BASE="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -c 'import sys
+from rre.data import exit_on_data_error
+from rre.records import adapter_base_model
+with exit_on_data_error():
+    print(adapter_base_model(sys.argv[1]))' "$CKPT")" || exit 2
   fi
 fi
 : "${BASE:?set BASE to the base model}"

@@ -28,7 +28,6 @@ The output folder loads with `AutoModelForSequenceClassification.from_pretrained
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import re
 import sys
@@ -48,7 +47,9 @@ from rre import validation  # noqa: E402
 from rre.attention import cache_argument, sdpa_attention  # noqa: E402
 from rre.data import DataError, Example, exit_on_data_error, load_examples, read_records  # noqa: E402
 from rre.files import atomic_dir, write_json  # noqa: E402
+from rre.loading import load_errors  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
+from rre.records import read_json, require_key  # noqa: E402
 from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
 
 INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
@@ -514,6 +515,7 @@ def settings_of(cfg: TrainRewardModelConfig, model_name: str) -> dict:
 def check_args(cfg: TrainRewardModelConfig) -> None:
     """Flags, files and the output folder, before the base model loads and training starts (a save path that
     cannot be written used to show only after the training)."""
+    validation.finite_flags(cfg)
     for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
         if getattr(cfg, name) < 1:
             raise DataError(f"--{name}={getattr(cfg, name)}: must be at least 1")
@@ -534,7 +536,12 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     (cfg,) = validation.parse_flags([TrainRewardModelConfig], argv, __doc__.splitlines()[0])
+    # With your own pairs nothing is built: the flags of built pairs say so instead of being silently ignored.
+    validation.note_without([f for f in ("data_path", "pairs_per_example")
+                             if any(a == f"--{f}" or a.startswith(f"--{f}=") for a in argv)],
+                            "an empty --pairs_path (they build the pairs)", not cfg.pairs_path)
     with exit_on_data_error():
         check_args(cfg)
         train(cfg)
@@ -550,13 +557,15 @@ def train(cfg: TrainRewardModelConfig) -> None:
     settings = settings_of(cfg, model_name)
 
     if (out / INFO_FILE).exists() and not cfg.overwrite:
-        info = json.loads((out / INFO_FILE).read_text())
-        changed = sorted(k for k in settings.keys() | info["settings"].keys()
-                         if settings.get(k) != info["settings"].get(k))
+        info = read_json(out / INFO_FILE)
+        where = str(out / INFO_FILE)
+        recorded = require_key(info, "settings", where, dict)
+        changed = sorted(k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k))
         if changed:
             raise DataError(f"{out}: holds a stand-in trained with other settings ({', '.join(changed)}); "
                             "pass --overwrite=true or choose another --output_dir")
-        accuracy = info["heldout"]["accuracy"]
+        accuracy = require_key(require_key(info, "heldout", where, dict), "accuracy", f"{where}: heldout",
+                               (int, float, type(None)))
         print(f"reusing the trained reward model at {out} (held-out accuracy "
               f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}); pass --overwrite=true to retrain")
         return
@@ -592,14 +601,16 @@ def train(cfg: TrainRewardModelConfig) -> None:
              "auto" if str(cfg.bf16).lower() == "auto" else "explicit", device)
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=cfg.trust_remote_code)
+    with load_errors("model_name", model_name):
+        tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=cfg.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # Eager attention on CPU: the top layers' backward ran 1.2x faster than with the CPU flash kernel (29 steps: 11.0 s
     # vs 9.3 s); the no-grad passes (frozen layers, held-out scoring) switch to sdpa, faster without a backward.
     attn = {"attn_implementation": "eager"} if device == "cpu" else {}
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_name, num_labels=1, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code, **attn)
+    with load_errors("model_name", model_name):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_name, num_labels=1, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code, **attn)
     # The classifier reads its score at the last token that is not pad_token_id, so the config must name it.
     model.config.pad_token_id = tokenizer.pad_token_id
     n_trainable = freeze_all_but_top(model, cfg.trainable_layers)

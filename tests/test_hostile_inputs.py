@@ -69,6 +69,50 @@ PPO = ("--dataset_path", "{root}/data/train.json", "--dev_prompt_path", "{root}/
 GRPO = ("--dataset_path", "{root}/data/train.json", "--output_dir", "run", "--relevance_model=minilm")
 
 
+MONO_STEP_2 = {"p_step_2/alpaca-eval-p_step_2.json": "[]"}
+TRM_MODEL = ("--model_name", "model")
+PRESCREEN_CSV = ("--systems", "sa", "sb", "--gold_csv", "lb.csv")
+PRESCREEN_SYSTEMS = {"sa/alpaca-eval-sa.json": "[]", "sb/alpaca-eval-sb.json": "[]"}
+
+
+def ADAPTER_AT(folder: str) -> Fixture:  # noqa: N802  (a fixture table, named as the constants beside it)
+    return {f"{folder}/adapter_config.json": '{"peft_type": "LORA"}',
+            f"{folder}/adapter_model.safetensors": safetensors_bytes()}
+
+
+def run_config(content: str | bytes) -> Fixture:
+    return {"run/training_config.json": content}
+
+
+def proxy_record(drop: str | None = None, **fields) -> str:
+    """A training_config.json whose proxy record is whole except for `drop` and the given `fields`."""
+    proxy = {"reward": {"relevance_scaling": False}, "prompt_format": "alpaca", "stop_strings": ["###"],
+             "features_module": None, **fields}
+    proxy.pop(drop, None)
+    return json.dumps({"proxy": proxy})
+
+
+def superni(tasks: dict[str, str | bytes]) -> Fixture:
+    return {"sn/splits/default/test_tasks.txt": "\n".join(tasks) + "\n",
+            **{f"sn/tasks/{name}.json": text for name, text in tasks.items()}}
+
+
+def summary_run(mean_proxy=0.4, rouge=12.5, checkpoints=None) -> Fixture:
+    """The three artefacts scripts/summarize_run.py reads, with one field planted."""
+    rows = [{"step": 1, "mean_proxy": 0.3, "mean_gold": 0.1}, {"step": 2, "mean_proxy": mean_proxy, "mean_gold": 0.2}]
+    mono = {"checkpoints": rows if checkpoints is None else checkpoints, "spearman": {"statistic": 1, "pvalue": 0},
+            "kendall": {"statistic": 1, "pvalue": 0}}
+    return {"run/monotonicity.json": json.dumps(mono),
+            "run/policy_final/superni_eval.json": json.dumps({"rougeL": rouge, "n_instances": 1, "n_tasks": 1,
+                                                                "superni_dir": "sn"}),
+            "run/gold_standin/standin_info.json": json.dumps({"heldout": {"accuracy": 0.9}})}
+
+
+def symlink_loop(root: Path) -> None:
+    (root / "loop").symlink_to("loop2")
+    (root / "loop2").symlink_to("loop")
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -78,6 +122,7 @@ class Case:
     setup: Callable[[Path], None] = field(default=make({}))
     usage: bool = False  # an argparse usage error ("unrecognized arguments"), not an `error:` line
     needs_non_root: bool = False  # a read-only folder stops only a non-root user
+    after_progress: bool = False  # the failure comes after the script's progress lines (a model load): last line
 
 
 CASES = [
@@ -243,6 +288,134 @@ CASES = [
     Case("grpo-resume-not-a-checkpoint", "run_grpo", (*GRPO, "--resume_from_checkpoint", "old"),
          "--resume_from_checkpoint old: not a", make({"old": None})),
     Case("grpo-unknown-flag", "run_grpo", (*GRPO, "--num_generation=4"), "", usage=True),
+    # =====================================================================================================
+    # Round 2 (issue 24): the run's own files, numbers that are not numbers, names that clash, models that do
+    # not load, silence.
+    # --- the project's own records, read by rre/records.py ------------------------------------------------
+    Case("score-run-config-not-utf8", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: line 1: not valid UTF-8", make({**SCORE_FIXTURES, **run_config(b'{"proxy": "\xff"}')})),
+    Case("score-run-config-not-json", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: not valid JSON (line 1", make({**SCORE_FIXTURES, **run_config('{"proxy": ')})),
+    Case("score-run-config-bare-nan", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: bare NaN is not valid JSON",
+         make({**SCORE_FIXTURES, **run_config('{"proxy": {"reward": {"rar_max_dot": NaN}}}')})),
+    Case("score-run-config-a-list", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: expected a JSON object, got array", make({**SCORE_FIXTURES, **run_config("[]")})),
+    Case("score-run-proxy-no-reward", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: proxy: field 'reward': missing",
+         make({**SCORE_FIXTURES, **run_config(proxy_record(drop="reward"))})),
+    Case("score-run-proxy-stops-not-list", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: proxy: field 'stop_strings': expected array, got string",
+         make({**SCORE_FIXTURES, **run_config(proxy_record(stop_strings="###"))})),
+    Case("score-run-proxy-not-object", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: field 'proxy': expected object, got integer",
+         make({**SCORE_FIXTURES, **run_config('{"proxy": 3}')})),
+    Case("score-run-features-module-gone", "score_outputs", (*SCORE, "--run_dir", "run"),
+         "run/training_config.json: the run's features module /nonexistent/feat.py no longer exists",
+         make({**SCORE_FIXTURES, **run_config(proxy_record(features_module="/nonexistent/feat.py"))})),
+    Case("ppo-resume-state-not-json", "run_ppo", (*PPO, "--resume_from_checkpoint", "old"),
+         "--resume_from_checkpoint old/training_state.json: not valid JSON",
+         make({"old/training_state.json": "{", "old/state": None})),
+    Case("ppo-resume-state-not-utf8", "run_ppo", (*PPO, "--resume_from_checkpoint", "old"),
+         "old/training_state.json: line 1: not valid UTF-8", make({"old/training_state.json": b"\xfe{}", "old/state": None})),
+    Case("trm-info-not-json", "train_reward_model", (*TRAIN_DATA, *TRM_MODEL, "--output_dir", "rm"),
+         "rm/standin_info.json: not valid JSON", make({**MODEL, "rm/standin_info.json": '{"settings": {'})),
+    Case("trm-info-no-settings", "train_reward_model", (*TRAIN_DATA, *TRM_MODEL, "--output_dir", "rm"),
+         "rm/standin_info.json: field 'settings': missing", make({**MODEL, "rm/standin_info.json": "{}"})),
+    Case("eval-superni-task-not-json", "evaluation", ("--base_model_name", "model", "--evaluations", "superni",
+                                                       "--superni_dir", "sn"), "SuperNI task sn/tasks/t1.json: not valid JSON",
+         make({**MODEL, **superni({"t1": '{"Definition": ['})})),
+    Case("eval-superni-task-not-utf8", "evaluation", ("--base_model_name", "model", "--evaluations", "superni",
+                                                       "--superni_dir", "sn"), "sn/tasks/t1.json: line 1: not valid UTF-8",
+         make({**MODEL, **superni({"t1": b'{"Definition": ["caf\xe9"]}'})})),
+    Case("eval-adapter-config-not-utf8", "evaluation", ("--base_model_name", "model", "--peft_model_name", "adapter"),
+         "--peft_model_name adapter/adapter_config.json: line 1: not valid UTF-8",
+         make({**ADAPTER, "adapter/adapter_config.json": b'{"peft_type": "\xff"}'})),
+    Case("summary-number-is-a-string", "summarize_run", ("--run_dir", "run"),
+         "checkpoints[1].mean_proxy: expected a number or null, got str", make(summary_run(mean_proxy="0.41"))),
+    Case("summary-rouge-is-a-list", "summarize_run", ("--run_dir", "run"), "rougeL: expected a number or null, got list",
+         make(summary_run(rouge=[1, 2]))),
+    Case("summary-checkpoints-not-a-list", "summarize_run", ("--run_dir", "run"),
+         "run/monotonicity.json: field 'checkpoints': expected array, got object", make(summary_run(checkpoints={}))),
+    Case("summary-standin-info-not-utf8", "summarize_run", ("--run_dir", "run"),
+         "standin_info.json: line 1: not valid UTF-8",
+         make({**summary_run(), "run/gold_standin/standin_info.json": b"\xff\xfe"})),
+    # --- numbers that are not numbers: every float flag, every number of a user file ----------------------
+    Case("score-rar-max-dot-nan", "score_outputs", (*SCORE, "--rar_max_dot=nan"),
+         "--rar_max_dot must be a finite number, got nan", make(SCORE_FIXTURES)),
+    Case("score-rar-max-dot-inf", "score_outputs", (*SCORE, "--rar_max_dot=inf"),
+         "--rar_max_dot must be a finite number, got inf", make(SCORE_FIXTURES)),
+    Case("ppo-learning-rate-nan", "run_ppo", (*PPO, "--learning_rate=nan"), "--learning_rate must be a finite number"),
+    Case("ppo-kl-coef-minus-inf", "run_ppo", (*PPO, "--init_kl_coef=-inf"), "--init_kl_coef must be a finite number"),
+    Case("grpo-beta-nan", "run_grpo", (*GRPO, "--beta=nan"), "--beta must be a finite number, got nan"),
+    Case("grpo-lora-dropout-inf", "run_grpo", (*GRPO, "--lora_dropout=inf"), "--lora_dropout must be a finite number"),
+    Case("eval-temperature-nan", "evaluation", ("--base_model_name", "model", "--temperature=nan"),
+         "--temperature must be a finite number, got nan", make(MODEL)),
+    Case("trm-learning-rate-inf", "train_reward_model", (*TRAIN_DATA, "--learning_rate=inf"),
+         "--learning_rate must be a finite number, got inf"),
+    Case("trm-heldout-nan", "train_reward_model", (*TRAIN_DATA, "--heldout_fraction=nan"),
+         "--heldout_fraction must be a finite number"),
+    Case("mono-rar-max-dot-nan", "eval_monotonicity", (*MONO, "--rar_max_dot=nan"), "--rar_max_dot must be a finite",
+         make(MODEL)),
+    Case("prescreen-gold-csv-nan", "prescreen", (*PRESCREEN_CSV,), "row 2: score of 'b': 'nan' is not a finite number",
+         make({"lb.csv": "a,1\nb,nan\n"})),
+    Case("prescreen-gold-csv-inf", "prescreen", (*PRESCREEN_CSV,), "row 3: score of 'b': '-inf' is not a finite",
+         make({"lb.csv": "system,score\na,1\nb,-inf\n"})),
+    Case("prescreen-gold-csv-text-score", "prescreen", (*PRESCREEN_CSV,), "row 3: score of 'b': 'high' is not a number",
+         make({"lb.csv": "system,score\na,1\nb,high\n"})),
+    Case("prescreen-rar-max-dot-nan", "prescreen", (*PRESCREEN_CSV, "--rar_max_dot=nan"),
+         "--rar_max_dot must be a finite number", make({"lb.csv": "a,1\nb,2\n"})),
+    # --- names and duplicates -----------------------------------------------------------------------------
+    Case("score-feature-named-LI", "score_outputs", (*SCORE, "--features_module", "feat.py"),
+         "--features_module feat.py: feature name 'LI' is taken by the built-in 'LI'",
+         make({**SCORE_FIXTURES, "feat.py": "EXTRA_FEATURES = {'LI': lambda s: 1.0}\n"})),
+    Case("score-feature-named-reward-other-case", "score_outputs", (*SCORE, "--features_module", "feat.py"),
+         "feature name 'Reward' is taken by the built-in 'reward'",
+         make({**SCORE_FIXTURES, "feat.py": "EXTRA_FEATURES = {'Reward': lambda s: 1.0}\n"})),
+    Case("score-feature-named-output", "score_outputs", (*SCORE, "--features_module", "feat.py"),
+         "feature name 'output' is taken by the built-in 'output'",
+         make({**SCORE_FIXTURES, "feat.py": "EXTRA_FEATURES = {'output': len}\n"})),
+    Case("ppo-features-differ-in-case", "run_ppo", (*PPO, "--features_module", "feat.py"),
+         "feature names 'words' and 'Words' differ only in case",
+         make({"feat.py": "EXTRA_FEATURES = {'words': len, 'Words': len}\n"})),
+    Case("grpo-feature-empty-name", "run_grpo", (*GRPO, "--features_module", "feat.py"),
+         "EXTRA_FEATURES has an empty name", make({"feat.py": "EXTRA_FEATURES = {' ': len}\n"})),
+    Case("prescreen-feature-named-QR", "prescreen", (*PRESCREEN_CSV, "--features_module", "feat.py"),
+         "feature name 'QR' is taken by the built-in 'QR'",
+         make({"lb.csv": "a,1\nb,2\n", "feat.py": "EXTRA_FEATURES = {'QR': len}\n"})),
+    Case("prescreen-gold-csv-duplicate", "prescreen", (*PRESCREEN_CSV,),
+         "row 3: system 'a' is listed twice (first on row 1)", make({"lb.csv": "a,1\nb,2\na,3\n"})),
+    Case("prescreen-gold-csv-duplicate-spaced", "prescreen", (*PRESCREEN_CSV,),
+         "row 2: system 'a' is listed twice", make({"lb.csv": "a,1\n a ,2\nb,3\n"})),
+    Case("prescreen-gold-csv-not-utf8", "prescreen", (*PRESCREEN_CSV,), "lb.csv: line 2: not valid UTF-8",
+         make({"lb.csv": b"a,1\nb\xe9,2\n"})),
+    Case("prescreen-gold-csv-one-column", "prescreen", (*PRESCREEN_CSV,), "row 2: expected name,score",
+         make({"lb.csv": "a,1\nb\n"})),
+    # --- models that pass the folder check but do not load (rre/loading.py) -------------------------------
+    Case("ppo-model-only-config", "run_ppo", (*PPO, "--model_name", "model"), "--model_name model: cannot load it",
+         make(MODEL), after_progress=True),
+    Case("grpo-model-only-config", "run_grpo", (*GRPO, "--model_name", "model"), "--model_name model: cannot load it",
+         make(MODEL)),
+    Case("trm-model-only-config", "train_reward_model", (*TRAIN_DATA, *TRM_MODEL, "--output_dir", "rm"),
+         "--model_name model: cannot load it", make(MODEL)),
+    Case("mono-policy-tokenizer-unloadable", "eval_monotonicity", (*MONO, "--model_prefix", "p"),
+         "the policy tokenizer model: cannot load it", make({**MODEL, **MONO_STEP, **MONO_STEP_2,
+                                                           "p_step_1/adapter_config.json": '{"base_model_name_or_path": "model"}'})),
+    Case("eval-overwrite-base-unloadable", "evaluation", ("--base_model_name", "model", "--evaluations", "alpaca",
+                                                          "--output_dir", "out", "--overwrite=true"),
+         "--base_model_name model: cannot load it", make({**MODEL, "out/alpaca-eval-model.json": "[]"})),
+    # --- silence: python -m rre.checkpoints finds nothing -------------------------------------------------
+    Case("checkpoints-prefix-missing", "rre.checkpoints", ("runs/policy",),
+         "no complete checkpoints runs/policy_step_N (folders with a LoRA adapter): runs: no such folder"),
+    Case("checkpoints-under-a-file", "rre.checkpoints", ("afile/run/policy",), "afile/run: a part of it is a file",
+         make(A_FILE)),
+    Case("checkpoints-parent-is-a-file", "rre.checkpoints", ("afile/policy",), "afile is a file, not a folder",
+         make(A_FILE)),
+    Case("checkpoints-symlink-loop", "rre.checkpoints", ("loop/policy",), "loop: a symlink loop", symlink_loop),
+    Case("checkpoints-none-named-so", "rre.checkpoints", ("run/policy",), "run holds no folder named policy_step_N",
+         make({"run/other_step_1": None})),
+    Case("checkpoints-unfinished", "rre.checkpoints", ("run/policy",), "1 folder(s) named so (policy_step_3) lack",
+         make({"run/policy_step_3/adapter_config.json": "{}"})),
 ]
 
 
@@ -276,6 +449,9 @@ def test_hostile_input_fails_in_one_line(case: Case, tmp_path, monkeypatch, caps
     if case.usage:
         assert err[0].startswith("usage:") and "unrecognized arguments" in err[-1], err
     else:
+        if case.after_progress:
+            assert not any(line.startswith("error:") for line in err[:-1]), err
+            err = err[-1:]
         assert len(err) == 1, err
         assert err[0].startswith("error: ") and case.expect in err[0], err
 
@@ -359,3 +535,184 @@ def test_evaluation_failing_mid_run_leaves_no_empty_folder_or_partial(tmp_path, 
         evaluation.main(["--base_model_name", tiny_llama_dir, "--evaluations", "alpaca", "--eval_path", "eval.json",
                          "--output_dir", "runs/out", "--precision", "float32"])
     assert listing(tmp_path) == ["eval.json"]
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Round 2 (issue 24): what the table above cannot say (a replacement that fails, notes, accepted BOMs, scripts).
+
+
+def test_overwrite_keeps_the_old_result_when_the_replacement_fails(tmp_path, tiny_llama_dir, monkeypatch):
+    """evaluation.py --overwrite: the finished alpaca-eval-*.json stays, byte for byte, until its replacement is
+    complete; a run that fails between (the model loads, then generation raises) leaves it as it was."""
+    import evaluation
+
+    (tmp_path / "eval.json").write_text(ANNOTATIONS)
+    monkeypatch.chdir(tmp_path)
+    flags = ["--base_model_name", tiny_llama_dir, "--evaluations", "alpaca", "--eval_path", "eval.json",
+             "--output_dir", "out", "--max_new_tokens", "2", "--batch_size", "2", "--precision", "float32"]
+    evaluation.main(flags)
+    (final,) = (tmp_path / "out").iterdir()
+    old = final.read_bytes()
+
+    def fail(*args, on_batch=None, **kwargs):
+        on_batch([0, 1], ["half", "done"])  # one batch answered, then the run dies
+        raise MemoryError("planted")
+
+    monkeypatch.setattr(evaluation, "generate_responses", fail)
+    with pytest.raises(MemoryError):
+        evaluation.main([*flags, "--overwrite=true"])
+    assert final.read_bytes() == old
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    evaluation.main([*flags, "--overwrite=true", "--seed", "7"])  # the replacement, once complete, replaces it
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [final.name]
+    assert len(json.loads(final.read_text())) == 3
+
+
+def test_overwrite_with_an_unloadable_base_keeps_the_old_result(tmp_path, monkeypatch, capsys):
+    import evaluation
+
+    make({**MODEL, "out/alpaca-eval-model.json": '[{"instruction": "x", "output": "kept"}]'})(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluation.main(["--base_model_name", "model", "--evaluations", "alpaca", "--output_dir", "out",
+                         "--overwrite=true"])
+    assert exit_info.value.code == 2
+    assert json.loads((tmp_path / "out" / "alpaca-eval-model.json").read_text())[0]["output"] == "kept"
+
+
+def test_base_outputs_without_include_base_says_it_has_no_effect(tmp_path, monkeypatch, capsys):
+    import eval_monotonicity
+
+    make({**MODEL, **MONO_STEP, "base": None})(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        eval_monotonicity.main([*MONO, "--model_prefix", "p", "--base_outputs", "base"])
+    err = capsys.readouterr().err.splitlines()
+    assert "note: --base_outputs has no effect without --include_base" in err
+    assert err[-1].startswith("error: ") and "a correlation needs at least 2" in err[-1]
+
+
+@pytest.mark.parametrize("module,argv,note", [
+    ("evaluation", ("--base_model_name", "model", "--evaluations", "superni", "--temperature", "0.5",
+                    "--batch_size=0"), "note: --temperature has no effect without --evaluations alpaca"),
+    ("evaluation", ("--base_model_name", "model", "--evaluations", "alpaca", "--superni_max_instances", "5",
+                    "--batch_size=0"), "note: --superni_max_instances has no effect without --evaluations superni"),
+    ("train_reward_model", ("--pairs_path", "prefs.jsonl", "--pairs_per_example", "3"),
+     "note: --pairs_per_example has no effect without an empty --pairs_path"),
+])
+def test_a_flag_without_effect_says_so_in_one_line(module, argv, note, tmp_path, monkeypatch, capsys):
+    make(MODEL)(tmp_path)
+    mod = importlib.import_module(module)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        mod.main(list(argv))
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(note) and err[-1].startswith("error: "), err
+
+
+def test_a_byte_order_mark_is_accepted_everywhere(tmp_path):
+    """Files saved by an editor that writes a UTF-8 byte-order mark: JSON, JSONL, a gold CSV."""
+    import prescreen
+    from rre.data import load_examples
+    from rre.records import read_json
+
+    bom = "\ufeff"
+    (tmp_path / "a.json").write_text(bom + ANNOTATIONS, encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text(bom + "\n".join(json.dumps(r) for r in json.loads(ANNOTATIONS)), encoding="utf-8")
+    (tmp_path / "c.json").write_text(bom + '{"proxy": null}', encoding="utf-8")
+    (tmp_path / "lb.csv").write_text(bom + "system,score\nsa,1.5\nsb,2\n", encoding="utf-8")
+    assert len(load_examples(tmp_path / "a.json")) == len(load_examples(tmp_path / "a.jsonl")) == 3
+    assert read_json(tmp_path / "c.json") == {"proxy": None}
+    assert prescreen.read_gold_csv(str(tmp_path / "lb.csv"), ["sa", "sb"]) == {"sa": 1.5, "sb": 2.0}
+
+
+def test_every_float_flag_of_every_script_is_checked_for_finiteness():
+    """By type, not by a list: each dataclass float field refuses NaN (a field added later is covered too)."""
+    import dataclasses
+
+    import evaluation
+    import eval_monotonicity
+    import prescreen
+    import run_grpo
+    import run_ppo
+    import score_outputs
+    import train_reward_model
+    from reward_model import RewardConfig
+    from rre import validation
+    from rre.data import DataError
+    from rre.ppo import PPOConfig
+
+    classes = [evaluation.EvalArguments, eval_monotonicity.MonotonicityArguments, prescreen.PrescreenArguments,
+               run_grpo.ScriptArguments, run_grpo.TRLArguments, run_ppo.ScriptArguments, PPOConfig, RewardConfig,
+               score_outputs.ScoreArguments, train_reward_model.TrainRewardModelConfig]
+    checked = 0
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if "float" not in str(f.type):
+                continue
+            obj = cls.__new__(cls)
+            for g in dataclasses.fields(cls):
+                object.__setattr__(obj, g.name, None)
+            object.__setattr__(obj, f.name, float("nan"))
+            with pytest.raises(DataError, match=f"--{f.name} must be a finite number"):
+                validation.finite_flags(obj)
+            checked += 1
+    assert checked >= 25
+
+
+def test_any_load_failure_is_one_line_naming_the_flag():
+    from rre.data import DataError
+    from rre.loading import load_errors
+
+    for err in (ImportError("needs sentencepiece"), AttributeError("no attribute 'x'"), TypeError("bad"),
+                KeyError("llama9"), OSError("no file")):
+        with pytest.raises(DataError, match=rf"--model_name m: cannot load it \({type(err).__name__}: "):
+            with load_errors("model_name", "m"):
+                raise err
+    with pytest.raises(MemoryError):  # not a bad folder
+        with load_errors("model_name", "m"):
+            raise MemoryError
+
+
+def test_checkpoints_cli_still_lists_complete_checkpoints(tmp_path, capsys):
+    from rre import checkpoints
+
+    make({**{f"run/p_step_{n}/{f}": "{}" for n in (2, 10) for f in checkpoints.ADAPTER_FILES},
+          "run/p_step_5/adapter_config.json": "{}"})(tmp_path)
+    checkpoints.main([str(tmp_path / "run" / "p")])
+    assert capsys.readouterr().out.split() == [str(tmp_path / "run" / f"p_step_{n}") for n in (2, 10)]
+
+
+# --- scripts/evaluate.sh: answers before any model loads --------------------------------------------------
+
+EVALUATE_CASES = {
+    "no-checkpoints": ({"run": None}, "no complete checkpoints run/p_step_N (folders with a LoRA adapter): run holds no"),
+    "output-dir-missing": ({}, "no complete checkpoints nowhere/p_step_N"),
+    "adapter-config-no-base": ({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_config.json": "{}"},
+                               "run/p_step_1/adapter_config.json: field 'base_model_name_or_path': missing"),
+    "adapter-base-not-a-string": ({**ADAPTER_AT("run/p_step_1"),
+                                   "run/p_step_1/adapter_config.json": '{"base_model_name_or_path": 3}'},
+                                  "field 'base_model_name_or_path': expected string, got integer"),
+    "adapter-config-bom-and-empty-base": ({**ADAPTER_AT("run/p_step_1"),
+                                           "run/p_step_1/adapter_config.json": '\ufeff{"base_model_name_or_path": " "}'},
+                                          "field 'base_model_name_or_path': empty"),
+}
+
+
+@pytest.mark.parametrize("name", list(EVALUATE_CASES))
+def test_evaluate_sh_fails_in_one_line(name, tmp_path):
+    import subprocess
+
+    fixtures, expect = EVALUATE_CASES[name]
+    make(fixtures)(tmp_path)
+    before = listing(tmp_path)
+    env = {**os.environ, "PREFIX": "p", "OUTPUT_DIR": "nowhere" if name == "output-dir-missing" else "run",
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("BASE", None)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "evaluate.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(err) == 1 and err[0].startswith("error: ") and expect in err[0], proc.stderr
+    assert listing(tmp_path) == before

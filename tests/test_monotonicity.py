@@ -17,6 +17,7 @@ from tiny_reward_models import save_tiny_starling
 import eval_monotonicity
 from eval_monotonicity import offline_win_rate
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig
+from rre import gold as gold_module
 from rre.data import load_examples
 from rre.gold import load_gold_reward_model
 from rre.prompts import get_prompt_format
@@ -137,7 +138,7 @@ def test_cache_scores_only_new_checkpoints(tmp_path, gold_dir, smollm2_dir, mini
         plant_checkpoint(tmp_path, step)
 
     calls = {"load": 0, "gold": [], "proxy": []}
-    real_load = eval_monotonicity.load_gold_reward_model
+    real_load = gold_module.load_gold_reward_model  # the gold loads in rre/gold.py (load_gold)
     real_proxy = ReversedEngineeredRewardForInference.score_examples
 
     def counting_load(*args, **kwargs):
@@ -156,7 +157,7 @@ def test_cache_scores_only_new_checkpoints(tmp_path, gold_dir, smollm2_dir, mini
         calls["proxy"].append(len(responses))
         return real_proxy(self, examples, responses, *args, **kwargs)
 
-    monkeypatch.setattr(eval_monotonicity, "load_gold_reward_model", counting_load)
+    monkeypatch.setattr(gold_module, "load_gold_reward_model", counting_load)
     monkeypatch.setattr(ReversedEngineeredRewardForInference, "score_examples", counting_proxy)
 
     def run():
