@@ -123,7 +123,7 @@ def test_partial_run_resumes(run_dir, tiny_llama_dir, tmp_path):
     partial.write_text("\n".join(lines) + '\n{"index": 4, "instruc')  # the last line was cut by a kill
     evaluation.main(["--base_model_name", tiny_llama_dir, "--peft_model_name", str(run_dir / name),
                      "--output_dir", str(tmp_path), "--eval_path", str(run_dir / "eval.json"),
-                     "--max_new_tokens", "8", "--batch_size", "2"])
+                     "--max_new_tokens", "8", "--batch_size", "2", "--evaluations", "alpaca"])
     records = json.loads(final.read_text())
     assert not partial.exists()
     assert [r["instruction"] for r in records] == [ex.seed_input for ex in examples]
@@ -137,7 +137,8 @@ def test_partial_from_another_eval_set_is_an_error(run_dir, tiny_llama_dir, tmp_
     partial.write_text(json.dumps({"index": 0, "instruction": "Something else.", "output": "x"}) + "\n")
     with pytest.raises(SystemExit) as exit_info:
         evaluation.main(["--base_model_name", tiny_llama_dir, "--peft_model_name", str(run_dir / name),
-                         "--output_dir", str(tmp_path), "--eval_path", str(run_dir / "eval.json")])
+                         "--output_dir", str(tmp_path), "--eval_path", str(run_dir / "eval.json"),
+                         "--evaluations", "alpaca"])
     assert exit_info.value.code == 2
     assert "--overwrite" in capsys.readouterr().err
 
@@ -147,7 +148,7 @@ def test_monotonicity_script_over_evaluated_checkpoints(evaluated, smollm2_dir, 
     gold_dir, _ = save_tiny_starling(tmp_path_factory.mktemp("gold") / "starling", smollm2_dir)
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "monotonicity.sh"), "--eval_path", str(evaluated / "eval.json"),
-         "--gold_device", "cpu", "--bootstrap_samples", "100"],
+         "--gold_device", "cpu", "--bootstrap_samples", "100", "--relevance_model", "minilm"],
         env={**ENV, "OUTPUT_DIR": str(evaluated), "PREFIX": "alpaca_test", "GOLD_MODEL": gold_dir,
              "GOLD_TOKENIZER": smollm2_dir},
         capture_output=True, text=True, cwd=ROOT, timeout=300,
