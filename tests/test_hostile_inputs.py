@@ -59,7 +59,9 @@ ADAPTER = {**MODEL, "adapter/adapter_config.json": '{"peft_type": "LORA"}',
 A_FILE = {"afile": "a regular file: nothing can be created under it, not even by root"}
 SCORE = ("--annotations_path", "ann.json", "--relevance_scaling=false")  # no encoder loads
 SCORE_FIXTURES = {"ann.json": ANNOTATIONS}
-EVAL_DATA = ("--eval_path", "{root}/data/eval.json", "--superni_dir", "{root}/data/superni-fixture")  # not the paper's
+# The offline eval sets (the defaults are the paper's data/alpaca_eval.json and data/natural-instructions).
+ALPACA_DATA = ("--eval_path", "{root}/data/eval.json")
+EVAL_DATA = (*ALPACA_DATA, "--superni_dir", "{root}/data/superni-fixture")
 MONO_EVAL = ("--eval_path", "{root}/data/eval.json")  # the default is the paper's data/alpaca_eval.json
 MONO = ("--output_dir", ".", "--gold_model", "model", "--relevance_model=minilm", *MONO_EVAL)
 TRAIN_DATA = ("--data_path", "{root}/data/train.json")
@@ -131,7 +133,7 @@ CASES = [
          "--base_model_name ./no_model: no such folder"),
     Case("eval-base-no-config", "evaluation", (*EVAL_DATA, "--base_model_name", "model"), "no config.json", make({"model": None})),
     Case("eval-base-is-file", "evaluation", (*EVAL_DATA, "--base_model_name", "afile"), "is a file", make(A_FILE)),
-    Case("eval-base-unloadable", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
+    Case("eval-base-unloadable", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
                                                 "--output_dir", "out"), "--base_model_name model: cannot load it",
          make(MODEL)),
     Case("eval-adapter-missing", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--peft_model_name", "nope"),
@@ -147,14 +149,14 @@ CASES = [
          "--batch_size must be > 0"),
     Case("eval-max-new-tokens-0", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--max_new_tokens", "0"),
          "--max_new_tokens must be > 0"),
-    Case("eval-bogus-evaluations", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--evaluations", "alpaca", "mmlu"),
+    Case("eval-bogus-evaluations", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca", "mmlu"),
          "--evaluations must be one of alpaca, superni; got 'mmlu'"),
     Case("eval-bogus-prompt-format", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--prompt_format", "vicuna"),
          "--prompt_format must be one of"),
     Case("eval-bogus-precision", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--precision", "fp8"), "--precision=fp8"),
     Case("eval-eval-path-is-folder", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--eval_path", "eval.json"),
          "--eval_path eval.json: is a folder", make({**MODEL, "eval.json": None})),
-    Case("eval-output-dir-under-file", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
+    Case("eval-output-dir-under-file", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
                                                       "--output_dir", "afile/out"), "--output_dir afile/out",
          make({**MODEL, **A_FILE})),
     Case("eval-unknown-flag", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--temprature", "0.5"), "", usage=True),
@@ -401,7 +403,7 @@ CASES = [
     Case("mono-policy-tokenizer-unloadable", "eval_monotonicity", (*MONO, "--model_prefix", "p"),
          "the policy tokenizer model: cannot load it", make({**MODEL, **MONO_STEP, **MONO_STEP_2,
                                                            "p_step_1/adapter_config.json": '{"base_model_name_or_path": "model"}'})),
-    Case("eval-overwrite-base-unloadable", "evaluation", ("--base_model_name", "model", "--evaluations", "alpaca",
+    Case("eval-overwrite-base-unloadable", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
                                                           "--output_dir", "out", "--overwrite=true"),
          "--base_model_name model: cannot load it", make({**MODEL, "out/alpaca-eval-model.json": "[]"})),
     # --- silence: python -m rre.checkpoints finds nothing -------------------------------------------------
@@ -588,7 +590,8 @@ def test_base_outputs_without_include_base_says_it_has_no_effect(tmp_path, monke
     make({**MODEL, **MONO_STEP, "base": None})(tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
-        eval_monotonicity.main([*MONO, "--model_prefix", "p", "--base_outputs", "base"])
+        eval_monotonicity.main([*(a.replace("{root}", str(ROOT)) for a in MONO), "--model_prefix", "p",
+                                "--base_outputs", "base"])
     err = capsys.readouterr().err.splitlines()
     assert "note: --base_outputs has no effect without --include_base" in err
     assert err[-1].startswith("error: ") and "a correlation needs at least 2" in err[-1]
