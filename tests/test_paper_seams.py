@@ -215,8 +215,9 @@ def test_explicit_flags_override_and_mixed_runs_fail(paper_pipeline, capsys):
     import eval_monotonicity
 
     work, _, _, _, gold_flags = paper_pipeline
+    paper_eval = f"--eval_path={work / 'data' / 'alpaca_eval.json'}"  # in-process: the cwd is not the paper's folder
     result = eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", "--max_sequence_length=512",
-                                     *gold_flags])
+                                     paper_eval, *gold_flags])
     assert result["proxy"]["reward"]["max_sequence_length"] == 512
     assert result["proxy"]["overrides"] == ["max_sequence_length: 8 (trained) -> 512"]
     assert "proxy override: max_sequence_length: 8 (trained) -> 512" in capsys.readouterr().out
@@ -227,7 +228,7 @@ def test_explicit_flags_override_and_mixed_runs_fail(paper_pipeline, capsys):
     copy.write_text(json.dumps(record))
     try:
         with pytest.raises(SystemExit) as exit_info:
-            eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", *gold_flags])
+            eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", paper_eval, *gold_flags])
     finally:
         copy.write_text(original)
     err = capsys.readouterr().err
