@@ -90,7 +90,8 @@ def parse_record(rec: Any, where: str, require_qtype: bool = False, require_refe
     reference = _field(rec, "output", where)
     qtype = rec.get("qtype")
     if qtype is None and require_qtype:
-        raise DataError(f"{where}: field 'qtype': missing (needed with --reward_branching=true)")
+        raise DataError(f"{where}: field 'qtype': missing (needed with --reward_branching=true; add it with: "
+                        "python annotate.py --input_path FILE --output_path ANNOTATED.json --classifier_dir DIR)")
     if qtype is not None and qtype not in QTYPES:
         raise DataError(f"{where}: field 'qtype': unknown value {qtype!r} (expected OPENENDED or CONSTRAINED)")
     return Example(instruction.strip(), inp.strip(), reference, qtype)
