@@ -27,23 +27,22 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
-from rre import validation
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, resolve_rar_max_dot
+from rre import paper_data, validation
 from rre.checkpoints import find_outputs_file, is_complete, list_checkpoints
-from rre.data import (REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs,
-                      read_text)
+from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
 from rre.files import save_figure, write_json
 from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
 from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
-from rre.proxy_settings import PROXY_FLAGS, ScoringProxy, find_run_proxy, given_flags, scoring_proxy
+from rre.proxy_settings import PROXY_FLAGS, ScoringProxy, find_run_proxy, scoring_proxy
 from rre.records import adapter_base_model
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import cached_scores, content_hash
 from rre.stats import bootstrap_spearman, correlation, number
-from rre.validation import merge_repeated_flags
+from rre.validation import given_flags, merge_repeated_flags
 
 
 @dataclass
@@ -51,7 +50,9 @@ class MonotonicityArguments(GoldArguments):
     output_dir: str = field(default=".", metadata={"help": "folder holding the {model_prefix}_step_N checkpoints"})
     model_prefix: str = field(default="alpaca_test", metadata={"help": "experiment name of the checkpoints"})
     steps: list[int] | None = field(default=None, metadata={"help": "steps to use (default: every one found)"})
-    eval_path: str = field(default=str(REPO / "data" / "eval.json"), metadata={"help": "annotated eval set"})
+    eval_path: str = field(default=paper_data.PAPER_EVAL_PATH, metadata={
+        "help": "annotated eval set (default: the paper's data/alpaca_eval.json, relative as in its code: "
+                "bash scripts/get_paper_data.sh; data/eval.json is the 30-instruction offline set)"})
     gold_model: list[str] = field(
         default_factory=lambda: ["Nexusflow/Starling-RM-34B"],
         metadata={"help": "gold reward model; repeat the flag (or list several) for several golds: the first one "
@@ -191,8 +192,9 @@ class LazyScorers:
 
 
 def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: set[str],
-                  found: list[tuple[int, Path]]) -> ScoringProxy:
-    """The proxy the checkpoints were trained with (their training_config.json), explicit flags overriding it."""
+                  found: list[tuple[int, Path]], encoder: RelevanceEncoder | None = None) -> ScoringProxy:
+    """The proxy the checkpoints were trained with (their training_config.json), explicit flags overriding it;
+    `rar_max_dot auto` (no trained value, no flag) made a number from the encoder."""
     settings, source = find_run_proxy(Path(args.output_dir) / args.model_prefix, [p for _, p in found])
     if settings is None:
         print("proxy: no training_config.json with proxy settings found beside the checkpoints; "
@@ -205,6 +207,9 @@ def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: s
         print(line)
     for line in proxy.overrides:
         print(f"proxy override: {line}")
+    if encoder is None:
+        check_reward_flags(proxy.config)  # the encoder the check will load: offline and not cached stops here
+    proxy.config = resolve_rar_max_dot(proxy.config, encoder)
     return proxy
 
 
@@ -296,6 +301,7 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     validation.finite_flags(args)
     validation.input_folder("output_dir", args.output_dir)
     validation.output_folder("output_dir", args.output_dir, must_exist=True)  # monotonicity.json goes there
+    paper_data.eval_file("eval_path", args.eval_path)
     validation.input_data("eval_path", args.eval_path)
     if not args.gold_model:
         raise DataError("--gold_model: give at least one gold reward model")
@@ -308,7 +314,7 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     if args.base_outputs:
         validation.input_folder("base_outputs", args.base_outputs)
         validation.note_without(["base_outputs"], "--include_base", args.include_base)
-    check_reward_flags(config)
+    check_reward_flags(config, check_encoder=False)  # the encoder once the run's proxy is known (resolve_proxy)
 
 
 def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None,
@@ -319,7 +325,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     if args.device:
         args.gold_device = args.device
     golds = gold_specs_from_flags(args, args.gold_model)
-    proxy, checkpoints = load_run(args, config, set(explicit))
+    proxy, checkpoints = load_run(args, config, set(explicit), encoder)
     scorers = proxy_scorers(args, proxy, encoder)
     tag = proxy_tag(proxy, encoder)
     feature_rows = [score_checkpoint(ck, scorers, tag) for ck in checkpoints]
@@ -338,10 +344,10 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
 
 
 def load_run(args: MonotonicityArguments, config: RewardConfig,
-             explicit: set[str]) -> tuple[ScoringProxy, list[Checkpoint]]:
+             explicit: set[str], encoder: RelevanceEncoder | None = None) -> tuple[ScoringProxy, list[Checkpoint]]:
     """The checkpoints (the base model's outputs first with --include_base) and the proxy they trained with."""
     found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
-    proxy = resolve_proxy(args, config, explicit, found)
+    proxy = resolve_proxy(args, config, explicit, found, encoder)
     examples = load_examples(args.eval_path, require_qtype=proxy.config.needs_qtype)
     if args.include_base:
         found = [base_checkpoint(args, found)] + found

@@ -7,12 +7,14 @@ Super-NaturalInstructions alignment tax.
 
 - The LoRA adapter is merged into the base model (a plain model generates faster than a PeftModel); without
   `--peft_model_name` the base model itself is evaluated.
-- `alpaca` answers every instruction of `--eval_path` (sampling, temperature 0.7, top_p 1.0, 512 new tokens) and
+- `alpaca` answers every instruction of `--eval_path` (default the paper's data/alpaca_eval.json; sampling as the
+  paper's run_alpaca_eval: temperature 0.7, top_p 1.0, top_k 50 (transformers' default), 512 new tokens) and
   writes `alpaca-eval-{name}.json` into the adapter folder: a list of {instruction, output, generator, dataset}
   that `alpaca_eval --model_outputs` reads. Answers are appended to `alpaca-eval-{name}.partial.jsonl` batch by
   batch, so an interrupted run resumes where it stopped; the final file is written atomically.
 - `superni` answers the first `--superni_max_instances` instances of every test task of a local
-  allenai/natural-instructions checkout greedily and scores them with ROUGE-L (see `superni_rouge_l`).
+  allenai/natural-instructions checkout (default data/natural-instructions, where the paper cloned it) greedily and
+  scores them with ROUGE-L (see `superni_rouge_l`); it prints which source it scored (fixture or full repository).
 """
 
 from __future__ import annotations
@@ -28,18 +30,20 @@ import torch
 from tqdm.auto import tqdm
 from transformers import set_seed
 
-from rre import validation
+from rre import paper_data, validation
 from rre.batching import sorted_batches
-from rre.data import REPO, DataError, Example, exit_on_data_error, load_examples
+from rre.data import DataError, Example, exit_on_data_error, load_examples
 from rre.files import atomic_write, write_json
 from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, PromptFormat, resolve_prompt_format
-from rre.proxy_settings import given_flags
 from rre.records import read_json, read_text
+from rre.validation import given_flags
 
 EVALUATIONS = ("alpaca", "superni")
 SUPERNI_URL = "https://github.com/allenai/natural-instructions"
+SUPERNI_FIXTURE = "data/superni-fixture"
+
 
 
 @dataclass
@@ -51,8 +55,11 @@ class EvalArguments:
     evaluations: list[str] = field(
         default_factory=lambda: list(EVALUATIONS), metadata={"help": "alpaca and/or superni (default: both, as the paper)"}
     )
-    batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
-    eval_path: str = field(default=str(REPO / "data" / "eval.json"), metadata={"help": "AlpacaEval instructions"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate() call (8 as the paper's "
+                                                          "evaluation.py; its README passes 16)"})
+    eval_path: str = field(default=paper_data.PAPER_EVAL_PATH, metadata={
+        "help": "AlpacaEval instructions (the paper's data/alpaca_eval.json, 805: bash scripts/get_paper_data.sh; "
+                "data/eval.json is the 30-instruction offline set)"})
     output_dir: str | None = field(
         default=None, metadata={"help": "where results go (default: the adapter folder, else ./eval_outputs)"}
     )
@@ -62,12 +69,14 @@ class EvalArguments:
     max_new_tokens: int = field(default=512, metadata={"help": "AlpacaEval answer length limit"})
     temperature: float = field(default=0.7, metadata={"help": "AlpacaEval sampling temperature"})
     top_p: float = field(default=1.0, metadata={"help": "AlpacaEval nucleus sampling"})
-    top_k: int = field(default=0, metadata={"help": "0 = off (plain temperature sampling; HF's own default is 50)"})
+    top_k: int = field(default=50, metadata={"help": "50 as the paper's run_alpaca_eval (it passed no top_k, so "
+                                             "transformers 4.x's default 50 applied); 0 = off"})
     seed: int = field(default=42, metadata={"help": "sampling seed"})
     overwrite: bool = field(default=False, metadata={"help": "regenerate results that already exist"})
     superni_dir: str = field(
-        default=str(REPO / "data" / "natural-instructions"),
-        metadata={"help": f"local checkout of {SUPERNI_URL} (the default is a tiny bundled fixture)"},
+        default="data/natural-instructions",  # relative, as the paper's (cd data && git clone ...)
+        metadata={"help": f"local checkout of {SUPERNI_URL} (the paper's place: cd data && git clone ...); "
+                  f"{SUPERNI_FIXTURE} is a 3-task fixture for tests"},
     )
     superni_max_instances: int = field(default=100, metadata={"help": "instances per SuperNI test task"})
     superni_max_new_tokens: int = field(default=128, metadata={"help": "SuperNI answer length limit (greedy)"})
@@ -297,8 +306,8 @@ def load_superni(superni_dir: str | Path, max_instances: int) -> list[SuperNITas
     root = Path(superni_dir)
     split = root / "splits" / "default" / "test_tasks.txt"
     if not split.is_file():
-        raise DataError(f"SuperNI checkout not found at {root} (no splits/default/test_tasks.txt); "
-                        f"get it with: git clone {SUPERNI_URL} {root}")
+        raise DataError(f"--superni_dir {root}: no SuperNI checkout (no splits/default/test_tasks.txt); get it with: "
+                        f"git clone {SUPERNI_URL} {root}, or pass --superni_dir {SUPERNI_FIXTURE} (a 3-task fixture)")
     tasks = []
     for name in (line.strip() for line in read_text(split, "SuperNI split").splitlines()):
         if not name:
@@ -322,6 +331,14 @@ def load_superni(superni_dir: str | Path, max_instances: int) -> list[SuperNITas
     if not tasks:
         raise DataError(f"{split}: no tasks listed")
     return tasks
+
+
+def superni_source(superni_dir: str | Path, tasks: Sequence[SuperNITask]) -> str:
+    """What was scored: the bundled fixture (it carries FIXTURE.md) or a checkout of the full repository."""
+    if (Path(superni_dir) / "FIXTURE.md").exists():
+        return (f"fixture ({len(tasks)} tasks, {superni_dir}; not the benchmark: cd data && git clone {SUPERNI_URL}, "
+                "then --superni_dir data/natural-instructions)")
+    return f"full repository ({len(tasks)} test tasks, {superni_dir})"
 
 
 def superni_prompt(task: SuperNITask, instance: dict[str, Any]) -> str:
@@ -364,13 +381,12 @@ def score_superni(tasks: Sequence[SuperNITask], predictions: Sequence[str]) -> d
 
 def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir: Path, name: str) -> Path:
     tasks = load_superni(args.superni_dir, args.superni_max_instances)
-    if (Path(args.superni_dir) / "FIXTURE.md").exists():
-        print(f"note: {args.superni_dir} is the tiny bundled test fixture, not SuperNI; for the real benchmark run: "
-              f"git clone {SUPERNI_URL} data/natural-instructions-full and pass --superni_dir", file=sys.stderr)
+    source = superni_source(args.superni_dir, tasks)
+    print(f"SuperNI source: {source}")
     prompts = [fmt.build(superni_prompt(t, inst)) for t in tasks for inst in t.instances]
     predictions = generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.superni_max_new_tokens,
                                      do_sample=False, desc=f"superni {name}")
-    result = {"generator": name, "superni_dir": str(args.superni_dir), "prompt_format": fmt.name,
+    result = {"generator": name, "superni_dir": str(args.superni_dir), "source": source, "prompt_format": fmt.name,
               "max_instances": args.superni_max_instances, "max_new_tokens": args.superni_max_new_tokens,
               **score_superni(tasks, predictions)}
     path = out_dir / "superni_eval.json"
@@ -399,6 +415,7 @@ def check_args(args: EvalArguments) -> Path:
     if args.peft_model_name:
         validation.adapter("peft_model_name", args.peft_model_name)
     if "alpaca" in args.evaluations:
+        paper_data.eval_file("eval_path", args.eval_path)
         validation.input_data("eval_path", args.eval_path)
         load_examples(args.eval_path, require_reference=False)
     if "superni" in args.evaluations:

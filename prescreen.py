@@ -9,7 +9,7 @@ the per-sample Spearman over every (system, instruction) pair.
 
     python prescreen.py --systems runs/quickstart/policy_base runs/quickstart/policy_step_* \\
         --annotations_path data/eval.json --gold_model runs/quickstart/gold_standin --gold_type classifier \\
-        --rar_max_dot=1.0 --output_dir runs/quickstart/prescreen
+        --relevance_model minilm --output_dir runs/quickstart/prescreen
 
 Systems (`--systems`): an outputs file (alpaca_eval format), a folder holding `model_outputs.json` (AlpacaEval's
 `results/{model}/` layout) or one `alpaca-eval-*.json` (a checkpoint folder of evaluation.py), or a folder of such
@@ -38,11 +38,16 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 from tqdm.auto import tqdm
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, tokenize
+from reward_model import (
+    ReversedEngineeredRewardForInference,
+    RewardConfig,
+    check_reward_flags,
+    resolve_rar_max_dot,
+    tokenize,
+)
 from rre import validation
 from rre.checkpoints import find_outputs_file
-from rre.data import (REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs,
-                      read_text)
+from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import save_figure, write_json
@@ -371,6 +376,7 @@ class Screen:
 def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None) -> dict[str, Any]:
     """The whole screen; `encoder` reuses an already loaded relevance encoder (notebooks, tests)."""
     check_args(args, config)
+    config = resolve_rar_max_dot(config, encoder)  # auto: from the encoder, once for every design
     specs = gold_specs_from_flags(args, args.gold_model) if args.gold_model else []
     designs = all_designs(args, config)
     screen, gold_csv = load_screen(args, config)

@@ -21,19 +21,28 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import os
+import sys
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 from nltk.tokenize import wordpunct_tokenize
 from tqdm.auto import tqdm
 
 from rre import validation
-from rre.data import Example
+from rre.data import DataError, Example
 from rre.features import BUILTIN_FEATURES, CombineFn, FeatureFn, Sample, load_features_module, user_number
 from rre.onnx_encoder import BACKENDS
 from rre.precision import CHOICES as PRECISION_CHOICES
 from rre.prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
-from rre.relevance import RELEVANCE_MODEL_TYPES, RelevanceEncoder
+from rre.relevance import (
+    OFFLINE_ALIAS,
+    PAPER_ENCODER,
+    RELEVANCE_MODEL_TYPES,
+    RelevanceEncoder,
+    auto_rar_max_dot,
+    normalizes,
+)
 
 
 @dataclass
@@ -50,17 +59,18 @@ class RewardConfig:
     max_sequence_length: int = field(
         default=512, metadata={"help": "top of the RAR interpolation range is max_sequence_length/100"}
     )
-    rar_max_dot: float = field(
-        default=3.5,
+    rar_max_dot: str = field(
+        default="auto",
         metadata={
-            "help": "RAR dot product mapped to the top of the range. 3.5 is calibrated for Contriever's raw "
-            "dot products; for a normalized (cosine) encoder such as MiniLM use about 1.0"
+            "help": "RAR dot product mapped to the top of the range: a number, or auto (the default): 3.5 for a "
+            "raw-dot encoder (the paper's value for Contriever), 1.0 for a normalized (cosine) encoder such as "
+            "MiniLM, decided from the encoder's files, printed and recorded in training_config.json"
         },
     )
-    relevance_model: str | None = field(
-        default=None,
-        metadata={"help": "relevance encoder: hub name or folder (default: offline all-MiniLM-L6-v2; "
-                  "the paper used facebook/contriever)"},
+    relevance_model: str = field(
+        default=PAPER_ENCODER,
+        metadata={"help": "relevance encoder: hub name or folder (default: the paper's facebook/contriever); "
+                  f"`{OFFLINE_ALIAS}` is the shipped all-MiniLM-L6-v2, the offline choice"},
     )
     relevance_model_type: str = field(
         default="auto",
@@ -82,6 +92,14 @@ class RewardConfig:
         metadata={"help": "relevance encoder runtime: torch (the exact path) | onnx (ONNX Runtime, float32, CPU) | "
                   "onnx-int8 (int8 weights: fastest on CPU; dot products move by a few hundredths)"},
     )
+
+    def __post_init__(self):
+        # `--rar_max_dot 1.0` arrives as a string; keep numbers numbers (anything else is checked by check_reward_flags).
+        if isinstance(self.rar_max_dot, (int, str)) and self.rar_max_dot != "auto":
+            try:
+                self.rar_max_dot = float(self.rar_max_dot)
+            except ValueError:
+                pass
 
     @property
     def uses_relevance(self) -> bool:
@@ -151,6 +169,7 @@ class ReversedEngineeredRewardForInference:
             self.encoder = RelevanceEncoder(self.config.relevance_model, self.config.relevance_model_type,
                                             self.config.reward_model_batch_size, self.config.reward_device,
                                             dtype=self.config.reward_dtype, backend=self.config.relevance_backend)
+        self.config = resolve_rar_max_dot(self.config, self.encoder)
 
     @classmethod
     def for_features(cls, config: RewardConfig, extra_features: dict[str, FeatureFn] | None = None,
@@ -260,21 +279,56 @@ class ReversedEngineeredRewardForInference:
 def training_reward(config: RewardConfig, stop_strings: Sequence[str], features_module: str | None,
                     device: object) -> tuple[RewardConfig, ReversedEngineeredRewardForInference]:
     """The proxy a trainer (run_ppo.py, run_grpo.py) scores with: with --reward_device auto, each process scores
-    on its own `device`. Returns the config it runs with (recorded) and the reward."""
+    on its own `device`. Returns the config it runs with (recorded: rar_max_dot as a number) and the reward."""
     if config.reward_device == "auto":
         config = RewardConfig(**{**asdict(config), "reward_device": str(device)})
     extra_features, combine = load_features_module(features_module) if features_module else ({}, None)
-    return config, ReversedEngineeredRewardForInference(config, stop_strings, extra_features, combine)
+    reward = ReversedEngineeredRewardForInference(config, stop_strings, extra_features, combine)
+    return reward.config, reward  # rar_max_dot auto resolved from the encoder it loaded
 
 
-def check_reward_flags(cfg: RewardConfig) -> None:
-    """RewardConfig's flags (shared by every script that scores with the proxy)."""
+def check_reward_flags(cfg: RewardConfig, check_encoder: bool = True) -> None:
+    """RewardConfig's flags (shared by every script that scores with the proxy). `check_encoder=False`: the
+    encoder is checked later, once a run's recorded proxy has replaced the flag's default (eval_monotonicity.py)."""
     validation.finite_flags(cfg)
     validation.positive("max_sequence_length", cfg.max_sequence_length)
-    validation.positive("rar_max_dot", cfg.rar_max_dot)
     validation.positive("reward_model_batch_size", cfg.reward_model_batch_size)
     validation.one_of("relevance_model_type", cfg.relevance_model_type, RELEVANCE_MODEL_TYPES)
     validation.one_of("reward_dtype", cfg.reward_dtype, PRECISION_CHOICES)
     validation.one_of("relevance_backend", cfg.relevance_backend, BACKENDS)
-    if cfg.uses_relevance and cfg.relevance_model:
-        validation.model("relevance_model", cfg.relevance_model)
+    if cfg.uses_relevance and check_encoder:
+        check_relevance_model(cfg.relevance_model)
+    if cfg.rar_max_dot != "auto":
+        if not isinstance(cfg.rar_max_dot, float):
+            raise DataError(f"--rar_max_dot must be auto or a number > 0, got {cfg.rar_max_dot!r}")
+        validation.positive("rar_max_dot", cfg.rar_max_dot)
+
+
+def resolve_rar_max_dot(cfg: RewardConfig, encoder: RelevanceEncoder | None = None) -> RewardConfig:
+    """`rar_max_dot=auto` made a number from the encoder (3.5 raw dot, 1.0 cosine), printed once; any other config
+    is returned as it is. Without relevance the value is unused and stays auto. `encoder` (already loaded)
+    decides when given, else the encoder's files do (nothing is loaded)."""
+    if cfg.rar_max_dot != "auto" or not cfg.uses_relevance:
+        return cfg
+    normalized = getattr(encoder, "normalized", None)
+    if normalized is None:
+        normalized = normalizes(cfg.relevance_model, cfg.relevance_model_type)
+    value = auto_rar_max_dot(normalized)
+    if os.environ.get("RANK", "0") == "0":
+        kind = "normalized (cosine)" if normalized else "raw dot product"
+        name = getattr(encoder, "name", cfg.relevance_model)
+        print(f"rar_max_dot: auto -> {value} ({name}: {kind} encoder)", file=sys.stderr)
+    return replace(cfg, rar_max_dot=value)
+
+
+def check_relevance_model(name: str) -> None:
+    """The encoder can be loaded; offline and not cached, one line naming the offline choice (never a silent swap)."""
+    if name == OFFLINE_ALIAS:
+        return
+    try:
+        validation.model("relevance_model", name)
+    except DataError as err:
+        if "hub cache" not in str(err):
+            raise
+        raise DataError(f"{err}; the offline choice is --relevance_model {OFFLINE_ALIAS} (the shipped "
+                        "all-MiniLM-L6-v2; its rar_max_dot auto is 1.0)") from None

@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArgum
     argv = sys.argv[1:] if argv is None else argv
     args, trl_args, reward_config = v.parse_flags((ScriptArguments, TRLArguments, RewardConfig), argv,
                                                   __doc__.split("\n")[0])
-    if not any(a.startswith("--max_sequence_length") for a in argv):  # as run_ppo.py: RAR tops at output length
+    if not v.flag_given(argv, "max_sequence_length"):  # as run_ppo.py: RAR tops at output length
         reward_config.max_sequence_length = trl_args.output_max_length
     with exit_on_data_error():
         check_flags(args, trl_args, reward_config, argv)
@@ -140,7 +140,7 @@ def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: Re
     if trl_args.batch_size % trl_args.mini_batch_size:
         raise DataError(f"--batch_size ({trl_args.batch_size}) must be a multiple of --mini_batch_size "
                         f"({trl_args.mini_batch_size})")
-    if args.trainer == "rloo" and any(a.startswith("--loss_type") for a in argv):
+    if args.trainer == "rloo" and v.flag_given(argv, "loss_type"):
         raise DataError("--loss_type applies to --trainer=grpo only")
     check_reward_flags(reward_config)
     v.training_paths(args)

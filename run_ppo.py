@@ -52,7 +52,7 @@ from rre.ppo import (  # noqa: E402
 )
 from rre.precision import mixed_precision_for  # noqa: E402
 from rre.prompts import PROMPT_FORMATS  # noqa: E402
-from rre.proxy_settings import given_flags, proxy_settings, write_training_config  # noqa: E402
+from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.records import read_json  # noqa: E402
 from rre.training import TrainingArguments, policy_and_format, process_settings, tokenize_prompts  # noqa: E402
 from rre.validation import parse_flags  # noqa: E402
@@ -118,9 +118,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
     args, ppo_config, reward_config = parse_flags((ScriptArguments, PPOConfig, RewardConfig), argv,
                                                   __doc__.split("\n")[0])
     # The paper's reward ranges up to output_max_length / 100 for CONSTRAINED answers.
-    if not any(a.startswith("--max_sequence_length") for a in argv):
+    if not v.flag_given(argv, "max_sequence_length"):
         reward_config.max_sequence_length = ppo_config.output_max_length
-    for name in sorted(given_flags(argv, list(NO_EFFECT_FLAGS))):
+    for name in sorted(v.given_flags(argv, NO_EFFECT_FLAGS)):
         print(f"note: --{name} has no effect here: {NO_EFFECT_FLAGS[name]}", file=sys.stderr)
     with exit_on_data_error():
         check_flags(args, ppo_config, reward_config)

@@ -27,7 +27,8 @@ from rre.files import write_json
 from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.prompts import PROMPT_FORMATS, resolve_prompt_format
-from rre.proxy_settings import PROXY_FLAGS, TRAINING_CONFIG, ScoringProxy, given_flags, read_proxy, scoring_proxy
+from rre.proxy_settings import PROXY_FLAGS, TRAINING_CONFIG, ScoringProxy, read_proxy, scoring_proxy
+from rre.validation import given_flags
 
 FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
 

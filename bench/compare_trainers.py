@@ -46,7 +46,8 @@ def train_flags(o, out: Path) -> list[str]:
             f"--save_freq={o.save_freq}", "--dataset_path=data/train.json", f"--output_max_length={o.new_tokens}",
             "--max_prompt_length=256", f"--learning_rate={o.lr}", "--lora_r=8", "--lora_alpha=16",
             "--lora_dropout=0.05", "--length_incentive=true", "--repetition_penalty=true", "--relevance_scaling=true",
-            "--reward_branching=true", "--rar_max_dot=1.0", f"--seed={o.seed}", "--resume_from_checkpoint=latest"]
+            "--reward_branching=true", "--relevance_model=minilm", "--rar_max_dot=1.0", f"--seed={o.seed}",
+            "--resume_from_checkpoint=latest"]
 
 
 def main() -> None:
@@ -117,7 +118,8 @@ def main() -> None:
                 sys.exit(f"error: --gold {o.gold}: no model there; train it with scripts/train_reward_model.py "
                          f"--output_dir {o.gold}")
             run([py, "eval_monotonicity.py", f"--output_dir={folder}", "--model_prefix=policy",
-                 f"--eval_path={eval_path}", f"--gold_model={o.gold}", "--gold_type=classifier", "--rar_max_dot=1.0",
+                 f"--eval_path={eval_path}", f"--gold_model={o.gold}", "--gold_type=classifier",
+                 "--relevance_model=minilm", "--rar_max_dot=1.0",
                  f"--tokenizer_name={o.model}"], folder / "monotonicity.log")
         mono = json.loads((folder / "monotonicity.json").read_text())
         results[trainer] = (rewards, times, mono)

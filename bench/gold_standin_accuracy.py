@@ -7,7 +7,7 @@ instructions it never saw (by default the first 200 of the shared AlpacaFarm val
 and prints accuracy with a 95% interval, per corruption kind too.
 
     python bench/gold_standin_accuracy.py runs/quickstart/gold_standin /tmp/other_standin
-    python bench/gold_standin_accuracy.py DIR --instructions 500 --data ../shared/data/alpacafarm_val.json
+    python bench/gold_standin_accuracy.py DIR --instructions 500 --data data/alpacafarm_val.json
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="stand-in folders written by scripts/train_reward_model.py")
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "alpacafarm_val.json"),
+    parser.add_argument("--data", default=str(ROOT / "data" / "alpacafarm_val.json"),
                         help="instructions with reference answers, not used in training")
     parser.add_argument("--instructions", type=int, default=200, help="the first N instructions of --data")
     parser.add_argument("--pairs_per_example", type=int, default=3)
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--num_threads", type=int, default=2)
     args = parser.parse_args()
 
+    if not Path(args.data).is_file():
+        sys.exit(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`")
     torch.set_num_threads(args.num_threads)
     examples = load_examples(args.data)[: args.instructions]
     pairs = standin.build_pairs(examples, args.pairs_per_example, args.seed)

@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = Path(__file__).resolve().parents[2] / "shared/data/alpacafarm_val.json"
+DATA = Path(__file__).resolve().parents[1] / "data/alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
 
 def main() -> None:
@@ -60,7 +60,8 @@ def main() -> None:
     from rre.offline_models import smollm2_path
 
     if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file", file=sys.stderr)
+        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
+              file=sys.stderr)
         sys.exit(2)
     examples = load_examples(args.data)[: args.n]
     instructions = [e.user_turn for e in examples]

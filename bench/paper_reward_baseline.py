@@ -31,7 +31,7 @@ from reward_model import length_incentive, repetition_penalty, tokenize  # noqa:
 from rre.data import load_examples  # noqa: E402
 from rre.prompts import STOP_STRINGS, clean_response  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
+DEFAULT_DATA = ROOT / "data" / "alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
 
 def main() -> None:
@@ -39,10 +39,12 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--batch_size", type=int, default=4, help="samples per encoder call (the paper's 4)")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
-    parser.add_argument("--relevance_model", default=None, help="encoder folder (default: the offline MiniLM)")
+    parser.add_argument("--relevance_model", default="minilm",
+                        help="encoder folder or hub name (default: minilm, the offline MiniLM)")
     args = parser.parse_args()
     if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file", file=sys.stderr)
+        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
+              file=sys.stderr)
         sys.exit(2)
     from transformers import AutoModel, AutoTokenizer
 
@@ -51,7 +53,7 @@ def main() -> None:
     examples = load_examples(args.data, require_qtype=True)[: args.limit]
     # The same pairing as bench/reward_throughput.py: each instruction gets the next record's answer.
     responses = [examples[(i + 1) % len(examples)].reference for i in range(len(examples))]
-    name = args.relevance_model or minilm_path()
+    name = minilm_path() if args.relevance_model == "minilm" else args.relevance_model
     tokenizer = AutoTokenizer.from_pretrained(name, truncation_side="left")
     model = AutoModel.from_pretrained(name, dtype=torch.float32).eval()
     max_length = min(tokenizer.model_max_length, 512)

@@ -30,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # for a descheduled sibling made each forward up to 10x slower in our measurements.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "shared/data/alpacafarm_val.json"
+DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data/alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
 
 def main() -> None:
@@ -49,7 +49,8 @@ def main() -> None:
     parser.add_argument("--json_out", default=None, help="also write the per-step figures here")
     opts = parser.parse_args()
     if not Path(opts.prompts).is_file():
-        print(f"error: prompt file {opts.prompts} not found (pass --prompts)", file=sys.stderr)
+        print(f"error: --prompts {opts.prompts}: no such file; get the paper's data with `bash scripts/get_paper_data.sh` "
+              "or pass --prompts", file=sys.stderr)
         sys.exit(2)
 
     import torch

@@ -46,7 +46,8 @@ def main() -> None:
             (folder / "model_outputs.json").write_text(json.dumps(outputs))
         (root / "gold.csv").write_text("".join(f"system_{k:02d},{k}\n" for k in range(args.systems)))
         cmd = [sys.executable, str(ROOT / "prescreen.py"), "--systems", str(root / "results"), "--annotations_path",
-               args.eval_path, "--gold_csv", str(root / "gold.csv"), "--rar_max_dot=1.0", "--output_dir",
+               args.eval_path, "--gold_csv", str(root / "gold.csv"), "--relevance_model=minilm",
+               "--rar_max_dot=1.0", "--output_dir",
                str(root / "out"), "--relevance_backend", args.backend, "--designs", "LI", "LI+RP", "LI+RP+QR", "RER"]
         print(f"{args.systems} systems x {len(examples)} instructions x 4 designs; backend {args.backend}")
         for label in ("first run", "cached re-run"):

@@ -8,7 +8,7 @@ Each instruction is paired with another record's answer as its response. Three s
 - full RER warm: instructions and references already encoded (as in PPO epochs and repeated dev
   evaluations); responses are not in the cache.
 
-    python bench/reward_throughput.py [--data ../shared/data/alpacafarm_val.json] [--batch_size 256]
+    python bench/reward_throughput.py [--data data/alpacafarm_val.json] [--batch_size 256]
         [--device auto|cpu|cuda] [--backend torch|onnx|onnx-int8] [--dtype auto|float32|bfloat16] [--compare_float32]
 
 `--backend` picks the relevance encoder's runtime (printed); `--dtype` the torch backend's precision (`auto`:
@@ -34,7 +34,7 @@ from reward_model import ReversedEngineeredRewardForInference, RewardConfig  # n
 from rre.data import load_examples  # noqa: E402
 from rre.relevance import RelevanceEncoder  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
+DEFAULT_DATA = ROOT / "data" / "alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
 
 def timed(rer, examples, responses, batch_size, features: bool = False) -> float:
@@ -56,14 +56,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="relevance encoder device: auto | cpu | cuda")
     parser.add_argument("--dtype", "--reward_dtype", dest="dtype", default="auto",
                         help="torch backend precision: auto (bf16 where native, precision.py) | float32 | bfloat16")
-    parser.add_argument("--relevance_model", default=None, help="encoder folder (default: the offline MiniLM)")
+    parser.add_argument("--relevance_model", default="minilm",
+                        help="encoder folder or hub name (default: minilm, the offline MiniLM)")
     parser.add_argument("--limit", "--n", dest="limit", type=int, default=None, help="first N samples only (quick checks)")
     parser.add_argument("--backend", default="torch", help="relevance encoder runtime: torch | onnx | onnx-int8")
     parser.add_argument("--compare_float32", action="store_true",
                         help="also report max |QR| and |RAR| difference from the exact float32 torch path")
     args = parser.parse_args()
     if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file", file=sys.stderr)
+        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
+              file=sys.stderr)
         sys.exit(2)
     examples = load_examples(args.data, require_qtype=True)[: args.limit or None]
     responses = [examples[(i + 1) % len(examples)].reference for i in range(len(examples))]

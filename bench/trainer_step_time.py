@@ -39,7 +39,8 @@ def main() -> None:
     o = parser.parse_args()
     common = ["--dataset_path=data/train.json", f"--overall_steps={o.steps}", "--save_freq=0", "--log_with=none",
               f"--output_max_length={o.new_tokens}", "--max_prompt_length=256", "--batch_size=16", "--mini_batch_size=2",
-              "--learning_rate=1e-5", "--lora_r=8", "--lora_alpha=16", "--lora_dropout=0.05", "--rar_max_dot=1.0",
+              "--learning_rate=1e-5", "--lora_r=8", "--lora_alpha=16", "--lora_dropout=0.05",
+              "--relevance_model=minilm", "--rar_max_dot=1.0",
               "--seed=42"] + ([f"--num_threads={o.num_threads}"] if o.num_threads else [])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     rows = []

@@ -25,4 +25,5 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     feature_view    per-feature Spearman against the gold, table and plot
     offline_models  the offline default models (SmolLM2 from a packaged GGUF, MiniLM)
     qtype           query-type labels for new prompts: a trained classifier or an LM judge (annotate.py)
+    paper_data      the paper's data files, fetched at a pinned commit and checked
 """

@@ -96,15 +96,12 @@ def apply_proxy(settings: dict[str, Any], config: Any, explicit: set[str]) -> tu
     """The trained RewardConfig, with the explicitly given flags kept from `config`. Returns it and one
     'name: trained -> given' line per override."""
     trained = {k: v for k, v in settings["reward"].items() if k in PROXY_FIELDS}
+    if "relevance_model" in trained and trained["relevance_model"] is None:
+        trained["relevance_model"] = "minilm"  # runs before the Contriever default recorded the offline MiniLM as None
     given = asdict(config)
     overrides = [f"{k}: {trained[k]!r} (trained) -> {given[k]!r}" for k in sorted(explicit & set(trained))
                  if trained[k] != given[k]]
     return replace(config, **{k: v for k, v in trained.items() if k not in explicit}), overrides
-
-
-def given_flags(argv: Sequence[str], names: Sequence[str]) -> set[str]:
-    """Which of `names` appear as --name or --name=value in argv."""
-    return {n for n in names for a in argv if a == f"--{n}" or a.startswith(f"--{n}=")}
 
 
 @dataclass

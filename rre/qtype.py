@@ -113,7 +113,7 @@ def instruction_features(example: Example) -> list[float]:
 def _encoder(name: str, device: str):
     """The sentence encoder, in float32 so labels do not depend on a CPU's bf16 support; one per process (its
     embedding cache then serves a retraining or a second file too)."""
-    return RelevanceEncoder(None if name == DEFAULT_ENCODER else name, dtype="float32", device=device)
+    return RelevanceEncoder("minilm" if name == DEFAULT_ENCODER else name, dtype="float32", device=device)
 
 
 def design_matrix(examples: Sequence[Example], encoder) -> torch.Tensor:

@@ -1,12 +1,15 @@
 """e(.): the relevance encoder of the white-box reward's QR and RAR features.
 
-The paper's code hard-codes facebook/contriever: mean pooling over the last hidden state and a raw dot product.
-A sentence-transformers model (all-MiniLM-L6-v2, the offline choice) is used as its own modules define it; it
-normalizes, so its dot product is a cosine. Embeddings are cached: PPO revisits prompts every epoch.
+The paper's code hard-codes facebook/contriever: mean pooling over the last hidden state and a raw dot product;
+it is the default. A sentence-transformers model (all-MiniLM-L6-v2, the offline choice, `--relevance_model minilm`)
+is used as its own modules define it; it normalizes, so its dot product is a cosine. Whether the encoder
+normalizes decides `--rar_max_dot auto` (3.5, the paper's value for Contriever's raw dot products; 1.0 for a
+cosine), read from the model's files before anything loads. Embeddings are cached: PPO revisits prompts every epoch.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +29,56 @@ def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
 
 
 RELEVANCE_MODEL_TYPES = ("auto", "sentence_transformers", "contriever")
+PAPER_ENCODER = "facebook/contriever"
+OFFLINE_ALIAS = "minilm"  # --relevance_model minilm: the shipped all-MiniLM-L6-v2 (rre.offline_models)
+RAW_DOT_RAR_MAX_DOT = 3.5  # the paper's value, calibrated on Contriever's raw dot products
+COSINE_RAR_MAX_DOT = 1.0  # a normalized encoder's dot product is at most 1
+
+
+def resolve_name(name_or_path: str | None) -> str:
+    """The encoder folder or hub name behind a --relevance_model value (the alias `minilm` is the shipped MiniLM)."""
+    if name_or_path is None:
+        return PAPER_ENCODER
+    return minilm_path() if name_or_path == OFFLINE_ALIAS else name_or_path
+
+
+def _model_file(name: str, filename: str) -> Path | None:
+    """A file of a local model folder or of a hub model (the hub cache, downloading it when online)."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local / filename if (local / filename).is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(name, filename))
+    except EntryNotFoundError:
+        return None
+
+
+def resolve_model_type(name: str, model_type: str = "auto") -> str:
+    """auto: sentence_transformers for a local folder with modules.json or a sentence-transformers/ hub name,
+    else contriever (mean pooling, raw dot product), as the paper's code used any plain encoder."""
+    if model_type != "auto":
+        return model_type
+    local_st = (Path(name).expanduser() / "modules.json").exists()
+    return "sentence_transformers" if local_st or name.startswith("sentence-transformers/") else "contriever"
+
+
+def normalizes(name: str, model_type: str = "auto") -> bool:
+    """Whether the encoder's embeddings are unit vectors: a sentence-transformers model with a Normalize module.
+    Contriever-style mean pooling never normalizes."""
+    name = resolve_name(name)
+    if resolve_model_type(name, model_type) != "sentence_transformers":
+        return False
+    modules = _model_file(name, "modules.json")
+    if modules is None:
+        return False
+    return any(str(m.get("type", "")).endswith("Normalize") for m in json.loads(modules.read_text()))
+
+
+def auto_rar_max_dot(normalized: bool) -> float:
+    return COSINE_RAR_MAX_DOT if normalized else RAW_DOT_RAR_MAX_DOT
 
 
 class RelevanceEncoder:
@@ -38,10 +91,9 @@ class RelevanceEncoder:
       hidden state, raw dot product, truncation from the left to the encoder's max length.
     """
 
-    def __init__(self, name_or_path: str | None = None, model_type: str = "auto", batch_size: int = 64,
+    def __init__(self, name_or_path: str | None = PAPER_ENCODER, model_type: str = "auto", batch_size: int = 64,
                  device: str = "auto", cache_size: int = 200_000, dtype: str = "auto", backend: str = "torch"):
-        if name_or_path is None:
-            name_or_path = minilm_path()
+        name_or_path = resolve_name(name_or_path)
         self.name = name_or_path
         self.device = resolve_device(device)
         self.autocast_dtype = resolve_autocast_dtype(dtype, self.device)
@@ -49,12 +101,11 @@ class RelevanceEncoder:
         self.batch_size = batch_size
         self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.cache_size = cache_size
-        if model_type == "auto":
-            local_st = (Path(name_or_path) / "modules.json").exists()
-            model_type = "sentence_transformers" if local_st or name_or_path.startswith("sentence-transformers/") else "contriever"
+        model_type = resolve_model_type(name_or_path, model_type)
         if model_type not in RELEVANCE_MODEL_TYPES[1:]:
             raise ValueError(f"relevance_model_type must be auto, sentence_transformers or contriever, got {model_type!r}")
         self.model_type = model_type
+        self.normalized = normalizes(name_or_path, model_type)  # decides --rar_max_dot auto
         if model_type == "sentence_transformers":
             from sentence_transformers import SentenceTransformer
 

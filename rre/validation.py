@@ -252,24 +252,59 @@ def training_paths(args: Any) -> None:
         output_folder("logging_dir", args.logging_dir)
 
 
+# --- which flags were given ------------------------------------------------------------------------------
+# The one reading of a command line's flags. HfArgumentParser accepts, for a field `x_y`: `--x_y`, `--x-y`,
+# each as `--x_y v` or `--x_y=v`, and for a bool that defaults to True also `--no_x_y` / `--no-x-y`.
+# Every "was this flag given?" question in the project is answered here, so no spelling is missed.
+
+
+def flag_name(token: str) -> str | None:
+    """The field a command-line token names (`--rar-max-dot=1.0` -> `rar_max_dot`); None for a value."""
+    if not token.startswith("--") or token == "--":
+        return None
+    return token[2:].split("=", 1)[0].replace("-", "_")
+
+
+def given_flags(argv: Sequence[str], names: Iterable[str]) -> set[str]:
+    """Which of `names` appear in argv, in any spelling the parsers accept (`--no_x` counts as giving `x`)."""
+    names = set(names)
+    found: set[str] = set()
+    for token in argv:
+        name = flag_name(token)
+        if name is None:
+            continue
+        if name in names:
+            found.add(name)
+        elif name.startswith("no_") and name[3:] in names:
+            found.add(name[3:])
+    return found
+
+
+def flag_given(argv: Sequence[str], name: str) -> bool:
+    return bool(given_flags(argv, [name]))
+
+
 def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
-    """`--gold_model a --gold_model b` -> `--gold_model a b`: argparse's nargs='+' would keep only the last one."""
+    """`--gold_model a --gold-model b` -> `--gold_model a b`: argparse's nargs='+' would keep only the last one.
+    `flags` are field names (`gold_model`; a leading `--` is ignored); any spelling of them is merged."""
+    names = {f.lstrip("-").replace("-", "_") for f in flags}
     merged: dict[str, list[str]] = {}
     rest: list[str] = []
     i = 0
     argv = list(argv)
     while i < len(argv):
-        flag, eq, value = argv[i].partition("=")
-        if flag in flags:
+        name = flag_name(argv[i])
+        if name in names:
+            _, eq, value = argv[i].partition("=")
             values = [value] if eq else []
             i += 1
             while not eq and i < len(argv) and not argv[i].startswith("--"):
                 values.append(argv[i])
                 i += 1
-            merged.setdefault(flag, []).extend(values)
+            merged.setdefault(name, []).extend(values)
             continue
         rest.append(argv[i])
         i += 1
-    for flag, values in merged.items():
-        rest += [flag, *values]
+    for name, values in merged.items():
+        rest += [f"--{name}", *values]
     return rest

@@ -3,12 +3,15 @@
 # {OUTPUT_DIR}/{PREFIX}_step_N (ordered by N), writing alpaca-eval-{PREFIX}_step_N.json into each folder.
 # Finished checkpoints are skipped and interrupted ones resume, so the script can simply be rerun.
 #
-#   BASE=HuggingFaceTB/SmolLM2-135M-Instruct PREFIX=alpaca_test scripts/evaluate.sh [extra evaluation.py flags]
+#   scripts/evaluate.sh [extra evaluation.py flags]          # after scripts/train.sh, from the repository root
+#   BASE=path/to/sft10k OUTPUT_DIR=. EXP_NAME=alpaca_test scripts/evaluate.sh --eval_path data/eval.json
 #
-# BASE defaults to the base model recorded in the first checkpoint's adapter_config.json.
+# OUTPUT_DIR (default ".") and EXP_NAME (default alpaca_test; PREFIX is the older name) are scripts/train.sh's, so it
+# finds what train.sh wrote. BASE defaults to the base model recorded in the first checkpoint's adapter_config.json.
+# The eval set is evaluation.py's default, the paper's data/alpaca_eval.json (EVAL_PATH or --eval_path for another).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PREFIX="${PREFIX:-alpaca_test}"
+PREFIX="${PREFIX:-${EXP_NAME:-alpaca_test}}"
 OUTPUT_DIR="${OUTPUT_DIR:-.}"
 BATCH_SIZE="${BATCH_SIZE:-16}"
 
@@ -25,7 +28,9 @@ with exit_on_data_error():
     print(adapter_base_model(sys.argv[1]))' "${CKPTS[0]}")" || exit 2
   echo "BASE not set; using the adapters' base model: $BASE"
 fi
+EVAL_ARGS=()
+if [ -n "${EVAL_PATH:-}" ]; then EVAL_ARGS=(--eval_path "$EVAL_PATH"); fi
 for ckpt in "${CKPTS[@]}"; do
   python "$ROOT/evaluation.py" --base_model_name="$BASE" --peft_model_name="$ckpt" --batch_size="$BATCH_SIZE" \
-    --evaluations alpaca "$@"
+    --evaluations alpaca "${EVAL_ARGS[@]}" "$@"
 done

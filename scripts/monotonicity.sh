@@ -2,8 +2,11 @@
 # Proxy vs gold reward across the checkpoints that scripts/evaluate.sh evaluated: per-step table, Spearman,
 # Kendall, bootstrap interval, offline win rate; writes monotonicity.json and monotonicity.png into OUTPUT_DIR.
 #
-#   PREFIX=alpaca_test scripts/monotonicity.sh [extra eval_monotonicity.py flags, e.g. --relevance_scaling=false]
+#   scripts/monotonicity.sh [extra eval_monotonicity.py flags, e.g. --relevance_scaling=false]
 #
+# OUTPUT_DIR (default ".") and EXP_NAME (default alpaca_test; PREFIX is the older name) are scripts/train.sh's.
+# The proxy is the one the run trained with (its training_config.json). EVAL_PATH: default the paper's
+# data/alpaca_eval.json, the set scripts/evaluate.sh answered.
 # GOLD_MODEL / GOLD_TYPE pick the judge (default Starling-RM-34B, which needs a ~70 GB GPU in bf16); any one-label
 # sequence classifier works with GOLD_TYPE=classifier (e.g. a Skywork-Reward model).
 set -euo pipefail
@@ -11,5 +14,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GOLD_ARGS=(--gold_model "${GOLD_MODEL:-Nexusflow/Starling-RM-34B}" --gold_type "${GOLD_TYPE:-starling}"
            --gold_batch_size "${GOLD_BATCH_SIZE:-8}")
 if [ -n "${GOLD_TOKENIZER:-}" ]; then GOLD_ARGS+=(--gold_tokenizer "$GOLD_TOKENIZER"); fi
-python "$ROOT/eval_monotonicity.py" --output_dir "${OUTPUT_DIR:-.}" --model_prefix "${PREFIX:-alpaca_test}" \
+if [ -n "${EVAL_PATH:-}" ]; then GOLD_ARGS+=(--eval_path "$EVAL_PATH"); fi
+python "$ROOT/eval_monotonicity.py" --output_dir "${OUTPUT_DIR:-.}" --model_prefix "${PREFIX:-${EXP_NAME:-alpaca_test}}" \
   "${GOLD_ARGS[@]}" "$@"

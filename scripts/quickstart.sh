@@ -56,7 +56,7 @@ else
     --output_max_length=$NEW_TOKENS --max_prompt_length=256 --batch_size=$BATCH --mini_batch_size=$MINI_BATCH \
     --gradient_accumulation_steps=$GRAD_ACC --learning_rate=$LR --lora_r=8 --lora_alpha=16 --lora_dropout=0.05 \
     --length_incentive=true --repetition_penalty=true --relevance_scaling=true --reward_branching=true \
-    --rar_max_dot=1.0 --resume_from_checkpoint=latest
+    --relevance_model minilm --rar_max_dot=1.0 --resume_from_checkpoint=latest
 fi
 
 phase "4/7 answer the eval set with every checkpoint"
@@ -72,7 +72,7 @@ python eval_monotonicity.py --output_dir="$RUN_DIR" --model_prefix=policy --eval
 
 phase "6/7 SuperNI ROUGE-L of the final policy (shipped fixture)"
 python evaluation.py --base_model_name="$POLICY" --peft_model_name="$RUN_DIR/policy_final" --batch_size=16 \
-  --evaluations superni --superni_max_instances=$SUPERNI_INSTANCES --seed=42
+  --evaluations superni --superni_dir data/superni-fixture --superni_max_instances=$SUPERNI_INSTANCES --seed=42
 
 phase ""  # closes phase 6
 mv "$TIMES.partial" "$TIMES"

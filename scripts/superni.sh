@@ -2,15 +2,16 @@
 # The alignment tax: Super-NaturalInstructions ROUGE-L of one checkpoint (default: the last PPO step), written
 # to superni_eval.json in the checkpoint folder. Compare with the same run on the SFT model (CKPT=none).
 #
-#   BASE=HuggingFaceTB/SmolLM2-135M-Instruct PREFIX=alpaca_test scripts/superni.sh [extra evaluation.py flags]
+#   scripts/superni.sh [extra evaluation.py flags]           # after scripts/train.sh, from the repository root
 #
-# SUPERNI_DIR defaults to data/natural-instructions-full, cloned from allenai/natural-instructions on first use
-# (about 1 GB). SUPERNI_DIR=data/natural-instructions runs the tiny bundled fixture instead.
+# OUTPUT_DIR (default ".") and EXP_NAME (default alpaca_test; PREFIX is the older name) are scripts/train.sh's.
+# SUPERNI_DIR defaults to data/natural-instructions, where the paper cloned allenai/natural-instructions; it is
+# cloned there on first use (about 1 GB). SUPERNI_DIR=data/superni-fixture runs the 3-task test fixture instead.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PREFIX="${PREFIX:-alpaca_test}"
+PREFIX="${PREFIX:-${EXP_NAME:-alpaca_test}}"
 OUTPUT_DIR="${OUTPUT_DIR:-.}"
-SUPERNI_DIR="${SUPERNI_DIR:-$ROOT/data/natural-instructions-full}"
+SUPERNI_DIR="${SUPERNI_DIR:-$ROOT/data/natural-instructions}"
 if [ ! -f "$SUPERNI_DIR/splits/default/test_tasks.txt" ]; then
   echo "cloning https://github.com/allenai/natural-instructions into $SUPERNI_DIR"
   git clone --depth 1 https://github.com/allenai/natural-instructions "$SUPERNI_DIR"

@@ -49,8 +49,8 @@ from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.files import atomic_dir, write_json  # noqa: E402
 from rre.loading import load_errors  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
-from rre.records import read_json, require_key  # noqa: E402
 from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
+from rre.records import read_json, require_key  # noqa: E402
 from rre.standin import (  # noqa: E402
     CORRUPTIONS,
     Pair,

@@ -46,4 +46,4 @@ def minilm_encoder():
     """The real offline relevance encoder (all-MiniLM-L6-v2), loaded once per session."""
     from rre.relevance import RelevanceEncoder
 
-    return RelevanceEncoder()
+    return RelevanceEncoder("minilm")

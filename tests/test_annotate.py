@@ -234,7 +234,7 @@ def test_trainers_accept_the_annotated_file(annotated, tiny_llama_dir, tmp_path,
     import score_outputs
 
     _, out = annotated
-    score_outputs.main(["--annotations_path", str(out), "--rar_max_dot=1.0"])
+    score_outputs.main(["--annotations_path", str(out), "--relevance_model", "minilm", "--rar_max_dot=1.0"])
     assert "CONSTRAINED" in capsys.readouterr().out
     run = tmp_path / "ppo"
     proc = run_cli(tiny_flags(tiny_llama_dir, run, 2, 2, f"--dataset_path={out}", f"--dev_prompt_path={out}",

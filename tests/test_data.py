@@ -71,7 +71,8 @@ def test_bad_input_one_line_error_exit_2(tmp_path, case):
     path = write(tmp_path, "bad.jsonl" if "JSONL" in case else "bad.json", content)
     with pytest.raises(DataError):
         load_examples(path, require_qtype=True)
-    proc = subprocess.run([sys.executable, "score_outputs.py", "--annotations_path", str(path)],
+    proc = subprocess.run([sys.executable, "score_outputs.py", "--annotations_path", str(path),
+                           "--relevance_model", "minilm"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -59,11 +59,16 @@ ADAPTER = {**MODEL, "adapter/adapter_config.json": '{"peft_type": "LORA"}',
 A_FILE = {"afile": "a regular file: nothing can be created under it, not even by root"}
 SCORE = ("--annotations_path", "ann.json", "--relevance_scaling=false")  # no encoder loads
 SCORE_FIXTURES = {"ann.json": ANNOTATIONS}
-MONO = ("--output_dir", ".", "--gold_model", "model")
+# The offline eval sets (the defaults are the paper's data/alpaca_eval.json and data/natural-instructions).
+ALPACA_DATA = ("--eval_path", "{root}/data/eval.json")
+EVAL_DATA = (*ALPACA_DATA, "--superni_dir", "{root}/data/superni-fixture")
+MONO_EVAL = ("--eval_path", "{root}/data/eval.json")  # the default is the paper's data/alpaca_eval.json
+MONO = ("--output_dir", ".", "--gold_model", "model", "--relevance_model=minilm", *MONO_EVAL)
 TRAIN_DATA = ("--data_path", "{root}/data/train.json")
 MONO_STEP = {"p_step_1/alpaca-eval-p_step_1.json": "[]"}
-PPO = ("--dataset_path", "{root}/data/train.json", "--dev_prompt_path", "{root}/data/dev.json", "--output_dir", "run")
-GRPO = ("--dataset_path", "{root}/data/train.json", "--output_dir", "run")
+PPO = ("--dataset_path", "{root}/data/train.json", "--dev_prompt_path", "{root}/data/dev.json", "--output_dir", "run",
+       "--relevance_model=minilm")
+GRPO = ("--dataset_path", "{root}/data/train.json", "--output_dir", "run", "--relevance_model=minilm")
 
 
 MONO_STEP_2 = {"p_step_2/alpaca-eval-p_step_2.json": "[]"}
@@ -124,37 +129,37 @@ class Case:
 
 CASES = [
     # --- evaluation.py ------------------------------------------------------------------------------------
-    Case("eval-base-missing", "evaluation", ("--base_model_name", "./no_model"),
+    Case("eval-base-missing", "evaluation", (*EVAL_DATA, "--base_model_name", "./no_model"),
          "--base_model_name ./no_model: no such folder"),
-    Case("eval-base-no-config", "evaluation", ("--base_model_name", "model"), "no config.json", make({"model": None})),
-    Case("eval-base-is-file", "evaluation", ("--base_model_name", "afile"), "is a file", make(A_FILE)),
-    Case("eval-base-unloadable", "evaluation", ("--base_model_name", "model", "--evaluations", "alpaca",
+    Case("eval-base-no-config", "evaluation", (*EVAL_DATA, "--base_model_name", "model"), "no config.json", make({"model": None})),
+    Case("eval-base-is-file", "evaluation", (*EVAL_DATA, "--base_model_name", "afile"), "is a file", make(A_FILE)),
+    Case("eval-base-unloadable", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
                                                 "--output_dir", "out"), "--base_model_name model: cannot load it",
          make(MODEL)),
-    Case("eval-adapter-missing", "evaluation", ("--base_model_name", "model", "--peft_model_name", "nope"),
+    Case("eval-adapter-missing", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--peft_model_name", "nope"),
          "--peft_model_name nope: no such folder", make(MODEL)),
-    Case("eval-adapter-no-weights", "evaluation", ("--base_model_name", "model", "--peft_model_name", "adapter"),
+    Case("eval-adapter-no-weights", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--peft_model_name", "adapter"),
          "no adapter_model.safetensors", make({**MODEL, "adapter/adapter_config.json": "{}"})),
-    Case("eval-adapter-truncated", "evaluation", ("--base_model_name", "model", "--peft_model_name", "adapter"),
+    Case("eval-adapter-truncated", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--peft_model_name", "adapter"),
          "adapter_model.safetensors: truncated",
          make({**ADAPTER, "adapter/adapter_model.safetensors": safetensors_bytes(truncate=5)})),
-    Case("eval-adapter-corrupt-config", "evaluation", ("--base_model_name", "model", "--peft_model_name", "adapter"),
+    Case("eval-adapter-corrupt-config", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--peft_model_name", "adapter"),
          "adapter_config.json: not valid JSON", make({**ADAPTER, "adapter/adapter_config.json": '{"peft_type": '})),
-    Case("eval-batch-size-0", "evaluation", ("--base_model_name", "model", "--batch_size=0"),
+    Case("eval-batch-size-0", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--batch_size=0"),
          "--batch_size must be > 0"),
-    Case("eval-max-new-tokens-0", "evaluation", ("--base_model_name", "model", "--max_new_tokens", "0"),
+    Case("eval-max-new-tokens-0", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--max_new_tokens", "0"),
          "--max_new_tokens must be > 0"),
-    Case("eval-bogus-evaluations", "evaluation", ("--base_model_name", "model", "--evaluations", "alpaca", "mmlu"),
+    Case("eval-bogus-evaluations", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca", "mmlu"),
          "--evaluations must be one of alpaca, superni; got 'mmlu'"),
-    Case("eval-bogus-prompt-format", "evaluation", ("--base_model_name", "model", "--prompt_format", "vicuna"),
+    Case("eval-bogus-prompt-format", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--prompt_format", "vicuna"),
          "--prompt_format must be one of"),
-    Case("eval-bogus-precision", "evaluation", ("--base_model_name", "model", "--precision", "fp8"), "--precision=fp8"),
-    Case("eval-eval-path-is-folder", "evaluation", ("--base_model_name", "model", "--eval_path", "eval.json"),
+    Case("eval-bogus-precision", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--precision", "fp8"), "--precision=fp8"),
+    Case("eval-eval-path-is-folder", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--eval_path", "eval.json"),
          "--eval_path eval.json: is a folder", make({**MODEL, "eval.json": None})),
-    Case("eval-output-dir-under-file", "evaluation", ("--base_model_name", "model", "--evaluations", "alpaca",
+    Case("eval-output-dir-under-file", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
                                                       "--output_dir", "afile/out"), "--output_dir afile/out",
          make({**MODEL, **A_FILE})),
-    Case("eval-unknown-flag", "evaluation", ("--base_model_name", "model", "--temprature", "0.5"), "", usage=True),
+    Case("eval-unknown-flag", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--temprature", "0.5"), "", usage=True),
     # --- score_outputs.py ---------------------------------------------------------------------------------
     Case("score-batch-size-0", "score_outputs", (*SCORE, "--batch_size", "0"), "--batch_size must be > 0",
          make(SCORE_FIXTURES)),
@@ -205,13 +210,13 @@ CASES = [
     Case("score-unknown-flag", "score_outputs", (*SCORE, "--feature_module", "feat.py"), "", make(SCORE_FIXTURES),
          usage=True),
     # --- eval_monotonicity.py -----------------------------------------------------------------------------
-    Case("mono-output-dir-missing", "eval_monotonicity", ("--output_dir", "runs/x", "--gold_model", "model"),
+    Case("mono-output-dir-missing", "eval_monotonicity", (*MONO_EVAL, "--output_dir", "runs/x", "--gold_model", "model"),
          "--output_dir runs/x: no such folder", make(MODEL)),
-    Case("mono-output-dir-is-file", "eval_monotonicity", ("--output_dir", "afile", "--gold_model", "model"),
+    Case("mono-output-dir-is-file", "eval_monotonicity", (*MONO_EVAL, "--output_dir", "afile", "--gold_model", "model"),
          "--output_dir afile: is a file, expected a folder", make({**MODEL, **A_FILE})),
-    Case("mono-gold-missing", "eval_monotonicity", ("--output_dir", ".", "--gold_model", "./gold"),
+    Case("mono-gold-missing", "eval_monotonicity", (*MONO_EVAL, "--output_dir", ".", "--gold_model", "./gold"),
          "--gold_model ./gold: no such folder"),
-    Case("mono-gold-no-config", "eval_monotonicity", ("--output_dir", ".", "--gold_model", "gold"),
+    Case("mono-gold-no-config", "eval_monotonicity", (*MONO_EVAL, "--output_dir", ".", "--gold_model", "gold"),
          "--gold_model gold: folder has no config.json", make({"gold": None})),
     Case("mono-gold-tokenizer-missing", "eval_monotonicity", (*MONO, "--gold_tokenizer", "./tok"),
          "--gold_tokenizer ./tok: no such folder", make(MODEL)),
@@ -405,7 +410,7 @@ CASES = [
     Case("mono-policy-tokenizer-unloadable", "eval_monotonicity", (*MONO, "--model_prefix", "p"),
          "the policy tokenizer model: cannot load it", make({**MODEL, **MONO_STEP, **MONO_STEP_2,
                                                            "p_step_1/adapter_config.json": '{"base_model_name_or_path": "model"}'})),
-    Case("eval-overwrite-base-unloadable", "evaluation", ("--base_model_name", "model", "--evaluations", "alpaca",
+    Case("eval-overwrite-base-unloadable", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
                                                           "--output_dir", "out", "--overwrite=true"),
          "--base_model_name model: cannot load it", make({**MODEL, "out/alpaca-eval-model.json": "[]"})),
     # --- silence: python -m rre.checkpoints finds nothing -------------------------------------------------
@@ -592,7 +597,8 @@ def test_base_outputs_without_include_base_says_it_has_no_effect(tmp_path, monke
     make({**MODEL, **MONO_STEP, "base": None})(tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
-        eval_monotonicity.main([*MONO, "--model_prefix", "p", "--base_outputs", "base"])
+        eval_monotonicity.main([*(a.replace("{root}", str(ROOT)) for a in MONO), "--model_prefix", "p",
+                                "--base_outputs", "base"])
     err = capsys.readouterr().err.splitlines()
     assert "note: --base_outputs has no effect without --include_base" in err
     assert err[-1].startswith("error: ") and "a correlation needs at least 2" in err[-1]
@@ -636,13 +642,14 @@ def test_every_float_flag_of_every_script_is_checked_for_finiteness():
     """By type, not by a list: each dataclass float field refuses NaN (a field added later is covered too)."""
     import dataclasses
 
-    import evaluation
+    import train_reward_model
+
     import eval_monotonicity
+    import evaluation
     import prescreen
     import run_grpo
     import run_ppo
     import score_outputs
-    import train_reward_model
     from reward_model import RewardConfig
     from rre import validation
     from rre.data import DataError

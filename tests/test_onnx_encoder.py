@@ -18,12 +18,12 @@ QTYPES = ["CONSTRAINED", "OPENENDED", "CONSTRAINED", "OPENENDED"]
 
 @pytest.fixture(scope="module")
 def exact():
-    return RelevanceEncoder(dtype="float32", backend="torch")
+    return RelevanceEncoder("minilm", dtype="float32", backend="torch")
 
 
 @pytest.mark.parametrize("backend,tolerance", [("onnx", 1e-5), ("onnx-int8", 0.1)])
 def test_onnx_dot_products_match_float32(exact, backend, tolerance):
-    fast = RelevanceEncoder(dtype="float32", backend=backend)
+    fast = RelevanceEncoder("minilm", dtype="float32", backend=backend)
     assert fast.onnx is not None
     config = RewardConfig(rar_max_dot=1.0)
     _, want = ReversedEngineeredRewardForInference(config, encoder=exact)(QUERIES, RESPONSES, REFERENCES, QTYPES,
@@ -38,5 +38,5 @@ def test_onnx_dot_products_match_float32(exact, backend, tolerance):
 
 
 def test_config_flag_builds_the_backend():
-    rer = ReversedEngineeredRewardForInference(RewardConfig(relevance_backend="onnx"))
+    rer = ReversedEngineeredRewardForInference(RewardConfig(relevance_model="minilm", relevance_backend="onnx"))
     assert rer.encoder.onnx is not None and rer.encoder.backend == "onnx"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,7 @@ PAPER_TRAIN = ("--exp_name=alpaca_test --model_name=$MODEL_NAME --overall_steps=
                "--length_incentive=true --repetition_penalty=true --relevance_scaling=true --reward_branching=true")
 SMALL_RUN = ["--overall_steps=2", "--save_freq=1", "--output_max_length=8", "--batch_size=4",
              "--gradient_accumulation_steps=2", "--dev_max_examples=2", "--mixed_precision=no", "--rar_max_dot=1.0",
-             "--max_prompt_length=256"]
+             "--max_prompt_length=256", "--relevance_model=minilm"]
 PAPER_EVAL = ("--base_model_name=$BASE --peft_model_name=./alpaca_test_step_$step --batch_size=16 "
               "--baseline_model_file=$baseline_model_file --cache_dir=$CACHE_DIR --device=cuda")
 PAPER_MONOTONICITY = "--output_dir=. --model_prefix=alpaca_test"
@@ -165,6 +166,9 @@ def paper_pipeline(tmp_path_factory, tiny_llama_dir, smollm2_dir):
     (work / "data").mkdir()
     (work / "data" / "alpacafarm_train.json").write_text((ROOT / "data" / "train.json").read_text())
     (work / "data" / "alpacafarm_val.json").write_text((ROOT / "data" / "dev.json").read_text())
+    # The paper's evaluation reads data/alpaca_eval.json and data/natural-instructions (relative, as here).
+    (work / "data" / "alpaca_eval.json").write_text((ROOT / "data" / "eval.json").read_text())
+    shutil.copytree(ROOT / "data" / "superni-fixture", work / "data" / "natural-instructions")
     launch = ["accelerate", "launch", "--num_machines", "1", "--num_processes", "1", "--config_file",
               str(ROOT / "configs" / "zero2-bf16.yaml"), str(ROOT / "run_ppo.py")]
     train = run_in(work, launch + paper_flags(PAPER_TRAIN, MODEL_NAME=tiny_llama_dir, CACHE_DIR=str(work / "cache"))
@@ -211,8 +215,9 @@ def test_explicit_flags_override_and_mixed_runs_fail(paper_pipeline, capsys):
     import eval_monotonicity
 
     work, _, _, _, gold_flags = paper_pipeline
+    paper_eval = f"--eval_path={work / 'data' / 'alpaca_eval.json'}"  # in-process: the cwd is not the paper's folder
     result = eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", "--max_sequence_length=512",
-                                     *gold_flags])
+                                     paper_eval, *gold_flags])
     assert result["proxy"]["reward"]["max_sequence_length"] == 512
     assert result["proxy"]["overrides"] == ["max_sequence_length: 8 (trained) -> 512"]
     assert "proxy override: max_sequence_length: 8 (trained) -> 512" in capsys.readouterr().out
@@ -223,7 +228,7 @@ def test_explicit_flags_override_and_mixed_runs_fail(paper_pipeline, capsys):
     copy.write_text(json.dumps(record))
     try:
         with pytest.raises(SystemExit) as exit_info:
-            eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", *gold_flags])
+            eval_monotonicity.main([f"--output_dir={work}", "--model_prefix=alpaca_test", paper_eval, *gold_flags])
     finally:
         copy.write_text(original)
     err = capsys.readouterr().err

@@ -44,7 +44,7 @@ def planted(tmp_path):
 
 def args_for(root: Path, *extra: str) -> list[str]:
     return ["--systems", str(root / "results"), "--annotations_path", str(root / "eval.json"),
-            "--gold_csv", str(root / "leaderboard.csv"), "--output_dir", str(root / "out"), "--rar_max_dot=1.0",
+            "--gold_csv", str(root / "leaderboard.csv"), "--output_dir", str(root / "out"), "--relevance_model=minilm", "--rar_max_dot=1.0",
             "--bootstrap_samples", "100", *extra]
 
 

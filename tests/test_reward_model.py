@@ -182,14 +182,15 @@ def test_custom_feature_and_combination_rule():
 
 def test_real_minilm_scores_the_shipped_data(minilm_encoder):
     examples = load_examples(ROOT / "data" / "eval.json", require_qtype=True)
-    rer = ReversedEngineeredRewardForInference(RewardConfig(), encoder=minilm_encoder)
+    rer = ReversedEngineeredRewardForInference(RewardConfig(relevance_model="minilm"), encoder=minilm_encoder)
+    assert rer.config.rar_max_dot == 1.0  # auto: MiniLM normalizes
     refs = [e.reference for e in examples]
     rewards, feats = rer.score_examples(examples, refs, batch_size=8, return_features=True, progress=False)
     assert len(rewards) == len(examples) and all(math.isfinite(r) for r in rewards)
     for e, f, r in zip(examples, feats, rewards):
-        if e.qtype == "CONSTRAINED":  # response == reference: cosine 1, so RAR maps to 1/3.5 of the top
+        if e.qtype == "CONSTRAINED":  # response == reference: cosine 1, so RAR maps to the top of the range
             assert f["RAR"] == pytest.approx(1.0, abs=1e-4)
-            assert r == pytest.approx(1.0 / 3.5 * 5.12 * f["RP"], rel=1e-4)
+            assert r == pytest.approx(5.12 * f["RP"], rel=1e-4)
         else:
             assert r == pytest.approx(f["LI"] * f["QR"] * f["RP"])
     # An answer to a different question is less relevant than the right one.
@@ -237,7 +238,7 @@ def test_score_outputs_cli(tmp_path):
     path.write_text(json.dumps(outputs))
     save = tmp_path / "features.json"
     proc = subprocess.run([sys.executable, "score_outputs.py", "--outputs_path", str(path), "--save_path", str(save),
-                           "--features_module", "examples/my_features.py"],
+                           "--features_module", "examples/my_features.py", "--relevance_model", "minilm"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     for word in ("OPENENDED", "CONSTRAINED", "hedging", "reward"):

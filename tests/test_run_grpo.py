@@ -23,7 +23,7 @@ DS_LAUNCH = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", 
 def flags(trainer: str, model_dir: str, output_dir: Path, steps: int = 2, *extra: str) -> list[str]:
     return [f"--trainer={trainer}", f"--model_name={model_dir}", f"--output_dir={output_dir}",
             f"--overall_steps={steps}", "--save_freq=1", "--batch_size=4", "--mini_batch_size=2",
-            "--num_generations=2", "--output_max_length=8", "--max_prompt_length=256", "--rar_max_dot=1.0",
+            "--num_generations=2", "--output_max_length=8", "--max_prompt_length=256", "--relevance_model=minilm", "--rar_max_dot=1.0",
             "--seed=7", *extra]
 
 

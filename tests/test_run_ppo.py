@@ -21,7 +21,7 @@ def tiny_flags(model_dir: str, output_dir: Path, steps: int, save_freq: int, *ex
     return [f"--model_name={model_dir}", f"--output_dir={output_dir}", f"--overall_steps={steps}",
             f"--save_freq={save_freq}", "--batch_size=4", "--mini_batch_size=2", "--gradient_accumulation_steps=1",
             "--output_max_length=8", "--max_prompt_length=256", "--dev_max_examples=4", "--eval_table_rows=1",
-            "--seed=7", "--mixed_precision=no", *extra]  # exact float32 maths on every CPU kind
+            "--seed=7", "--mixed_precision=no", "--relevance_model=minilm", *extra]  # exact float32 maths on every CPU kind
 
 
 def run_cli(flags: list[str], launcher: list[str] | None = None, expect_rc: int = 0) -> subprocess.CompletedProcess:
@@ -339,10 +339,10 @@ def test_reward_flags_reach_the_reward(tiny_llama_dir, tmp_path):
     from run_ppo import parse_args
 
     _, ppo_config, reward_config = parse_args(["--reward_model_batch_size", "8", "--length_incentive=false",
-                                               "--output_max_length=64"])
+                                               "--output_max_length=64", "--relevance_model=minilm"])
     assert reward_config.reward_model_batch_size == 8 and reward_config.length_incentive is False
     assert reward_config.max_sequence_length == 64  # the paper's reward range follows output_max_length
-    _, _, reward_config = parse_args(["--output_max_length=64", "--max_sequence_length=128"])
+    _, _, reward_config = parse_args(["--output_max_length=64", "--max_sequence_length=128", "--relevance_model=minilm"])
     assert reward_config.max_sequence_length == 128
     from run_ppo import setup
 
@@ -358,9 +358,8 @@ def test_reward_flags_reach_the_reward(tiny_llama_dir, tmp_path):
 
 
 def test_latest_checkpoint_ignores_incomplete_saves(tmp_path):
-    from run_ppo import STATE_JSON
-
     from rre.checkpoints import latest_checkpoint
+    from run_ppo import STATE_JSON
 
     out = tmp_path / "run"
     for name, complete in (("run_step_2", True), ("run_step_10", True), ("run_step_20.tmp-123", True),
