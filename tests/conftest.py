@@ -47,3 +47,14 @@ def minilm_encoder():
     from rre.relevance import RelevanceEncoder
 
     return RelevanceEncoder("minilm")
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps process-wide singletons (the first Accelerator fixes the mixed precision for the process);
+    reset them after every test, so an in-process run in one test file cannot leak into another."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -109,16 +109,7 @@ def test_resume_after_kill_reaches_the_same_final_step(smollm2_dir, tmp_path):
     assert state["global_step"] == 2 and [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2]
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-def test_trl_gets_exactly_the_white_box_rewards(smollm2_dir, tmp_path, fresh_accelerate_state):
+def test_trl_gets_exactly_the_white_box_rewards(smollm2_dir, tmp_path):
     """Record what TRL's own training step passes to and gets from the reward function, and compare with
     ReversedEngineeredRewardForInference on the same samples, built independently from the data file."""
     from reward_model import ReversedEngineeredRewardForInference

@@ -200,16 +200,6 @@ def test_resume_reaches_the_same_state(three_steps, tiny_llama_dir, tmp_path):
 # In-process checks of the trainer (relevance off to keep them quick).
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """accelerate keeps process-wide singletons; reset them so in-process runs do not leak into other tests."""
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 def make_run(model_dir: str, output_dir: Path, *extra: str):
     from run_ppo import parse_args, setup
 
