@@ -27,6 +27,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 from rre import standin  # noqa: E402
 from rre.data import load_examples  # noqa: E402
 from rre.precision import announce, resolve_dtype  # noqa: E402
+from rre.paper_data import require_data_file  # noqa: E402
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -52,8 +53,7 @@ def main() -> None:
     parser.add_argument("--num_threads", type=int, default=2)
     args = parser.parse_args()
 
-    if not Path(args.data).is_file():
-        sys.exit(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`")
+    require_data_file("data", args.data)
     torch.set_num_threads(args.num_threads)
     examples = load_examples(args.data)[: args.instructions]
     pairs = standin.build_pairs(examples, args.pairs_per_example, args.seed)

@@ -30,6 +30,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from rre.paper_data import require_data_file  # noqa: E402
 DATA = Path(__file__).resolve().parents[1] / "data/alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
 
@@ -59,10 +61,7 @@ def main() -> None:
     from rre.gold import StarlingRewardModel, load_gold_reward_model
     from rre.offline_models import smollm2_path
 
-    if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
-              file=sys.stderr)
-        sys.exit(2)
+    require_data_file("data", args.data)
     examples = load_examples(args.data)[: args.n]
     instructions = [e.user_turn for e in examples]
     responses = [e.reference for e in examples]

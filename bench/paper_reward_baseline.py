@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from reward_model import length_incentive, repetition_penalty, tokenize  # noqa: E402
 from rre.data import load_examples  # noqa: E402
 from rre.prompts import STOP_STRINGS, clean_response  # noqa: E402
+from rre.paper_data import require_data_file  # noqa: E402
 
 DEFAULT_DATA = ROOT / "data" / "alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
@@ -42,10 +43,7 @@ def main() -> None:
     parser.add_argument("--relevance_model", default="minilm",
                         help="encoder folder or hub name (default: minilm, the offline MiniLM)")
     args = parser.parse_args()
-    if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
-              file=sys.stderr)
-        sys.exit(2)
+    require_data_file("data", args.data)
     from transformers import AutoModel, AutoTokenizer
 
     from rre.offline_models import minilm_path

@@ -24,11 +24,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # OpenMP threads that sleep at barriers instead of spinning: on a shared CPU, spinning threads that wait
 # for a descheduled sibling made each forward up to 10x slower in our measurements.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from rre.paper_data import require_data_file  # noqa: E402
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data/alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
@@ -48,10 +51,7 @@ def main() -> None:
                         help="the paper's 1e-5 is for 10000 steps; 30 steps need a larger step to show a trend")
     parser.add_argument("--json_out", default=None, help="also write the per-step figures here")
     opts = parser.parse_args()
-    if not Path(opts.prompts).is_file():
-        print(f"error: --prompts {opts.prompts}: no such file; get the paper's data with `bash scripts/get_paper_data.sh` "
-              "or pass --prompts", file=sys.stderr)
-        sys.exit(2)
+    require_data_file("prompts", opts.prompts)
 
     import torch
 

@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig  # noqa: E402
 from rre.data import load_examples  # noqa: E402
 from rre.relevance import RelevanceEncoder  # noqa: E402
+from rre.paper_data import require_data_file  # noqa: E402
 
 DEFAULT_DATA = ROOT / "data" / "alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
@@ -63,10 +64,7 @@ def main() -> None:
     parser.add_argument("--compare_float32", action="store_true",
                         help="also report max |QR| and |RAR| difference from the exact float32 torch path")
     args = parser.parse_args()
-    if not Path(args.data).is_file():
-        print(f"error: --data {args.data}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
-              file=sys.stderr)
-        sys.exit(2)
+    require_data_file("data", args.data)
     examples = load_examples(args.data, require_qtype=True)[: args.limit or None]
     responses = [examples[(i + 1) % len(examples)].reference for i in range(len(examples))]
     print(f"{len(examples)} samples from {args.data}; torch threads: {__import__('torch').get_num_threads()}")

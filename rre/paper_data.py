@@ -143,6 +143,14 @@ def eval_file(flag: str, path: str) -> None:
                         "or pass --eval_path data/eval.json (30 offline instructions)")
 
 
+def require_data_file(flag: str, path: str) -> None:
+    """A benchmark's data file, or one line saying how to get the paper's data and exit 2 (benches read data/)."""
+    if not Path(path).is_file():
+        print(f"error: --{flag} {path}: no such file; get the paper's data with `bash scripts/get_paper_data.sh`",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fetch and check the paper's data files into data/.")
     parser.add_argument("--from", dest="source_dir", default=None, help="copy from this local folder instead")
