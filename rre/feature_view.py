@@ -25,6 +25,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from rre.files import save_figure
+from rre.stats import correlation
 
 BUILTIN_FEATURES = ("LI", "RP", "QR", "RAR")
 NOT_FEATURES = {"qtype", "branch"}  # per-sample labels, not numbers
@@ -63,8 +64,7 @@ def _corr(fn, x: Sequence[float], y: Sequence[float]) -> dict[str, float | None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = fn(x[ok], y[ok])
-    stat, p = float(res.statistic), float(res.pvalue)
-    return {"statistic": None if math.isnan(stat) else stat, "pvalue": None if math.isnan(p) else p}
+    return correlation(res)
 
 
 def _nanmean(x: np.ndarray) -> float | None:

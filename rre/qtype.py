@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from rre.data import QTYPES, DataError, Example
 from rre.files import atomic_dir, current_umask, to_json
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import get_prompt_format
+from rre.records import read_json
 from rre.relevance import RelevanceEncoder
 
 OPEN, CONSTRAINED = QTYPES
@@ -266,10 +266,7 @@ def read_classifier_record(folder: str | Path) -> dict:
     path = Path(folder) / CLASSIFIER_RECORD
     if not path.is_file():
         raise DataError(f"{folder}: no {CLASSIFIER_RECORD}, so it is not a qtype classifier folder")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: malformed JSON ({err})".splitlines()[0]) from None
+    record = read_json(path, expect=None)  # decoding and parse errors: one line naming the file
     if not isinstance(record, dict) or record.get("format") != "rre-qtype-classifier":
         raise DataError(f"{path}: not a qtype classifier record")
     if record.get("feature_version") != FEATURE_VERSION or record.get("features") != list(FEATURES):

@@ -9,7 +9,6 @@ cosine), read from the model's files before anything loads. Embeddings are cache
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +19,7 @@ from rre.batching import sorted_batches
 from rre.offline_models import minilm_path
 from rre.onnx_encoder import onnx_backend
 from rre.precision import announce, resolve_device, resolve_dtype
+from rre.records import read_json
 
 
 def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
@@ -74,7 +74,8 @@ def normalizes(name: str, model_type: str = "auto") -> bool:
     modules = _model_file(name, "modules.json")
     if modules is None:
         return False
-    return any(str(m.get("type", "")).endswith("Normalize") for m in json.loads(modules.read_text()))
+    return any(str(m.get("type", "")).endswith("Normalize") for m in read_json(modules, "--relevance_model", expect=list)
+               if isinstance(m, dict))
 
 
 def auto_rar_max_dot(normalized: bool) -> float:
