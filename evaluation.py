@@ -33,6 +33,7 @@ from transformers import set_seed
 from rre import paper_data, validation
 from rre.batching import sorted_batches
 from rre.data import DataError, Example, exit_on_data_error, load_examples
+from rre.decode import Sampling, decode, extra_processors
 from rre.files import atomic_write, write_json
 from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
@@ -163,8 +164,10 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     """Answer every prompt; returns the cleaned responses in prompt order.
 
     Prompts are sorted by token length (longest first, so an out-of-memory error shows at once) and batched with
-    left padding. Generation stops at the prompt format's stop strings; each answer is cut at the first EOS id,
-    then `fmt.clean` strips it and cuts it at the first stop string. `on_batch(positions, responses)` runs after
+    left padding and answered through `rre.decode.decode`, the PPO rollouts' decode path (with these sampling
+    settings; HF generate only for a model whose generation config adds other logits processors). A row stops at
+    an EOS id or, checked every few tokens, once its text holds a stop string; each answer is cut at the first EOS
+    id, then `fmt.clean` strips it and cuts it at the first stop string. `on_batch(positions, responses)` runs after
     every batch with the batch's positions in `prompts` (the alpaca evaluation appends them to its partial file).
     """
     # The chat template already contains its special tokens; the Alpaca template is plain text.
@@ -175,20 +178,35 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     truncated = sum(1 for n in lengths if max_prompt and n > max_prompt)
     if truncated:
         print(f"note: {truncated} prompt(s) longer than {max_prompt} tokens lose their beginning", file=sys.stderr)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {
-        "do_sample": False}
     eos_ids = _eos_ids(model, tokenizer)
     device = model.get_input_embeddings().weight.device
+    sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+    others = extra_processors(model.generation_config)
+    if others:
+        print(f"note: the model's generation config sets {', '.join(others)}; answering with HF generate, which "
+              "applies them (slower)", file=sys.stderr)
+    stops = tuple(fmt.stop_strings)
+
+    def stopped(tokens: list[int]) -> bool:
+        return any(stop in tokenizer.decode(tokens, skip_special_tokens=False) for stop in stops)
+
     responses: list[str] = [""] * len(prompts)
     with tqdm(total=len(prompts), desc=desc, unit="prompt") as bar:
         for idx in sorted_batches(lengths, batch_size, longest_first=True):
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=add_special, truncation=max_prompt is not None,
                             max_length=max_prompt).to(device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, stop_strings=list(fmt.stop_strings),
-                                 tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id, **sampling)
+            if others:
+                kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} \
+                    if do_sample else {"do_sample": False}
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, stop_strings=list(stops),
+                                     tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                new_tokens = out[:, enc["input_ids"].shape[1]:]
+            else:
+                new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, sorted(eos_ids),
+                                    tokenizer.pad_token_id, sampling, stop=stopped if stops else None)
             texts = []
-            for row in out[:, enc["input_ids"].shape[1]:].tolist():
+            for row in new_tokens.tolist():
                 cut = next((k for k, t in enumerate(row) if t in eos_ids), len(row))  # the rest is EOS/padding
                 texts.append(fmt.clean(tokenizer.decode(row[:cut], skip_special_tokens=False)))
             for i, text in zip(idx, texts):

@@ -4,8 +4,10 @@ Alpaca prompt format, AlpacaFarm validation prompts (read in place from the shar
 length incentive x repetition penalty, batch 16, mini-batch 2, gradient accumulation 4, 4 PPO epochs,
 64 new tokens, LoRA r=8 on q/v, learning rate 1e-4 (the paper's 1e-5 is meant for 10000 steps and barely
 moves the policy in 30). Prints the mean proxy reward per step (it should rise), the step-time split
-(generation / reward / forward / update) and the median step time. For scale: the paper's stack
-(TRL 0.7.4) took about 75 s per step with these settings on a 2-core CPU.
+(generation / reward / forward / update), the median step time, and for each phase its arithmetic (FLOPs from
+the model's shapes and the tokens it processed, `phase_flops`) and the rate it reached, beside the dense-matmul
+rate this CPU reaches at the same dtype (`matmul_rate`): the distance from the floor. For scale: the paper's
+stack (TRL 0.7.4) took 85.9 s per step with these settings on a 2-core AMD EPYC (docs/performance.md).
 
     python bench/ppo_smollm2.py                    # 30 steps
     python bench/ppo_smollm2.py --steps 3          # a quick look
@@ -34,6 +36,42 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from rre.paper_data import require_data_file  # noqa: E402
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data/alpacafarm_val.json"  # bash scripts/get_paper_data.sh
+
+
+def model_sizes(model) -> tuple[int, int]:
+    """(parameters a token passes through in the decoder layers, LM-head parameters); embeddings are lookups."""
+    lm = model.causal_lm
+    head = lm.get_output_embeddings().weight.numel()
+    embed = lm.get_input_embeddings().weight.numel()
+    body = sum(p.numel() for n, p in lm.named_parameters() if "lora_" not in n) - embed
+    if lm.get_output_embeddings().weight.data_ptr() != lm.get_input_embeddings().weight.data_ptr():
+        body -= head
+    return body, head
+
+
+def phase_flops(body: int, head: int, rows: int, query: float, response: float, epochs: int) -> dict[str, float]:
+    """FLOPs per phase of one PPO step (2 per weight per token for a forward; attention left out, a few % here).
+
+    generation: every prompt and response token through the layers once, the LM head on response tokens only;
+    forward: the same sequences through the policy and the reference model; update: `epochs` passes of a forward
+    and a backward that computes input gradients only (the base is frozen; LoRA's own gradients are negligible),
+    about as much as the forward."""
+    tokens, responses = rows * (query + response), rows * response
+    forward = 2 * body * tokens + 2 * head * responses
+    return {"generation": forward, "forward": 2 * forward, "update": epochs * 2 * forward}
+
+
+def matmul_rate(dtype) -> float:
+    """GFLOP/s of a 2048 x 2048 matmul at this dtype on this CPU: the compute ceiling the phases are put beside."""
+    import torch
+
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    a @ b
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < 1.0:
+        a @ b
+        n += 1
+    return 2 * 2048 ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -79,6 +117,12 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}; mixed precision: {run.accelerator.mixed_precision}; "
           f"device: {run.accelerator.device}", flush=True)
 
+    body, head = model_sizes(run.trainer.unwrapped)
+    dtype = torch.bfloat16 if run.accelerator.mixed_precision == "bf16" else torch.float32
+    ceiling = matmul_rate(dtype)
+    print(f"model: {body / 1e6:.1f}M parameters in the layers, {head / 1e6:.1f}M in the LM head; "
+          f"dense {str(dtype).removeprefix('torch.')} matmul on this CPU: {ceiling:.0f} GFLOP/s", flush=True)
+
     rows = []
     start = time.perf_counter()
     for step in range(1, opts.steps + 1):
@@ -103,6 +147,13 @@ def main() -> None:
     print(f"mean reward, first {k} steps: {first:.4f}; last {k} steps: {last:.4f} (change {last - first:+.4f})")
     print(f"median step time: {med('time/step'):.1f} s  (median split: generation {med('time/generation'):.1f} s, "
           f"reward {med('time/reward'):.2f} s, forward {med('time/forward'):.1f} s, update {med('time/update'):.1f} s)")
+    print("\nphase arithmetic (median step): GFLOP, time, rate reached, share of the dense-matmul rate")
+    for phase in ("generation", "forward", "update"):
+        flops = statistics.median(phase_flops(body, head, 16, r["tokens/queries_len_mean"],
+                                              r["tokens/responses_len_mean"], 4)[phase] for r in rows)
+        seconds = med(f"time/{phase}")
+        print(f"  {phase:10s} {flops / 1e9:7.1f} GFLOP  {seconds:5.1f} s  {flops / seconds / 1e9:6.1f} GFLOP/s  "
+              f"{100 * flops / seconds / 1e9 / ceiling:5.1f}% of {ceiling:.0f}")
     print(f"total wall time: {total:.0f} s for {len(rows)} steps; skipped steps: {int(rows[-1]['ppo/skipped_steps'])}, "
           f"skipped mini-batches: {int(rows[-1]['ppo/skipped_minibatches'])}")
     if opts.json_out:

@@ -35,7 +35,6 @@ accumulation over them computes); rollouts sample by a plain decode loop that dr
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rre.attention import cache_argument, sdpa_attention
+from rre.decode import decode, lora_merged
 
 ROLLOUT_SAMPLERS = ("loop", "generate")
 
@@ -393,66 +392,6 @@ def left_pad(sequences: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tens
     return ids, mask
 
 
-def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
-    """One token per row of `probs` [b, vocab] (rows need not sum to 1), by inverse-CDF sampling.
-
-    The distribution of `torch.multinomial(probs, 1)` (another random stream, the same global torch RNG, so
-    seeding and checkpointed RNG state cover it) at a fraction of its CPU cost: multinomial's kernel draws an
-    exponential per vocabulary entry, this draws one uniform per row. The cumulative sum runs in float64 so
-    a 49k-token vocabulary's tail keeps its probabilities; token i is drawn when cdf[i-1] <= u < cdf[i], an
-    empty interval for a zero-probability token, so one is never drawn.
-    """
-    cdf = probs.double().cumsum(-1)
-    total = cdf[:, -1:]
-    if not bool(((total > 0) & torch.isfinite(total)).all()):
-        raise RuntimeError("probability rows must have a finite, positive sum")  # as multinomial refuses them
-    u = torch.rand_like(total) * total  # [0, total): float64 uniforms stay below 1, so u stays below total
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # clamp: defensive
-
-
-@torch.no_grad()
-def sample_responses(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-                     eos_token_id: int | Sequence[int], pad_token_id: int,
-                     sample: Callable[[torch.Tensor], torch.Tensor] = sample_categorical) -> torch.Tensor:
-    """New tokens [b, n <= max_new_tokens] for left-padded prompts, laid out as HF generate's
-    `out[:, prompt_width:]`: a row that emitted EOS continues with pad, and the loop ends once all rows have.
-
-    The distribution of `generate(do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-    repetition_penalty=1.0)`: softmax of the last position's logits in float32, one sample per row, with a
-    KV cache and the same positions and attention mask. It skips generate's per-step machinery (logits
-    processors, stopping criteria, input preparation), and `sample` replaces torch.multinomial.
-    """
-    from transformers import DynamicCache
-
-    params = inspect.signature(model.forward).parameters
-    cache_arg = cache_argument(model)
-    # The LM head only on the last position (the prompt's others would cost a vocab-sized matmul each), kept
-    # by an index tensor, not the int 1 generate passes: the int keeps a strided view of the prompt's hidden
-    # states, and a bf16 CPU linear on a strided 3-D input materializes the weight expanded over the batch
-    # (16 x 576 x 49152 for SmolLM2: 1.1 s per prompt batch, against 7 ms on the contiguous copy the index makes).
-    keep = {"logits_to_keep": torch.tensor([-1], device=input_ids.device)} if "logits_to_keep" in params else {}
-    eos = torch.as_tensor(eos_token_id, device=input_ids.device).reshape(-1)  # an id or a list of ids
-    # Left padding: positions count each row's real tokens from 0 (pads sit at 0, masked out), as generate's.
-    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    ids, mask = input_ids, attention_mask
-    finished = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
-    tokens = []
-    for _ in range(max_new_tokens):
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{cache_arg: cache}, **keep)
-        token = sample(torch.softmax(out.logits[:, -1].float(), dim=-1))
-        token = torch.where(finished, pad_token_id, token)
-        tokens.append(token)
-        finished |= torch.isin(token, eos)
-        if bool(finished.all()):
-            break
-        # The next step feeds only the new token; the cache holds the rest.
-        ids, positions = token.unsqueeze(1), positions[:, -1:] + 1
-        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
-    return torch.stack(tokens, dim=1)
-
-
 def response_lengths(responses: torch.Tensor, eos_id: int) -> tuple[list[int], list[bool]]:
     """Length of each generated response up to and including its first EOS, and whether it had one."""
     is_eos = responses == eos_id
@@ -634,9 +573,9 @@ class PPOTrainer:
             ids, mask = ids.to(self.device), mask.to(self.device)
             with self.accelerator.autocast():
                 if self.config.rollout_sampler == "loop":
-                    with sdpa_attention(lm):
-                        generated = sample_responses(lm, ids, mask, self.config.output_max_length,
-                                                     self.tokenizer.eos_token_id, pad_id)
+                    with lora_merged(policy):
+                        generated = decode(lm, ids, mask, self.config.output_max_length,
+                                           self.tokenizer.eos_token_id, pad_id)
                 else:
                     out = policy.generate(input_ids=ids, attention_mask=mask, generation_config=self.generation_config)
                     generated = out[:, ids.shape[1]:]

@@ -18,14 +18,10 @@ from rre.ppo import (
     compute_gae_advantages,
     compute_per_token_rewards,
     constant_with_warmup_lr,
-    left_pad,
     masked_var,
     normalize_scores,
     postprocess_responses,
     response_lengths,
-    sample_categorical,
-    sample_responses,
-    sdpa_attention,
     whiten,
 )
 
@@ -222,100 +218,6 @@ def test_postprocess_responses_cut_and_eos(smollm2_dir):
     ids, cleaned = postprocess_responses([torch.tensor(tok("\n\n### Response:", add_special_tokens=False)["input_ids"])],
                                          [False], tok, fmt.clean, fmt.stop_strings, 8)
     assert cleaned == [""] and ids[0].tolist() == [tok.eos_token_id]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Rollout sampling: the decode loop against HF generate.
-
-
-def test_sample_categorical_frequencies_and_zero_probabilities():
-    # 20000 draws; each frequency within 4 standard errors sqrt(p (1 - p) / n) of its probability. The rows
-    # sum to 3, not 1 (the row total scales the uniform); categories 0 and 5 (first and last) have
-    # probability 0 and are never drawn.
-    probs = torch.tensor([0.0, 0.1, 0.25, 0.05, 0.6, 0.0])
-    n = 20000
-    torch.manual_seed(0)
-    draws = sample_categorical((3 * probs).expand(n, -1))
-    freq = torch.bincount(draws, minlength=6).double() / n
-    assert freq[0] == 0 and freq[5] == 0
-    assert ((freq - probs).abs() <= 4 * (probs * (1 - probs) / n).sqrt()).all(), freq
-    # The global torch RNG: the same seed gives the same draws.
-    torch.manual_seed(0)
-    assert torch.equal(sample_categorical((3 * probs).expand(n, -1)), draws)
-    with pytest.raises(RuntimeError, match="finite, positive sum"):
-        sample_categorical(torch.tensor([[float("nan"), 1.0]]))
-
-
-def argmax(probs: torch.Tensor) -> torch.Tensor:
-    return probs.argmax(-1)
-
-
-def test_decode_loop_greedy_equals_hf_generate(smollm2_dir):
-    """Greedy decoding through the loop equals HF generate token for token on the real model, and the model
-    sees the same inputs at every step (tokens, left-padding mask, positions; RoPE alone would not notice a
-    constant position offset). Also under sdpa_attention, which restores eager after."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32, attn_implementation="eager").eval()
-    texts = ["The capital of France is", "Write a haiku about the sea. Here it is:", "1, 2, 3,"]
-    ids, mask = left_pad([torch.tensor(tok(t)["input_ids"]) for t in texts], tok.pad_token_id)
-    assert len(set(mask.sum(1).tolist())) == 3  # three prompt lengths: two rows are left-padded
-    eos, pad = tok.eos_token_id, tok.pad_token_id
-    seen = []
-    hook = model.register_forward_pre_hook(
-        lambda _, args, kwargs: seen.append([kwargs[k] for k in ("input_ids", "attention_mask", "position_ids")]),
-        with_kwargs=True)
-
-    def hf_greedy():
-        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=10,
-                             eos_token_id=eos, pad_token_id=pad)
-        return out[:, ids.shape[1]:]
-
-    loop = sample_responses(model, ids, mask, 10, eos, pad, sample=argmax)
-    loop_inputs, seen = seen, []
-    assert loop.shape == (3, 10) and torch.equal(loop, hf_greedy())
-    assert len(loop_inputs) == len(seen) == 10
-    for ours, theirs in zip(loop_inputs, seen):
-        assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
-    hook.remove()
-    with sdpa_attention(model):
-        assert model.config._attn_implementation == "sdpa"
-        assert torch.equal(sample_responses(model, ids, mask, 10, eos, pad, sample=argmax), hf_greedy())
-    assert model.config._attn_implementation == "eager"
-
-
-def scripted_sampler(schedule: dict[int, dict[int, int]], default: int = 7):
-    """A `sample` that returns `default` for every row except schedule[step][row]; records its calls."""
-    calls = []
-
-    def sample(probs):
-        calls.append(probs)
-        token = torch.full((len(probs),), default)
-        for row, value in schedule.get(len(calls) - 1, {}).items():
-            token[row] = value
-        return token
-
-    return sample, calls
-
-
-def test_decode_loop_pads_after_eos_and_stops_early(tiny_llama_dir):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager").eval()
-    ids, mask = left_pad([torch.tensor([1, 10, 11, 12]), torch.tensor([1, 20]), torch.tensor([1, 30, 31])], 0)
-    # EOS ids 2 and 5, pad 0: row 0 ends at step 1, row 2 (with the second EOS id) at step 3, row 1 at step 4.
-    # The sampler keeps proposing 7 for finished rows; they get pad instead, and step 4 is the last.
-    sample, calls = scripted_sampler({1: {0: 2}, 3: {2: 5}, 4: {1: 2}})
-    out = sample_responses(model, ids, mask, 10, [2, 5], 0, sample=sample)
-    assert out.tolist() == [[7, 2, 0, 0, 0],
-                            [7, 7, 7, 7, 2],
-                            [7, 7, 7, 5, 0]]
-    assert len(calls) == 5
-    assert calls[0].dtype == torch.float32 and torch.allclose(calls[0].sum(-1), torch.ones(3))
-    # No row finishes: max_new_tokens columns (an int EOS id here).
-    sample, calls = scripted_sampler({})
-    assert sample_responses(model, ids, mask, 3, 2, 0, sample=sample).tolist() == [[7, 7, 7]] * 3
 
 
 def test_rollout_sampler_choice_is_validated():

@@ -1,0 +1,283 @@
+"""The one decode path (rre/decode.py) of the PPO rollouts and evaluation.py: what it samples from, what it
+leaves behind, and that it is the model's own distribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rre.decode import Sampling, decode, extra_processors, foldable, lora_merged, packed_linears, sample_categorical
+from rre.ppo import left_pad
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+TEXTS = ["The capital of France is", "Write a haiku about the sea. Here it is:", "1, 2, 3,"]
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1)
+
+
+def smollm2(path: str, dtype=torch.float32):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager").eval()
+    ids, mask = left_pad([torch.tensor(tok(t)["input_ids"]) for t in TEXTS], tok.pad_token_id)
+    return tok, model, ids, mask
+
+
+def with_lora(model, seed: int = 0):
+    """A LoRA adapter on q/v with a non-zero B, as after some training."""
+    from peft import LoraConfig, get_peft_model
+
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
+                                            task_type="CAUSAL_LM"), autocast_adapter_dtype=True)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return peft.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What one step samples from.
+
+
+def test_sample_categorical_frequencies_and_zero_probabilities():
+    # 20000 draws; each frequency within 4 standard errors sqrt(p (1 - p) / n) of its probability. The rows
+    # sum to 3, not 1 (the row total scales the uniform); categories 0 and 5 (first and last) have
+    # probability 0 and are never drawn.
+    probs = torch.tensor([0.0, 0.1, 0.25, 0.05, 0.6, 0.0])
+    n = 20000
+    torch.manual_seed(0)
+    draws = sample_categorical((3 * probs).expand(n, -1))
+    freq = torch.bincount(draws, minlength=6).double() / n
+    assert freq[0] == 0 and freq[5] == 0
+    assert ((freq - probs).abs() <= 4 * (probs * (1 - probs) / n).sqrt()).all(), freq
+    # The global torch RNG: the same seed gives the same draws.
+    torch.manual_seed(0)
+    assert torch.equal(sample_categorical((3 * probs).expand(n, -1)), draws)
+    with pytest.raises(RuntimeError, match="finite, positive sum"):
+        sample_categorical(torch.tensor([[float("nan"), 1.0]]))
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(temperature=0.7, top_k=50), dict(temperature=0.7, top_k=50, top_p=0.9),
+                                      dict(top_p=0.5), dict(top_k=1)])
+def test_sampling_is_generates_warpers_in_generates_order(settings):
+    """Sampling.probabilities equals the softmax of transformers' own temperature, top-k and top-p warpers,
+    applied in generate's order, on logits with ties at the top-k boundary."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 300) * 3
+    logits[:, 10:14] = logits[:, :1] + 0.5  # four equal logits near the top
+    warpers = LogitsProcessorList()
+    if settings.get("temperature", 1.0) != 1.0:
+        warpers.append(TemperatureLogitsWarper(settings["temperature"]))
+    if settings.get("top_k", 0):
+        warpers.append(TopKLogitsWarper(settings["top_k"]))
+    if settings.get("top_p", 1.0) < 1.0:
+        warpers.append(TopPLogitsWarper(settings["top_p"]))
+    expected = torch.softmax(warpers(torch.zeros(4, 1, dtype=torch.long), logits.clone()), -1)
+    assert torch.allclose(Sampling(**settings).probabilities(logits), expected, atol=1e-7)
+    assert torch.equal(Sampling(do_sample=False)(logits), logits.argmax(-1))
+
+
+def test_generation_configs_with_other_processors_are_named():
+    from transformers import GenerationConfig
+
+    assert extra_processors(GenerationConfig(bos_token_id=1, eos_token_id=2, temperature=0.6, top_p=0.9)) == []
+    assert extra_processors(GenerationConfig(repetition_penalty=1.2, no_repeat_ngram_size=3)) == [
+        "repetition_penalty=1.2", "no_repeat_ngram_size=3"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop: generate's layout and tokens.
+
+
+def test_greedy_decode_equals_hf_generate(smollm2_dir):
+    """Greedy decoding equals HF generate token for token on the real model with left-padded rows of three
+    lengths (so positions and the padding mask are right), in float32 and in bf16 (packed linears), and the
+    model's attention implementation is restored after."""
+    for dtype in (torch.float32, torch.bfloat16):
+        tok, model, ids, mask = smollm2(smollm2_dir, dtype)
+        assert len(set(mask.sum(1).tolist())) == 3
+        theirs = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[:, ids.shape[1]:]
+        ours = decode(model, ids, mask, 12, tok.eos_token_id, tok.pad_token_id, sample=argmax)
+        assert ours.shape == (3, 12)
+        if dtype == torch.float32:
+            assert torch.equal(ours, theirs)
+        else:  # bf16: the first tokens agree; later ones may part where two logits round to a tie
+            assert torch.equal(ours[:, :4], theirs[:, :4])
+        assert model.config._attn_implementation == "eager"
+
+
+def scripted_sampler(schedule: dict[int, dict[int, int]], default: int = 7):
+    """A `sample` that returns `default` for every row except schedule[step][row]; records its calls."""
+    calls = []
+
+    def sample(logits):
+        calls.append(logits)
+        token = torch.full((len(logits),), default)
+        for row, value in schedule.get(len(calls) - 1, {}).items():
+            token[row] = value
+        return token
+
+    return sample, calls
+
+
+def test_decode_pads_after_eos_and_stops_early(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager").eval()
+    ids, mask = left_pad([torch.tensor([1, 10, 11, 12]), torch.tensor([1, 20]), torch.tensor([1, 30, 31])], 0)
+    # EOS ids 2 and 5, pad 0: row 0 ends at step 1, row 2 (with the second EOS id) at step 3, row 1 at step 4.
+    # The sampler keeps proposing 7 for ended rows; they get pad instead, and step 4 is the last. No compaction
+    # here (the scripted rows would move).
+    sample, calls = scripted_sampler({1: {0: 2}, 3: {2: 5}, 4: {1: 2}})
+    out = decode(model, ids, mask, 10, [2, 5], 0, sample=sample, compact_when_ended=2.0)
+    assert out.tolist() == [[7, 2, 0, 0, 0],
+                            [7, 7, 7, 7, 2],
+                            [7, 7, 7, 5, 0]]
+    assert len(calls) == 5 and calls[0].dtype == torch.float32
+    # No row ends: max_new_tokens columns (an int EOS id here).
+    sample, calls = scripted_sampler({})
+    assert decode(model, ids, mask, 3, 2, 0, sample=sample).tolist() == [[7, 7, 7]] * 3
+
+
+def test_rows_that_ended_leave_the_batch_without_changing_the_others(tiny_llama_dir):
+    """With compaction (rows dropped from the batch and the cache once they end) greedy decoding gives the same
+    tokens as without; the batch shrinks on the way, and stop strings end rows too."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager").eval()
+    torch.manual_seed(1)
+    ids, mask = left_pad([torch.randint(3, 500, (n,)) for n in (5, 9, 3, 7, 6, 4)], 0)
+    plain = decode(model, ids, mask, 20, 10**9, 0, sample=argmax, compact_when_ended=2.0)
+    # Make the tokens some rows produce early their EOS: those rows end at different steps.
+    eos = sorted({int(plain[0, 2]), int(plain[3, 5])})
+    reference = decode(model, ids, mask, 20, eos, 0, sample=argmax, compact_when_ended=2.0)
+    sizes = []
+    compact = decode(model, ids, mask, 20, eos, 0, sample=argmax, compact_when_ended=0.01,
+                     observe=lambda rows, t, logits: sizes.append(len(rows)))
+    assert torch.equal(compact, reference)
+    assert sizes[0] == 6 and min(sizes) < 6
+    # A stop string seen at the STOP_CHECK_EVERY-th token ends the row: pad after.
+    stop_row = int(reference[4, 0])
+    stopped = decode(model, ids, mask, 20, eos, 0, sample=argmax, stop=lambda toks: toks[0] == stop_row)
+    assert (stopped[4, 8:] == 0).all() and torch.equal(stopped[4, :8], reference[4, :8])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# LoRA folded for the duration; bf16 weights packed.
+
+
+def test_lora_merge_restores_every_weight_bit_for_bit_and_folds_the_update(smollm2_dir):
+    tok, model, ids, mask = smollm2(smollm2_dir)
+    peft = with_lora(model)
+    lm = peft.get_base_model()
+    before = {n: p.detach().clone() for n, p in peft.named_parameters()}
+    unmerged = lm(input_ids=ids, attention_mask=mask).logits
+    with torch.no_grad(), lora_merged(peft) as folded:
+        assert folded
+        merged = lm(input_ids=ids, attention_mask=mask).logits
+        changed = [n for n, p in peft.named_parameters() if not torch.equal(p, before[n])]
+        assert changed and all("base_layer" in n for n in changed)  # the folded q/v weights only
+    after = {n: p.detach() for n, p in peft.named_parameters()}
+    assert all(torch.equal(after[n], before[n]) for n in before)
+    assert (merged - unmerged).abs().max() < 1e-3
+    assert (merged - lm(input_ids=ids, attention_mask=mask).logits).abs().max() < 1e-3
+    # The adapter is on again: the output is not the base model's.
+    with peft.disable_adapter():
+        base = lm(input_ids=ids, attention_mask=mask).logits
+    assert (base - unmerged).abs().max() > 1e-2
+
+
+def test_bf16_weights_are_not_folded_because_the_update_would_round_away(smollm2_dir):
+    """A LoRA update of the size of the first hundreds of steps (1e-5 here) vanishes when added to a bf16
+    weight: W + delta rounds back to W in almost every entry. So lora_merged leaves bf16 models unfolded."""
+    tok, model, ids, mask = smollm2(smollm2_dir, torch.bfloat16)
+    peft = with_lora(model)
+    layer = peft.get_base_model().model.layers[0].self_attn.q_proj
+    weight = layer.base_layer.weight
+    delta = torch.full_like(weight, 1e-5, dtype=torch.float32)
+    kept = (weight.float() + delta).to(torch.bfloat16).float() - weight.float()
+    assert (kept == 0).float().mean() > 0.95  # the update is lost in more than 95% of the entries
+    assert not foldable(peft)
+    with lora_merged(peft) as folded:
+        assert not folded
+
+
+def test_packed_bf16_linears_give_the_same_bits_and_are_restored(smollm2_dir):
+    tok, model, ids, mask = smollm2(smollm2_dir, torch.bfloat16)
+    with torch.no_grad():
+        plain = model(input_ids=ids, attention_mask=mask).logits
+        with packed_linears(model, len(ids)) as n:
+            packed = model(input_ids=ids, attention_mask=mask).logits
+    assert n == 211  # 30 layers x 7 projections + the LM head
+    assert torch.equal(plain, packed)
+    assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The distribution: per-token log-probabilities of the fast path against a plain full forward.
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-4), (torch.bfloat16, 0.15)])
+def test_decode_logprobs_equal_a_full_forward_of_the_same_sequences(smollm2_dir, dtype, tolerance):
+    """The log-softmax each token was sampled from (folded LoRA in float32; packed bf16 linears in bf16) equals
+    the log-probability a plain forward of the whole sequence (adapter on, not folded) gives that token. bf16
+    rounds differently along the two paths; its mean difference stays small."""
+    tok, model, ids, mask = smollm2(smollm2_dir, dtype)
+    peft = with_lora(model)
+    lm = peft.get_base_model()
+    seen = {}
+
+    def observe(rows, t, logits):
+        for row, lp in zip(rows.tolist(), torch.log_softmax(logits, -1)):
+            seen[(row, t)] = lp
+
+    torch.manual_seed(0)
+    with lora_merged(peft):
+        out = decode(lm, ids, mask, 16, tok.eos_token_id, tok.pad_token_id, observe=observe, compact_when_ended=0.01)
+    full = torch.cat([ids, out], 1)
+    full_mask = torch.cat([mask, torch.ones_like(out)], 1)
+    positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = peft(input_ids=full, attention_mask=full_mask, position_ids=positions).logits.float()
+    reference = torch.log_softmax(logits[:, ids.shape[1] - 1:-1], -1)
+    diffs = torch.tensor([float(seen[(i, t)][tok_id] - reference[i, t, tok_id])
+                          for i in range(len(out)) for t, tok_id in enumerate(out[i].tolist()) if (i, t) in seen])
+    assert len(diffs) == out.numel()
+    assert diffs.abs().max() < tolerance, diffs.abs().max()
+    assert diffs.abs().mean() < tolerance / 5
+
+
+def test_merge_and_logprobs_under_the_two_process_zero2_launch(tiny_llama_dir, tmp_path):
+    """In each process of a DeepSpeed ZeRO-2 launch (float32, so the LoRA update is folded), after one PPO step:
+    the rollout leaves every parameter (value head included) equal bit for bit, and the decode path's per-token
+    log-probabilities equal the trainer's own scoring forward."""
+    flags = [f"--model_name={tiny_llama_dir}", f"--output_dir={tmp_path}/run", "--overall_steps=2", "--save_freq=0",
+             "--batch_size=4", "--mini_batch_size=2", "--gradient_accumulation_steps=2", "--output_max_length=12",
+             "--max_prompt_length=256", "--dev_max_examples=4", "--eval_table_rows=0", "--seed=7",
+             "--mixed_precision=no", "--relevance_scaling=false", "--reward_branching=false", "--learning_rate=1e-2"]
+    launch = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "2"]
+    proc = subprocess.run(launch + ["tests/check_decode_merge.py"] + flags, cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]
+    assert sorted(r["rank"] for r in reports) == [0, 1]
+    for r in reports:
+        assert r["processes"] == 2 and r["folded"] and r["lora_b_max"] > 0
+        assert r["unequal"] == [] and r["parameters"] > 0
+        assert r["max_logprob_diff"] < 1e-4, r
