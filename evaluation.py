@@ -73,6 +73,9 @@ class EvalArguments:
     top_k: int = field(default=50, metadata={"help": "50 as the paper's run_alpaca_eval (it passed no top_k, so "
                                              "transformers 4.x's default 50 applied); 0 = off"})
     seed: int = field(default=42, metadata={"help": "sampling seed"})
+    sampler: str = field(default="loop", metadata={
+        "help": "loop: the decode path the PPO rollouts use (rre/decode.py; several times faster on CPU) | generate: "
+                "HF generate, as the paper's script. The same distribution, other random draws"})
     overwrite: bool = field(default=False, metadata={"help": "regenerate results that already exist"})
     superni_dir: str = field(
         default="data/natural-instructions",  # relative, as the paper's (cd data && git clone ...)
@@ -93,6 +96,7 @@ class EvalArguments:
                                   "AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
 
 
+SAMPLERS = ("loop", "generate")
 ALPACA_ONLY = ("eval_path", "max_new_tokens", "temperature", "top_p", "top_k", "seed")
 SUPERNI_ONLY = ("superni_dir", "superni_max_instances", "superni_max_new_tokens")
 NO_EFFECT_FLAGS = {
@@ -160,14 +164,14 @@ def _eos_ids(model, tokenizer) -> set[int]:
 def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[str], batch_size: int,
                        max_new_tokens: int, do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
                        top_k: int = 0, on_batch: Callable[[list[int], list[str]], None] | None = None,
-                       desc: str = "generate") -> list[str]:
+                       desc: str = "generate", sampler: str = "loop") -> list[str]:
     """Answer every prompt; returns the cleaned responses in prompt order.
 
     Prompts are sorted by token length (longest first, so an out-of-memory error shows at once) and batched with
-    left padding and answered through `rre.decode.decode`, the PPO rollouts' decode path (with these sampling
-    settings; HF generate only for a model whose generation config adds other logits processors). A row stops at
-    an EOS id or, checked every few tokens, once its text holds a stop string; each answer is cut at the first EOS
-    id, then `fmt.clean` strips it and cuts it at the first stop string. `on_batch(positions, responses)` runs after
+    left padding, then answered through `rre.decode.decode`, the PPO rollouts' decode path, with these sampling
+    settings (HF generate with `sampler="generate"`, or for a model whose generation config adds other logits
+    processors). A row stops at an EOS id or, checked every few tokens, once its text holds a stop string; each
+    answer is cut at the first EOS id, then `fmt.clean` strips it and cuts it at the first stop string. `on_batch(positions, responses)` runs after
     every batch with the batch's positions in `prompts` (the alpaca evaluation appends them to its partial file).
     """
     # The chat template already contains its special tokens; the Alpaca template is plain text.
@@ -182,7 +186,8 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     device = model.get_input_embeddings().weight.device
     sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
     others = extra_processors(model.generation_config)
-    if others:
+    use_generate = sampler == "generate" or bool(others)
+    if others and sampler != "generate":
         print(f"note: the model's generation config sets {', '.join(others)}; answering with HF generate, which "
               "applies them (slower)", file=sys.stderr)
     stops = tuple(fmt.stop_strings)
@@ -196,7 +201,7 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=add_special, truncation=max_prompt is not None,
                             max_length=max_prompt).to(device)
-            if others:
+            if use_generate:
                 kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} \
                     if do_sample else {"do_sample": False}
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, stop_strings=list(stops),
@@ -288,7 +293,7 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
             prompts = [fmt.build(examples[i].instruction, examples[i].input) for i in todo]
             generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.max_new_tokens, do_sample=True,
                                temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, on_batch=append,
-                               desc=f"alpaca {name}")
+                               desc=f"alpaca {name}", sampler=args.sampler)
     finally:
         for f in opened:
             f.close()
@@ -403,7 +408,7 @@ def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_di
     print(f"SuperNI source: {source}")
     prompts = [fmt.build(superni_prompt(t, inst)) for t in tasks for inst in t.instances]
     predictions = generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.superni_max_new_tokens,
-                                     do_sample=False, desc=f"superni {name}")
+                                     do_sample=False, desc=f"superni {name}", sampler=args.sampler)
     result = {"generator": name, "superni_dir": str(args.superni_dir), "source": source, "prompt_format": fmt.name,
               "max_instances": args.superni_max_instances, "max_new_tokens": args.superni_max_new_tokens,
               **score_superni(tasks, predictions)}
@@ -424,6 +429,7 @@ def check_args(args: EvalArguments) -> Path:
         validation.one_of("evaluations", e, EVALUATIONS)
     resolve_dtype(args.precision)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
+    validation.one_of("sampler", args.sampler, SAMPLERS)
     for flag in ("batch_size", "max_new_tokens", "superni_max_instances", "superni_max_new_tokens", "temperature"):
         validation.positive(flag, getattr(args, flag))
     if not 0 < args.top_p <= 1:

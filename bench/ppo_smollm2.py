@@ -33,20 +33,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # for a descheduled sibling made each forward up to 10x slower in our measurements.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from arithmetic import forward_flops, layer_and_head_params, matmul_rate  # noqa: E402
 from rre.paper_data import require_data_file  # noqa: E402
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data/alpacafarm_val.json"  # bash scripts/get_paper_data.sh
-
-
-def model_sizes(model) -> tuple[int, int]:
-    """(parameters a token passes through in the decoder layers, LM-head parameters); embeddings are lookups."""
-    lm = model.causal_lm
-    head = lm.get_output_embeddings().weight.numel()
-    embed = lm.get_input_embeddings().weight.numel()
-    body = sum(p.numel() for n, p in lm.named_parameters() if "lora_" not in n) - embed
-    if lm.get_output_embeddings().weight.data_ptr() != lm.get_input_embeddings().weight.data_ptr():
-        body -= head
-    return body, head
 
 
 def phase_flops(body: int, head: int, rows: int, query: float, response: float, epochs: int) -> dict[str, float]:
@@ -56,22 +46,8 @@ def phase_flops(body: int, head: int, rows: int, query: float, response: float, 
     forward: the same sequences through the policy and the reference model; update: `epochs` passes of a forward
     and a backward that computes input gradients only (the base is frozen; LoRA's own gradients are negligible),
     about as much as the forward."""
-    tokens, responses = rows * (query + response), rows * response
-    forward = 2 * body * tokens + 2 * head * responses
+    forward = forward_flops(body, head, rows * (query + response), rows * response)
     return {"generation": forward, "forward": 2 * forward, "update": epochs * 2 * forward}
-
-
-def matmul_rate(dtype) -> float:
-    """GFLOP/s of a 2048 x 2048 matmul at this dtype on this CPU: the compute ceiling the phases are put beside."""
-    import torch
-
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    a @ b
-    start, n = time.perf_counter(), 0
-    while time.perf_counter() - start < 1.0:
-        a @ b
-        n += 1
-    return 2 * 2048 ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -117,7 +93,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}; mixed precision: {run.accelerator.mixed_precision}; "
           f"device: {run.accelerator.device}", flush=True)
 
-    body, head = model_sizes(run.trainer.unwrapped)
+    body, head = layer_and_head_params(run.trainer.unwrapped.causal_lm)
     dtype = torch.bfloat16 if run.accelerator.mixed_precision == "bf16" else torch.float32
     ceiling = matmul_rate(dtype)
     print(f"model: {body / 1e6:.1f}M parameters in the layers, {head / 1e6:.1f}M in the LM head; "

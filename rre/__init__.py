@@ -20,6 +20,7 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     proxy_settings  the proxy a run trained with, recorded and read back
     checkpoints     which {prefix}_step_N checkpoints are complete
     ppo             TRL 0.7.4's PPO, reproduced: GAE, clipped losses, KL control, the trainer
+    decode          the one decode path of the PPO rollouts and evaluation.py: cache, attention, sampling
     attention       KV-cache keyword and sdpa switch shared by decoding and the gold stand-in
     training        what run_ppo.py and run_grpo.py share: flags, tokenizer and prompt format, prompts
     feature_view    per-feature Spearman against the gold, table and plot

@@ -1,5 +1,5 @@
-"""Two switches on a transformers model's attention that the PPO rollouts and the gold stand-in's frozen pass
-both need: the KV-cache keyword its forward takes, and sdpa for passes without a backward."""
+"""Two switches on a transformers model's attention: the KV-cache keyword its forward takes (the decode path and
+the gold stand-in's frozen pass), and sdpa for passes without a backward (the gold stand-in)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,8 @@ def cache_argument(model: nn.Module) -> str:
 def sdpa_attention(model: nn.Module):
     """Inside the block, a transformers model loaded with eager attention runs sdpa (restored after).
 
-    The CPU policy loads eager for its faster backward; decoding has no backward, and sdpa's fused kernel
-    (which also skips eager's copies of the grouped-query key/value heads, repeat_kv, for a single query)
-    decodes faster: 16 x 64 tokens of SmolLM2-135M on 2 CPU cores took 4.2 s vs 4.6 s in bf16 autocast and
-    9.0 s vs 9.8 s in float32.
+    The CPU models load eager for its faster backward; a pass without one (the gold stand-in's frozen pass)
+    runs faster on sdpa's fused kernel. (Decoding has its own attention: rre/decode.py.)
     """
     original = model.config._attn_implementation
     if original != "eager":

@@ -4,7 +4,7 @@ Current TRL no longer ships the PPO trainer the paper used, so this module re-im
 one readable file. One PPO step (`PPOTrainer.step`) is:
 
   1. rollout     sample a response for each prompt (top_k=0, top_p=1.0), batched with left padding, by
-                 a plain KV-cache decode loop (`sample_responses`) or HF generate (--rollout_sampler);
+                 the project's decode path (`rre.decode`) or HF generate (--rollout_sampler);
                  with rollout post-processing, cut it at the prompt format's stop strings, re-tokenize and
                  end it with EOS when it finished (`postprocess_responses`)
   2. reward      the white-box proxy reward of the cleaned text, minus `reward_baseline`
@@ -29,8 +29,9 @@ ids (SmolLM2's EOS and pad are the same id).
 Speed without changing the maths: the LM head and the value head run only on response positions; the
 mini-batches of one gradient-accumulation group share a single forward/backward (each mini-batch's loss
 is still its own masked mean, and the group's loss is their average, which is exactly what gradient
-accumulation over them computes); rollouts sample by a plain decode loop that draws one uniform per token
-(inverse CDF) where torch.multinomial draws one per vocabulary entry (`sample_responses`).
+accumulation over them computes); rollouts sample through `rre.decode` (static cache, its own attention for one
+query token, packed bf16 weights, LoRA folded into float32 weights, one uniform per token by inverse CDF where
+torch.multinomial draws one per vocabulary entry).
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ class PPOConfig:
     generation_batch_size: int | None = field(default=None, metadata={"help": "rollout batch (default: batch_size)"})
     rollout_sampler: str = field(
         default="loop",
-        metadata={"help": "loop: a plain KV-cache decode loop with inverse-CDF sampling and sdpa attention when "
-                  "the policy loaded eager (faster on CPU) | generate: HF generate. The same distribution, "
-                  "other random draws"},
+        metadata={"help": "loop: the project's decode path (rre/decode.py: static KV cache, grouped-matmul "
+                  "attention, LoRA folded into float32 weights, inverse-CDF sampling) | generate: HF generate. The "
+                  "same distribution, other random draws"},
     )
     forward_batch_size: int | None = field(
         default=None, metadata={"help": "no-grad scoring forward batch (default: mini_batch_size x grad accum)"}

@@ -17,6 +17,7 @@ from tiny_reward_models import save_lora_adapter, save_tiny_starling
 import evaluation
 from evaluation import alpaca_paths, load_superni, score_superni, superni_rouge_l
 from rre.data import join_outputs, load_examples, load_outputs
+from rre.prompts import resolve_prompt_format
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "data" / "superni-fixture"
@@ -266,3 +267,23 @@ def test_missing_paper_eval_file_says_how_to_get_it(tmp_path, tiny_llama_dir):
     assert proc.returncode == 2 and lines[-1] == (
         "error: --eval_path data/alpaca_eval.json: no such file; get the paper's data with "
         "`bash scripts/get_paper_data.sh`, or pass --eval_path data/eval.json (30 offline instructions)")
+
+
+def test_both_samplers_answer_and_a_generation_config_with_other_processors_falls_back(smollm2_dir, capsys):
+    """The default decode path and --sampler generate both answer (greedy: the same answers); a model whose
+    generation config asks for a logits processor the decode path does not apply is answered by HF generate,
+    and the run says so."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    fmt = resolve_prompt_format("alpaca", tok)
+    prompts = [fmt.build("Name a primary colour."), fmt.build("What is 2 + 2? Answer in one word.")]
+    answers = {s: evaluation.generate_responses(model, tok, fmt, prompts, 2, 12, do_sample=False, sampler=s)
+               for s in ("loop", "generate")}
+    assert answers["loop"] == answers["generate"] and all(answers["loop"])
+    assert "note:" not in capsys.readouterr().err
+    model.generation_config.repetition_penalty = 1.3
+    evaluation.generate_responses(model, tok, fmt, prompts, 2, 4, do_sample=False)
+    assert "sets repetition_penalty=1.3; answering with HF generate" in capsys.readouterr().err
