@@ -30,8 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# OpenMP threads that sleep at barriers instead of spinning (before torch loads); see run_ppo.py.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads spin briefly at a barrier, then sleep (before torch loads); see run_ppo.py.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import torch  # noqa: E402
 

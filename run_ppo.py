@@ -28,9 +28,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# OpenMP threads that sleep at barriers instead of spinning (set before torch loads): on a shared CPU,
-# threads spinning while a descheduled sibling holds them up made forwards up to 10x slower for us.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads wait at a barrier by spinning briefly (10,000 turns, microseconds), then sleep; set before torch
+# loads. libgomp's default spins 300,000: on a shared CPU, threads spinning while a descheduled sibling held them
+# up made forwards up to 10x slower for us. Not spinning at all (OMP_WAIT_POLICY=PASSIVE, used before) made a
+# rollout 35% slower: each of a decode step's thousands of small ops had to wake the threads.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import torch  # noqa: E402
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see ppo_smollm2.py
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as run_ppo.py: brief spinning at OpenMP barriers
 
 from arithmetic import forward_flops, layer_and_head_params, matmul_rate  # noqa: E402
 

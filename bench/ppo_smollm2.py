@@ -29,9 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# OpenMP threads that sleep at barriers instead of spinning: on a shared CPU, spinning threads that wait
-# for a descheduled sibling made each forward up to 10x slower in our measurements.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as run_ppo.py: brief spinning at OpenMP barriers
 
 from arithmetic import forward_flops, layer_and_head_params, matmul_rate  # noqa: E402
 from rre.paper_data import require_data_file  # noqa: E402
