@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +23,8 @@ from rre.stats import correlation
 REWARD_FLAGS = ("length_incentive", "repetition_penalty", "relevance_scaling", "reward_branching")
 # The paper's ladder (its Table 2 rows): each design adds one feature to the one before.
 DESIGNS: dict[str, dict[str, bool]] = {
-    "li": {"length_incentive": True, "repetition_penalty": False, "relevance_scaling": False, "reward_branching": False},
+    "li": {"length_incentive": True, "repetition_penalty": False, "relevance_scaling": False,
+           "reward_branching": False},
     "li_rp": {"length_incentive": True, "repetition_penalty": True, "relevance_scaling": False,
               "reward_branching": False},
     "li_qr_rp": {"length_incentive": True, "repetition_penalty": True, "relevance_scaling": True,

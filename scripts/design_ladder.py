@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))  # run as `python scripts/design_ladder.py`
 
 from reward_model import RewardConfig, check_reward_flags  # noqa: E402
 from rre import ladder  # noqa: E402
-from rre.checkpoints import is_complete, latest_checkpoint, list_checkpoints  # noqa: E402
+from rre.checkpoints import is_complete, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.files import write_json, atomic_write  # noqa: E402
+from rre.files import atomic_write, write_json  # noqa: E402
 from rre.gold import GOLD_TYPES  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
 from rre.records import read_json  # noqa: E402
@@ -46,49 +46,48 @@ TRAIN_STATE = {"ppo": "training_state.json", "grpo": "trainer_state.json", "rloo
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ladder_dir", default="runs/ladder", help="where every run, answer, score and the report go")
-    p.add_argument("--designs", default=",".join(ladder.DESIGNS),
-                   help=f"comma-separated built-in designs ({', '.join(ladder.DESIGNS)})")
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()), allow_abbrev=False)
+    d = " (default: %(default)s)"
+    p.add_argument("--ladder_dir", default="runs/ladder", help="where every run, answer, score and the report go" + d)
+    p.add_argument("--designs", default=",".join(ladder.DESIGNS), help="comma-separated built-in designs" + d)
     p.add_argument("--features_module", action="append", default=[],
                    help="a file of your own features (README, 'Add a feature'): one more design named after the "
                         "file, on the flags of --features_base; repeat for several")
-    p.add_argument("--features_base", default="full", help="the built-in design a --features_module design extends")
-    p.add_argument("--seeds", default="1,2", help="comma-separated training (and answer sampling) seeds")
+    p.add_argument("--features_base", default="full", help="the built-in design a --features_module extends" + d)
+    p.add_argument("--seeds", default="1,2", help="comma-separated training (and answer sampling) seeds" + d)
     p.add_argument("--trainer", default="ppo", choices=["ppo", "grpo", "rloo"],
-                   help="ppo: run_ppo.py (the paper's); grpo | rloo: run_grpo.py")
+                   help="ppo: run_ppo.py (the paper's); grpo | rloo: run_grpo.py" + d)
     p.add_argument("--model_name", default=None, help="policy (default: the offline SmolLM2-135M-Instruct)")
-    p.add_argument("--checkpoints", type=int, default=8, help="checkpoints per run (the base policy is step 0 too)")
-    p.add_argument("--save_every", type=int, default=2, help="PPO steps between checkpoints")
-    p.add_argument("--batch_size", type=int, default=8, help="rollouts per PPO step")
-    p.add_argument("--mini_batch_size", type=int, default=2)
-    p.add_argument("--gradient_accumulation_steps", type=int, default=2, help="(ppo)")
-    p.add_argument("--new_tokens", type=int, default=48, help="rollout length (--output_max_length)")
+    p.add_argument("--checkpoints", type=int, default=8, help="checkpoints per run, besides the base policy" + d)
+    p.add_argument("--save_every", type=int, default=2, help="PPO steps between checkpoints" + d)
+    p.add_argument("--batch_size", type=int, default=8, help="rollouts per PPO step" + d)
+    p.add_argument("--mini_batch_size", type=int, default=2, help="samples per forward/backward" + d)
+    p.add_argument("--gradient_accumulation_steps", type=int, default=2, help="PPO only" + d)
+    p.add_argument("--new_tokens", type=int, default=48, help="rollout length (--output_max_length)" + d)
     p.add_argument("--learning_rate", type=float, default=3e-4,
-                   help="the quickstart's; the paper's 1e-5 is for 10,000 steps")
-    p.add_argument("--dataset_path", default="data/train.json", help="training prompts")
-    p.add_argument("--max_prompt_length", type=int, default=256)
+                   help="the quickstart's; the paper's 1e-5 is for 10,000 steps" + d)
+    p.add_argument("--dataset_path", default="data/train.json", help="training prompts" + d)
+    p.add_argument("--max_prompt_length", type=int, default=256, help="longer training prompts are dropped" + d)
     p.add_argument("--relevance_model", default=RewardConfig.relevance_model,
-                   help="e(.) of QR and RAR: the paper's facebook/contriever, or minilm (the offline encoder)")
-    p.add_argument("--rar_max_dot", default="auto")
+                   help="e(.) of QR and RAR: the paper's encoder, or minilm (the offline one)" + d)
+    p.add_argument("--rar_max_dot", default="auto", help="as run_ppo.py" + d)
     p.add_argument("--accelerate_config", default=None,
-                   help="launch training with `accelerate launch --config_file` (e.g. configs/zero2-bf16.yaml on "
-                        "GPUs, configs/zero2-cpu.yaml as the quickstart); default: one plain python process")
-    p.add_argument("--num_processes", type=int, default=1, help="with --accelerate_config")
+                   help="launch training with `accelerate launch --config_file` (configs/zero2-bf16.yaml on GPUs, "
+                        "configs/zero2-cpu.yaml as the quickstart; default: one plain python process)")
+    p.add_argument("--num_processes", type=int, default=1, help="with --accelerate_config" + d)
     p.add_argument("--extra_train_args", default="", help="more flags for run_ppo.py / run_grpo.py (later wins)")
     p.add_argument("--eval_path", default=None,
-                   help=f"eval instructions (default: {PAPER_EVAL}; e.g. the AlpacaFarm validation file)")
-    p.add_argument("--eval_size", type=int, default=200, help="instructions answered, evenly spaced over the file")
-    p.add_argument("--eval_tokens", type=int, default=48, help="answer length (evaluation.py --max_new_tokens)")
-    p.add_argument("--eval_batch_size", type=int, default=16)
+                   help=f"eval instructions (default: {PAPER_EVAL}; or the AlpacaFarm validation file)")
+    p.add_argument("--eval_size", type=int, default=200, help="instructions answered, evenly spaced over the file" + d)
+    p.add_argument("--eval_tokens", type=int, default=48, help="answer length (evaluation.py --max_new_tokens)" + d)
+    p.add_argument("--eval_batch_size", type=int, default=16, help="prompts per generate call" + d)
     p.add_argument("--gold", action="append", default=[],
                    help="gold reward model; repeat for several (default: the offline stand-in, trained by "
                         "scripts/train_reward_model.py into {ladder_dir}/gold_standin)")
     p.add_argument("--gold_type", action="append", default=[],
-                   help=f"{' | '.join(GOLD_TYPES)}: one for all golds or one each (default classifier)")
-    p.add_argument("--gold_device", default="auto")
-    p.add_argument("--gold_batch_size", type=int, default=8)
+                   help=f"{' | '.join(GOLD_TYPES)}: one for all golds or one each (default: classifier)")
+    p.add_argument("--gold_device", default="auto", help="auto | cuda | cpu" + d)
+    p.add_argument("--gold_batch_size", type=int, default=8, help="responses per gold forward" + d)
     p.add_argument("--time_per_step", type=float, default=None,
                    help="seconds per PPO step for the first estimate (default: the 2-core CPU figure, scaled)")
     p.add_argument("--plan_only", action="store_true", help="print the plan and its cost, run nothing")
@@ -509,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         t = timing(lad)
         for line in ladder.describe_work(total, t, "whole ladder") + ladder.describe_work(left, t, "still to run"):
             print(line)
+        if not a.gold and not (folder / "gold_standin" / "config.json").is_file():
+            print("plus, once, the gold stand-in's training: about 1 min (26-51 s in docs/performance.md)")
         if a.plan_only:
             return
         if not a.gold:
