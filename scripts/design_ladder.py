@@ -108,6 +108,25 @@ def int_list(flag: str, text: str) -> list[int]:
     return values
 
 
+def local_path(name: str | None) -> str | None:
+    """A path the user typed, made absolute (the commands run from the repository root): relative to the current
+    folder when it is there, else to the repository (the defaults, data/train.json); a hub name stays as it is."""
+    if name is None or Path(name).is_absolute():
+        return name
+    for base in (Path.cwd(), ROOT):
+        if (base / name).exists():
+            return str((base / name).resolve())
+    return name
+
+
+def absolute_paths(a: argparse.Namespace) -> None:
+    a.ladder_dir = str(Path(a.ladder_dir).resolve())
+    for flag in ("model_name", "dataset_path", "eval_path", "accelerate_config"):
+        setattr(a, flag, local_path(getattr(a, flag)))
+    a.features_module = [local_path(p) for p in a.features_module]
+    a.gold = [local_path(g) for g in a.gold]
+
+
 def check_args(a: argparse.Namespace) -> None:
     for flag in ("checkpoints", "save_every", "batch_size", "mini_batch_size", "gradient_accumulation_steps",
                  "new_tokens", "eval_size", "eval_tokens", "eval_batch_size", "num_processes", "gold_batch_size"):
@@ -485,6 +504,7 @@ def report(lad: Ladder, total: ladder.Work) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     a = parse_args(argv)
     with exit_on_data_error():
+        absolute_paths(a)
         check_args(a)
         designs = ladder.build_designs([d.strip() for d in a.designs.split(",") if d.strip()], a.features_module,
                                        a.features_base)
