@@ -24,6 +24,7 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     attention       KV-cache keyword and sdpa switch shared by decoding and the gold stand-in
     training        what run_ppo.py and run_grpo.py share: flags, tokenizer and prompt format, prompts
     feature_view    per-feature Spearman against the gold, table and plot
+    ladder          the reward-design ladder's designs, seed intervals, hacking flag, report and cost
     offline_models  the offline default models (SmolLM2 from a packaged GGUF, MiniLM)
     qtype           query-type labels for new prompts: a trained classifier or an LM judge (annotate.py)
     paper_data      the paper's data files, fetched at a pinned commit and checked

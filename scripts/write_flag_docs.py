@@ -29,6 +29,7 @@ COMMANDS = [
     ("annotate.py", ["annotate.py"]),
     ("scripts/train_reward_model.py", ["scripts/train_reward_model.py"]),
     ("scripts/summarize_run.py", ["scripts/summarize_run.py"]),
+    ("scripts/design_ladder.py", ["scripts/design_ladder.py"]),
     ("python -m rre.offline_models", ["-m", "rre.offline_models"]),
     ("python -m rre.checkpoints", ["-m", "rre.checkpoints"]),
 ]

@@ -1,0 +1,294 @@
+"""The reward-design ladder's arithmetic (scripts/design_ladder.py drives it): the designs as run_ppo.py flags,
+what each (design, seed) run gives (proxy and gold change from base to last checkpoint, their Spearman and Kendall
+across checkpoints), the t-interval of each over seeds, the reward-hacking flag, the report's table and figure,
+and the cost of what is left to compute. Pure functions, so the report is rebuilt from files alone and the
+intervals can be checked against scipy on planted numbers."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from scipy.stats import kendalltau, spearmanr
+from scipy.stats import t as student_t
+
+from rre.data import DataError
+from rre.files import save_figure
+from rre.stats import correlation
+
+REWARD_FLAGS = ("length_incentive", "repetition_penalty", "relevance_scaling", "reward_branching")
+# The paper's ladder (its Table 2 rows): each design adds one feature to the one before.
+DESIGNS: dict[str, dict[str, bool]] = {
+    "li": {"length_incentive": True, "repetition_penalty": False, "relevance_scaling": False,
+           "reward_branching": False},
+    "li_rp": {"length_incentive": True, "repetition_penalty": True, "relevance_scaling": False,
+              "reward_branching": False},
+    "li_qr_rp": {"length_incentive": True, "repetition_penalty": True, "relevance_scaling": True,
+                 "reward_branching": False},
+    "full": {"length_incentive": True, "repetition_penalty": True, "relevance_scaling": True, "reward_branching": True},
+}
+METRICS = ("proxy_change", "gold_change", "spearman", "kendall")
+
+
+@dataclass(frozen=True)
+class Design:
+    """One rung: the reward flags of run_ppo.py, and a features module (`--features_module`) when it has one."""
+
+    name: str
+    flags: dict[str, bool]
+    features_module: str | None = None
+
+    def train_flags(self) -> list[str]:
+        out = [f"--{k}={'true' if v else 'false'}" for k, v in self.flags.items()]
+        return out + ([f"--features_module={self.features_module}"] if self.features_module else [])
+
+    def record(self) -> dict[str, Any]:
+        return {"flags": dict(self.flags), "features_module": self.features_module}
+
+
+def build_designs(names: Sequence[str], features_modules: Sequence[str] = (), features_base: str = "full"
+                  ) -> list[Design]:
+    """The ladder's designs in order: the named built-in ones, then one per features module (named after its file,
+    on the flags of `features_base`). An unknown or repeated name is one line naming the flag."""
+    designs = []
+    for name in names:
+        if name not in DESIGNS:
+            raise DataError(f"--designs: unknown design {name!r} (built-in: {', '.join(DESIGNS)}; your own features: "
+                            "--features_module FILE)")
+        designs.append(Design(name, DESIGNS[name]))
+    if features_modules and features_base not in DESIGNS:
+        raise DataError(f"--features_base: unknown design {features_base!r} (one of {', '.join(DESIGNS)})")
+    for path in features_modules:
+        designs.append(Design(Path(path).stem, DESIGNS[features_base], str(path)))
+    seen = [d.name for d in designs]
+    twice = sorted({n for n in seen if seen.count(n) > 1})
+    if twice:
+        raise DataError(f"--designs/--features_module: design name(s) given twice: {', '.join(twice)}")
+    if not designs:
+        raise DataError("--designs: give at least one design")
+    return designs
+
+
+def checkpoint_steps(checkpoints: int, save_every: int) -> list[int]:
+    """The steps the report reads: 0 (the base policy, no adapter), then every `save_every` steps."""
+    return [0] + [save_every * (i + 1) for i in range(checkpoints)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def seed_interval(values: Sequence[float | None], level: float = 0.95,
+                  bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Mean over seeds and its two-sided t-interval: mean +/- t_{(1+level)/2, n-1} x sd / sqrt(n). Undefined
+    values (a correlation of a constant curve) are left out and counted; fewer than 2 values: no interval.
+    `bounds` (a correlation's [-1, 1]) clips the interval's ends, never its half-width."""
+    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    n = len(kept)
+    out: dict[str, Any] = {"n": n, "n_undefined": len(values) - n, "mean": None, "ci": [None, None],
+                           "half_width": None, "level": level}
+    if n == 0:
+        return out
+    mean = statistics.fmean(kept)
+    out["mean"] = mean
+    if n >= 2:
+        half = float(student_t.ppf((1 + level) / 2, n - 1)) * statistics.stdev(kept) / math.sqrt(n)
+        lo, hi = mean - half, mean + half
+        if bounds is not None:
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        out.update(ci=[lo, hi], half_width=half)
+    return out
+
+
+def hacking(proxy_change: dict[str, Any], gold_change: dict[str, Any]) -> bool:
+    """Reward hacking, as the report flags it: the proxy went up and the gold went down, both intervals
+    excluding zero (no interval, no flag)."""
+    p_lo, g_hi = proxy_change["ci"][0], gold_change["ci"][1]
+    return p_lo is not None and g_hi is not None and p_lo > 0 and g_hi < 0
+
+
+def run_numbers(proxy: Sequence[float], gold: Sequence[float]) -> dict[str, Any]:
+    """One run's numbers against one gold: change from the first point (the base policy) to the last, and the
+    Spearman and Kendall of the two curves across checkpoints (null where a curve is constant)."""
+    if len(proxy) != len(gold) or len(proxy) < 2:
+        raise ValueError(f"need two equal curves of >= 2 points, got {len(proxy)} and {len(gold)}")
+    with warnings.catch_warnings():  # a constant curve: scipy warns and returns NaN, written as null
+        warnings.simplefilter("ignore")
+        sp, kt = spearmanr(proxy, gold), kendalltau(proxy, gold)
+    return {"proxy_change": float(proxy[-1] - proxy[0]), "gold_change": float(gold[-1] - gold[0]),
+            "spearman": correlation(sp)["statistic"], "kendall": correlation(kt)["statistic"]}
+
+
+def design_summary(runs: dict[int, dict[str, Any]], gold: str, level: float = 0.95) -> dict[str, Any]:
+    """Over the seeds of one design, against one gold: each metric's mean and t-interval, and the hacking flag.
+    `runs` maps seed -> {"proxy": [...], "golds": {name: [...]}}."""
+    per_seed = {seed: run_numbers(r["proxy"], r["golds"][gold]) for seed, r in sorted(runs.items())}
+    summary = {m: seed_interval([v[m] for v in per_seed.values()], level,
+                                (-1.0, 1.0) if m in ("spearman", "kendall") else None) for m in METRICS}
+    return {"per_seed": per_seed, **summary, "hacking": hacking(summary["proxy_change"], summary["gold_change"])}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report.
+
+
+def _cell(s: dict[str, Any], digits: int = 3) -> str:
+    if s["mean"] is None:
+        return "n/a"
+    lo, hi = s["ci"]
+    return f"{s['mean']:+.{digits}f}" + (f" [{lo:+.{digits}f}, {hi:+.{digits}f}]" if lo is not None else " [n<2]")
+
+
+def table_rows(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[list[str]]:
+    """One row per (design, gold): seeds, proxy change, gold change, Spearman, Kendall (mean [95% interval] over
+    seeds) and the hacking flag. `summaries` maps design -> gold -> design_summary."""
+    rows = []
+    for design, by_gold in summaries.items():
+        for gold, s in by_gold.items():
+            rows.append([design, gold, str(len(s["per_seed"])), _cell(s["proxy_change"]), _cell(s["gold_change"]),
+                         _cell(s["spearman"], 2), _cell(s["kendall"], 2), "YES" if s["hacking"] else "no"])
+    return rows
+
+
+TABLE_HEADER = ["design", "gold", "seeds", "proxy change", "gold change", "Spearman", "Kendall", "hacking"]
+
+
+def markdown_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summaries)]
+    return "\n".join(lines) + "\n"
+
+
+def interval_widths(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """One line per (design, gold): the half-width reached by each interval (what more seeds would shrink)."""
+    lines = []
+    for design, by_gold in summaries.items():
+        for gold, s in by_gold.items():
+            parts = [f"{m.replace('_', ' ')} +/-{s[m]['half_width']:.3f}" if s[m]["half_width"] is not None
+                     else f"{m.replace('_', ' ')} n/a (n={s[m]['n']})" for m in METRICS]
+            lines.append(f"{design} vs {gold} ({len(s['per_seed'])} seeds): " + ", ".join(parts))
+    return lines
+
+
+def plot_ladder(curves: dict[str, dict[int, dict[str, Any]]], golds: Sequence[str], path: str | Path,
+                title: str) -> None:
+    """One column per design, one row for the proxy and one per gold: each seed a thin line, the mean over seeds
+    a thick one. `curves` maps design -> seed -> {"steps", "proxy", "golds": {name: [...]}}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(curves)
+    rows = ["proxy", *golds]
+    fig, axes = plt.subplots(len(rows), len(names), figsize=(3.2 * len(names) + 0.8, 2.6 * len(rows)),
+                             squeeze=False, sharex=True, sharey="row")
+    for c, design in enumerate(names):
+        runs = curves[design]
+        for r, what in enumerate(rows):
+            ax = axes[r][c]
+            color = "tab:blue" if what == "proxy" else "tab:red"
+            series = [(run["steps"], run["proxy"] if what == "proxy" else run["golds"][what]) for run in runs.values()]
+            for steps, ys in series:
+                ax.plot(steps, ys, color=color, linewidth=0.8, alpha=0.5)
+            if series and all(s == series[0][0] for s, _ in series):
+                mean = [statistics.fmean(col) for col in zip(*(ys for _, ys in series))]
+                ax.plot(series[0][0], mean, color=color, linewidth=2.5, label=f"mean of {len(series)} seeds")
+            if r == 0:
+                ax.set_title(design)
+            if c == 0:
+                ax.set_ylabel("proxy" if what == "proxy" else f"gold: {what}")
+            if r == len(rows) - 1:
+                ax.set_xlabel("PPO step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cost.
+
+# Per-unit seconds on the 2-core CPU of docs/performance.md (SmolLM2-135M-Instruct): a PPO step at batch 8 with
+# 64 new tokens 30-37 s (33 taken, scaled by batch x tokens); answering 30 prompts x 128 tokens about 25 s. The
+# scoring rate (gold stand-in and proxy, batched) and the start of each command (imports, model load) are rough.
+REFERENCE_STEP_S, REFERENCE_STEP_WORK = 33.0, 8 * 64
+ANSWER_TOKEN_S = 25.0 / (30 * 128)
+SCORE_S = 0.05  # per answer and gold
+COMMAND_S = 12.0  # start of one command: imports and model load
+SAVE_S = 1.0  # one checkpoint save
+
+
+@dataclass
+class Timing:
+    """Seconds per unit of work, each unit one thing the ladder runs; `source` says where they come from."""
+
+    step_s: float  # one PPO step
+    train_start_s: float  # one training run beside its steps: start, model load, saves
+    answer_s: float  # one checkpoint's answers to the eval set, start included
+    score_s: float  # one run scored (eval_monotonicity.py), start included
+    source: str = "docs/performance.md figures for a 2-core CPU"
+
+
+def default_timing(batch: int, new_tokens: int, n_eval: int, eval_tokens: int, checkpoints: int, n_golds: int,
+                   time_per_step: float | None = None) -> Timing:
+    """The estimate before anything is measured: `--time_per_step` when given, else the 2-core CPU figures."""
+    step = time_per_step if time_per_step is not None else REFERENCE_STEP_S * batch * new_tokens / REFERENCE_STEP_WORK
+    source = ("--time_per_step for a PPO step, " if time_per_step is not None else "") + \
+        "docs/performance.md figures for a 2-core CPU"
+    return Timing(step, COMMAND_S + checkpoints * SAVE_S, COMMAND_S + n_eval * eval_tokens * ANSWER_TOKEN_S,
+                  COMMAND_S + (checkpoints + 1) * n_eval * n_golds * SCORE_S, source)
+
+
+@dataclass
+class Work:
+    """What a ladder computes (all of it, or what is left): counts, and seconds by a `Timing`."""
+
+    runs: int = 0
+    ppo_steps: int = 0
+    rollouts: int = 0
+    checkpoints: int = 0  # checkpoints (base policies included) whose answers are to be generated
+    answers: int = 0
+    score_runs: int = 0  # eval_monotonicity.py calls
+    scores: int = 0  # answers x golds scored (the proxy scores each answer too)
+
+    def add_training(self, steps: int, batch: int) -> None:
+        self.runs += 1
+        self.ppo_steps += steps
+        self.rollouts += steps * batch
+
+    def add_answers(self, n: int) -> None:
+        self.checkpoints += 1
+        self.answers += n
+
+    def add_scoring(self, n_answers: int, n_golds: int) -> None:
+        self.score_runs += 1
+        self.scores += n_answers * n_golds
+
+    def seconds(self, timing: Timing) -> dict[str, float]:
+        return {"training": self.ppo_steps * timing.step_s + self.runs * timing.train_start_s,
+                "answers": self.checkpoints * timing.answer_s, "scoring": self.score_runs * timing.score_s}
+
+    def record(self, timing: Timing) -> dict[str, Any]:
+        split = self.seconds(timing)
+        return {**{k: v for k, v in vars(self).items()}, "seconds": split, "total_seconds": sum(split.values()),
+                "timing": vars(timing)}
+
+
+def hours(seconds: float) -> str:
+    m = int(round(seconds / 60))
+    return f"{m // 60} h {m % 60:02d} min" if m >= 60 else (f"{m} min" if m else f"{seconds:.0f} s")
+
+
+def describe_work(work: Work, timing: Timing, what: str) -> list[str]:
+    split = work.seconds(timing)
+    parts = ", ".join(f"{k} {hours(v)}" for k, v in split.items())
+    return [f"{what}: {work.runs} training run(s), {work.ppo_steps} PPO steps ({work.rollouts} rollouts); "
+            f"{work.checkpoints} checkpoint(s) to answer ({work.answers} answers); {work.score_runs} run(s) to score "
+            f"({work.scores} gold scores, each answer also scored by its proxy)",
+            f"expected wall time: {hours(sum(split.values()))} ({parts}; {timing.step_s:.1f} s per PPO step, "
+            f"{timing.answer_s:.0f} s per checkpoint answered, {timing.score_s:.0f} s per run scored; from "
+            f"{timing.source})"]
