@@ -10,7 +10,7 @@
 #   7. print a summary
 # Every artefact lands under RUN_DIR; a re-run reuses finished phases and resumes an interrupted one.
 #
-#   bash scripts/quickstart.sh                     # default: <= 20 min on a 2-core CPU
+#   bash scripts/quickstart.sh                     # default: about 15 min on a 2-core CPU
 #   PROFILE=smoke bash scripts/quickstart.sh       # a few minutes; the test suite runs this
 #   RUN_DIR=runs/my_try bash scripts/quickstart.sh
 set -euo pipefail
