@@ -247,4 +247,11 @@ def test_score_outputs_reads_the_run(paper_pipeline, tmp_path):
     # The pipeline's own (as-trained) check wrote the first cache file; an override test may have added another.
     cached = min((work / "alpaca_test_step_2").glob("scores-proxy-*.json"), key=lambda p: p.stat().st_mtime_ns)
     cached_rewards = [f["reward"] for f in json.loads(cached.read_text())["scores"]]  # per-sample features
-    assert sorted(cached_rewards) == pytest.approx(sorted(scores.values()), abs=1e-6)
+    # In float32 the two scorings agree to the last digits. Where the precision rule picks bf16 autocast for the
+    # relevance encoder, its dot products agree to about 1e-3 across two encoder calls (reward_model.py's
+    # --reward_dtype), so QR and RAR, and the reward, agree to that: a different proxy (other flags, another
+    # encoder, another scale) moves rewards far more.
+    from rre.precision import native_bf16
+
+    tolerance = {"rel": 2e-2, "abs": 2e-4} if native_bf16() else {"abs": 1e-6}
+    assert sorted(cached_rewards) == pytest.approx(sorted(scores.values()), **tolerance)
