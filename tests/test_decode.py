@@ -233,11 +233,12 @@ def test_packed_bf16_linears_give_the_same_bits_and_are_restored(smollm2_dir):
 # The distribution: per-token log-probabilities of the fast path against a plain full forward.
 
 
-@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-4), (torch.bfloat16, 0.15)])
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-4), (torch.bfloat16, 0.3)])
 def test_decode_logprobs_equal_a_full_forward_of_the_same_sequences(smollm2_dir, dtype, tolerance):
     """The log-softmax each token was sampled from (folded LoRA in float32; packed bf16 linears in bf16) equals
     the log-probability a plain forward of the whole sequence (adapter on, not folded) gives that token. bf16
-    rounds differently along the two paths; its mean difference stays small."""
+    rounds differently along the two paths (measured: max 0.13, mean 0.02 nats; float32: max 1.4e-5); a wrong
+    position, mask or distribution is off by nats."""
     tok, model, ids, mask = smollm2(smollm2_dir, dtype)
     peft = with_lora(model)
     lm = peft.get_base_model()
