@@ -297,8 +297,8 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
     steps = 0
     with decode_attention(model), packed_linears(model, rows):
         for t in range(max_new_tokens):
-            if with_cache_position:
-                extra["cache_position"] = torch.arange(width + t - ids.shape[1] + 1, width + t + 1, device=device)
+            if with_cache_position:  # the fed tokens' places: 0..width-1 first, then width + t - 1
+                extra["cache_position"] = torch.arange(width + t - ids.shape[1], width + t, device=device)
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **extra).logits[:, -1]
             logits = logits.float()
             if observe is not None:
