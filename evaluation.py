@@ -171,8 +171,9 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     left padding, then answered through `rre.decode.decode`, the PPO rollouts' decode path, with these sampling
     settings (HF generate with `sampler="generate"`, or for a model whose generation config adds other logits
     processors). A row stops at an EOS id or, checked every few tokens, once its text holds a stop string; each
-    answer is cut at the first EOS id, then `fmt.clean` strips it and cuts it at the first stop string. `on_batch(positions, responses)` runs after
-    every batch with the batch's positions in `prompts` (the alpaca evaluation appends them to its partial file).
+    answer is cut at the first EOS id, then `fmt.clean` strips it and cuts it at the first stop string.
+    `on_batch(positions, responses)` runs after every batch with the batch's positions in `prompts` (the alpaca
+    evaluation appends them to its partial file).
     """
     # The chat template already contains its special tokens; the Alpaca template is plain text.
     add_special = fmt.name == "alpaca"
@@ -191,6 +192,8 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
         print(f"note: the model's generation config sets {', '.join(others)}; answering with HF generate, which "
               "applies them (slower)", file=sys.stderr)
     stops = tuple(fmt.stop_strings)
+    generate_kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample \
+        else {"do_sample": False}
 
     def stopped(tokens: list[int]) -> bool:
         return any(stop in tokenizer.decode(tokens, skip_special_tokens=False) for stop in stops)
@@ -202,10 +205,8 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
                             add_special_tokens=add_special, truncation=max_prompt is not None,
                             max_length=max_prompt).to(device)
             if use_generate:
-                kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} \
-                    if do_sample else {"do_sample": False}
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, stop_strings=list(stops),
-                                     tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                                     tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
                 new_tokens = out[:, enc["input_ids"].shape[1]:]
             else:
                 new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, sorted(eos_ids),

@@ -121,7 +121,11 @@ def foldable(model: nn.Module) -> bool:
     """Whether `lora_merged` folds this model's adapters: only into float32 weights. A bf16 weight's spacing
     (2^-8 of its size) is coarser than a LoRA update for the first hundreds of steps: W + delta rounds back
     to W, and the rollouts would come from the base policy (tests/test_decode.py shows it)."""
-    return all(m.base_layer.weight.dtype == torch.float32 for m in _lora_layers(model))
+    return _all_float32(list(_lora_layers(model)))
+
+
+def _all_float32(layers: list[nn.Module]) -> bool:
+    return all(m.base_layer.weight.dtype == torch.float32 for m in layers)
 
 
 @contextmanager
@@ -135,7 +139,7 @@ def lora_merged(peft_model: nn.Module) -> Iterator[bool]:
     DeepSpeed ZeRO-2 engine's flat buffers (they hold only the trainable LoRA weights) untouched.
     """
     layers = list(_lora_layers(peft_model))
-    if not layers or not foldable(peft_model) or not hasattr(peft_model, "disable_adapter"):
+    if not layers or not _all_float32(layers) or not hasattr(peft_model, "disable_adapter"):
         yield False
         return
     originals = []
@@ -195,11 +199,11 @@ def _decode_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     """A transformers attention function (registered as `rre_decode`) for `decode`'s boolean mask [b, 1, q, L]:
     the keys are the cache's first L positions. One query token: grouped matmuls, the softmax in float32 (as
     eager attention). The prompt: sdpa on the same window."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     width = attention_mask.shape[-1]
     key, value = key[:, :, :width], value[:, :, :width]
     if query.shape[2] != 1:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     b, heads, _, dim = query.shape

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from rre.decode import decode, foldable, lora_merged  # noqa: E402
-from rre.ppo import build_padded_batch, left_pad  # noqa: E402
+from rre.ppo import build_padded_batch, left_pad, response_lengths  # noqa: E402
 from run_ppo import parse_args, setup  # noqa: E402
 
 args, ppo_config, reward_config = parse_args(sys.argv[1:])
@@ -45,11 +45,8 @@ with torch.no_grad(), acc.autocast(), lora_merged(policy) as folded:
 unequal = [name for name, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[name])]
 
 # The same sequences through the plain forward (adapter on, not folded): the trainer's scoring forward.
-eos = trainer.tokenizer.eos_token_id
-responses = []
-for row in out:
-    ends = (row == eos).nonzero()
-    responses.append(row[: int(ends[0]) + 1 if len(ends) else len(row)])
+lengths, _ = response_lengths(out, trainer.tokenizer.eos_token_id)  # up to and with EOS, as the trainer cuts them
+responses = [row[:max(n, 1)] for row, n in zip(out, lengths)]
 logprobs, _, _, _ = trainer.score_forward(build_padded_batch(prompts, responses, trainer.tokenizer.pad_token_id))
 diffs = [abs(float(seen[(i, t)][tok]) - float(logprobs[i, t])) for i, r in enumerate(responses)
          for t, tok in enumerate(r.tolist())]
