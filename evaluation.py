@@ -6,7 +6,9 @@ Super-NaturalInstructions alignment tax.
     python evaluation.py --base_model_name=$BASE --peft_model_name=./alpaca_test_step_5000 --evaluations superni
 
 - The LoRA adapter is merged into the base model (a plain model generates faster than a PeftModel); without
-  `--peft_model_name` the base model itself is evaluated.
+  `--peft_model_name` the base model itself is evaluated. Several adapters (`--peft_model_name A B C`) are
+  evaluated one after the other in one process, each exactly as if alone (the base model is reloaded and the
+  seed set again for each); only the imports and the start are paid once.
 - `alpaca` answers every instruction of `--eval_path` (default the paper's data/alpaca_eval.json; sampling as the
   paper's run_alpaca_eval: temperature 0.7, top_p 1.0, top_k 50 (transformers' default), 512 new tokens) and
   writes `alpaca-eval-{name}.json` into the adapter folder: a list of {instruction, output, generator, dataset}
@@ -50,8 +52,9 @@ SUPERNI_FIXTURE = "data/superni-fixture"
 @dataclass
 class EvalArguments:
     base_model_name: str = field(metadata={"help": "base (SFT) model: hub name or folder"})
-    peft_model_name: str | None = field(
-        default=None, metadata={"help": "LoRA adapter folder (a {exp}_step_N checkpoint); none = the base model"}
+    peft_model_name: list[str] | None = field(
+        default=None, metadata={"help": "LoRA adapter folder (a {exp}_step_N checkpoint), or several, answered one "
+                                "after the other in one process, each as if alone; none = the base model"}
     )
     evaluations: list[str] = field(
         default_factory=lambda: list(EVALUATIONS), metadata={"help": "alpaca and/or superni (default: both, as the paper)"}
@@ -423,8 +426,9 @@ def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_di
 # ---------------------------------------------------------------------------------------------------------
 
 
-def check_args(args: EvalArguments) -> Path:
-    """Every flag and file, before any model loads; returns the output folder (not created here)."""
+def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
+    """Every flag and file, before any model loads; returns (adapter, generator name, output folder) for each
+    checkpoint to evaluate (folders not created here)."""
     validation.finite_flags(args)
     for e in args.evaluations:
         validation.one_of("evaluations", e, EVALUATIONS)
@@ -437,18 +441,33 @@ def check_args(args: EvalArguments) -> Path:
         raise DataError(f"--top_p must be in (0, 1], got {args.top_p}")
     validation.non_negative("top_k", args.top_k)
     validation.model("base_model_name", args.base_model_name)
-    if args.peft_model_name:
-        validation.adapter("peft_model_name", args.peft_model_name)
+    adapters: list[str | None] = list(args.peft_model_name or [None])
+    for adapter in adapters:
+        if adapter is not None:
+            validation.adapter("peft_model_name", adapter)
     if "alpaca" in args.evaluations:
         paper_data.eval_file("eval_path", args.eval_path)
         validation.input_data("eval_path", args.eval_path)
         load_examples(args.eval_path, require_reference=False)
     if "superni" in args.evaluations:
         load_superni(args.superni_dir, args.superni_max_instances)
-    out_dir = Path(args.output_dir or args.peft_model_name or "eval_outputs")
-    validation.output_folder("peft_model_name" if args.peft_model_name and not args.output_dir else "output_dir",
-                             out_dir)
-    return out_dir
+    names = [checkpoint_name(args.base_model_name, a) for a in adapters]
+    if args.output_dir and len(adapters) > 1:
+        # One folder for several checkpoints: the file names must tell them apart.
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise DataError(f"--peft_model_name: two adapters named {twice[0]} would write the same files into "
+                            f"--output_dir {args.output_dir}; leave --output_dir out (each answers into its folder)")
+        if "superni" in args.evaluations:
+            raise DataError(f"--output_dir {args.output_dir}: every checkpoint would write the same superni_eval.json "
+                            f"there; leave --output_dir out with several --peft_model_name (each writes into its "
+                            "folder)")
+    jobs = []
+    for adapter, name in zip(adapters, names):
+        out_dir = Path(args.output_dir or adapter or "eval_outputs")
+        validation.output_folder("peft_model_name" if adapter and not args.output_dir else "output_dir", out_dir)
+        jobs.append((adapter, name, out_dir))
+    return jobs
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -459,32 +478,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     validation.note_without(given_flags(argv, ALPACA_ONLY), "--evaluations alpaca", "alpaca" in args.evaluations)
     validation.note_without(given_flags(argv, SUPERNI_ONLY), "--evaluations superni", "superni" in args.evaluations)
     with exit_on_data_error():
-        out_dir = check_args(args)
-        name = checkpoint_name(args.base_model_name, args.peft_model_name)
-        # Skip finished work before paying for the model load.
-        todo = []
-        if "alpaca" in args.evaluations:
-            final, partial = alpaca_paths(out_dir, name)
-            if final.exists() and not args.overwrite:
-                print(f"kept {final} (complete; --overwrite to regenerate)")
-            else:
-                todo.append("alpaca")
-        if "superni" in args.evaluations:
-            if (out_dir / "superni_eval.json").exists() and not args.overwrite:
-                print(f"kept {out_dir / 'superni_eval.json'} (--overwrite to regenerate)")
-            else:
-                todo.append("superni")
-        if not todo:
-            return
-        print(f"evaluating {name}: {', '.join(todo)}; settings {json.dumps(asdict(args))}")
-        model, tokenizer = load_policy(args.base_model_name, args.peft_model_name, args.trust_remote_code,
-                                       args.precision)
-        fmt = resolve_prompt_format(args.prompt_format, tokenizer)
-        with creating(out_dir):
-            if "alpaca" in todo:
-                run_alpaca(model, tokenizer, fmt, args, out_dir, name)
-            if "superni" in todo:
-                run_superni(model, tokenizer, fmt, args, out_dir, name)
+        jobs = check_args(args)
+        for adapter, name, out_dir in jobs:
+            evaluate(args, adapter, name, out_dir)
+
+
+def evaluate(args: EvalArguments, adapter: str | None, name: str, out_dir: Path) -> None:
+    """One checkpoint (or the base model), from a fresh load: what a process of its own would do."""
+    todo = []  # finished work is skipped before paying for the model load
+    if "alpaca" in args.evaluations:
+        final, _ = alpaca_paths(out_dir, name)
+        if final.exists() and not args.overwrite:
+            print(f"kept {final} (complete; --overwrite to regenerate)")
+        else:
+            todo.append("alpaca")
+    if "superni" in args.evaluations:
+        if (out_dir / "superni_eval.json").exists() and not args.overwrite:
+            print(f"kept {out_dir / 'superni_eval.json'} (--overwrite to regenerate)")
+        else:
+            todo.append("superni")
+    if not todo:
+        return
+    settings = {**asdict(args), "peft_model_name": adapter}
+    print(f"evaluating {name}: {', '.join(todo)}; settings {json.dumps(settings)}")
+    model, tokenizer = load_policy(args.base_model_name, adapter, args.trust_remote_code, args.precision)
+    fmt = resolve_prompt_format(args.prompt_format, tokenizer)
+    with creating(out_dir):
+        if "alpaca" in todo:
+            run_alpaca(model, tokenizer, fmt, args, out_dir, name)
+        if "superni" in todo:
+            run_superni(model, tokenizer, fmt, args, out_dir, name)
 
 
 @contextlib.contextmanager

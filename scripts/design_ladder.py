@@ -249,9 +249,11 @@ class Ladder:
                     "--config_file", a.accelerate_config, script, *flags]
         return [self.py, script, *flags]
 
-    def answer_command(self, seed: int, checkpoint: Path | None) -> list[str]:
+    def answer_command(self, seed: int, checkpoints: list[Path]) -> list[str]:
+        """evaluation.py answering `checkpoints` one after the other in one process (none: the base policy)."""
         a = self.a
-        where = [f"--peft_model_name={checkpoint}"] if checkpoint else [f"--output_dir={self.base_dir(seed)}"]
+        where = ["--peft_model_name", *map(str, checkpoints)] if checkpoints else [
+            f"--output_dir={self.base_dir(seed)}"]
         return [self.py, "evaluation.py", f"--base_model_name={self.model}", *where, "--evaluations=alpaca",
                 f"--eval_path={self.eval_path}", f"--max_new_tokens={a.eval_tokens}",
                 f"--batch_size={a.eval_batch_size}", f"--seed={seed}"]
@@ -405,7 +407,7 @@ def execute(lad: Ladder, left: ladder.Work) -> None:
     measured: dict[str, float] = {}
     for seed in lad.seeds:
         if not lad.answered(seed, None):
-            measured.setdefault("answer_s", run(lad.answer_command(seed, None), logs / f"base_seed{seed}.log",
+            measured.setdefault("answer_s", run(lad.answer_command(seed, []), logs / f"base_seed{seed}.log",
                                                 f"answer base seed {seed}"))
     done = ladder.Work()
     for design in lad.designs:
@@ -422,12 +424,13 @@ def execute(lad: Ladder, left: ladder.Work) -> None:
                 if times and "step_s" not in measured:
                     measured["step_s"] = statistics.median(times[1:] or times)
                     measured["train_start_s"] = max(wall - sum(times), 0.0)
-            for step in lad.steps[1:]:
-                ckpt = lad.checkpoint(design, seed, step)
-                if not lad.answered(seed, ckpt):
-                    wall = run(lad.answer_command(seed, ckpt), logs / f"answer_{design.name}_seed{seed}_{step}.log",
-                               f"answer {name} step {step}")
-                    measured.setdefault("answer_s", wall)
+            missing = [s for s in lad.steps[1:] if not lad.answered(seed, lad.checkpoint(design, seed, s))]
+            if missing:  # one process for all of them: the imports and start are paid once per run
+                label = f"answer {name} step{'s' * (len(missing) > 1)} {','.join(map(str, missing))}"
+                wall = run(lad.answer_command(seed, [lad.checkpoint(design, seed, s) for s in missing]),
+                           logs / f"answer_{design.name}_seed{seed}.log", label)
+                measured["answer_s"] = wall / len(missing)  # per checkpoint, this process's start shared among them
+                for _ in missing:
                     done.add_answers(lad.n_eval)
             if not lad.scored(design, seed):
                 wall = run(lad.score_command(design, seed), logs / f"score_{design.name}_seed{seed}.log",

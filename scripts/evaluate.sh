@@ -30,7 +30,7 @@ with exit_on_data_error():
 fi
 EVAL_ARGS=()
 if [ -n "${EVAL_PATH:-}" ]; then EVAL_ARGS=(--eval_path "$EVAL_PATH"); fi
-for ckpt in "${CKPTS[@]}"; do
-  python "$ROOT/evaluation.py" --base_model_name="$BASE" --peft_model_name="$ckpt" --batch_size="$BATCH_SIZE" \
-    --evaluations alpaca "${EVAL_ARGS[@]}" "$@"
-done
+# One process answers every checkpoint in turn, each as a call of its own would (the paper's loop started one
+# process per checkpoint; the answers are the same, the imports and start are paid once).
+python "$ROOT/evaluation.py" --base_model_name="$BASE" --peft_model_name "${CKPTS[@]}" --batch_size="$BATCH_SIZE" \
+  --evaluations alpaca "${EVAL_ARGS[@]}" "$@"

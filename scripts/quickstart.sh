@@ -60,11 +60,11 @@ else
 fi
 
 phase "4/7 answer the eval set with every checkpoint"
-CKPTS="$(python -m rre.checkpoints "$RUN_DIR/policy")"  # complete checkpoints, by step (none: one error line, stop)
-for ckpt in $CKPTS; do
-  python evaluation.py --base_model_name="$POLICY" --peft_model_name="$ckpt" --batch_size=16 \
-    --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42
-done
+LISTED="$(python -m rre.checkpoints "$RUN_DIR/policy")"  # complete checkpoints, by step (none: one error line, stop)
+mapfile -t CKPTS <<< "$LISTED"
+# One process answers them all in turn, each exactly as a process of its own would.
+python evaluation.py --base_model_name="$POLICY" --peft_model_name "${CKPTS[@]}" --batch_size=16 \
+  --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42
 
 phase "5/7 monotonicity: proxy vs gold across checkpoints"
 python eval_monotonicity.py --output_dir="$RUN_DIR" --model_prefix=policy --eval_path data/eval.json \

@@ -50,7 +50,7 @@ def run_dir(tmp_path_factory, tiny_llama_dir):
 
 @pytest.fixture(scope="module")
 def evaluated(run_dir, tiny_llama_dir):
-    """scripts/evaluate.sh over both checkpoints (each one a real `python evaluation.py` run)."""
+    """scripts/evaluate.sh over both checkpoints (one real `python evaluation.py` run answering both)."""
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "evaluate.sh"), "--eval_path", str(run_dir / "eval.json"),
          "--max_new_tokens", "8"],
@@ -102,6 +102,37 @@ def test_outputs_are_alpaca_eval_files(evaluated):
         # Every instruction maps back to its annotated example, in order.
         assert join_outputs(load_outputs(final), examples, final) == examples
         assert df["instruction"].tolist() == [ex.seed_input for ex in examples]
+
+
+def test_several_adapters_in_one_call_answer_as_separate_calls(evaluated, tiny_llama_dir, tmp_path):
+    """evaluate.sh passes every checkpoint to one evaluation.py process; each answers exactly as a call of its
+    own would (same seed, fresh load), and a finished one is kept."""
+    for step in (2, 1):  # one call each, in the other order
+        name = f"alpaca_test_step_{step}"
+        evaluation.main(["--base_model_name", tiny_llama_dir, "--peft_model_name", str(evaluated / name),
+                         "--output_dir", str(tmp_path), "--eval_path", str(evaluated / "eval.json"),
+                         "--max_new_tokens", "8", "--batch_size", "2", "--evaluations", "alpaca"])
+        alone, _ = alpaca_paths(tmp_path, name)
+        together, _ = alpaca_paths(evaluated / name, name)
+        assert json.loads(alone.read_text()) == json.loads(together.read_text())
+    outputs = {step: json.loads(alpaca_paths(evaluated / f"alpaca_test_step_{step}",
+                                              f"alpaca_test_step_{step}")[0].read_text()) for step in (1, 2)}
+    assert [r["output"] for r in outputs[1]] != [r["output"] for r in outputs[2]]  # two adapters, two answer sets
+
+
+def test_several_adapters_into_one_folder_must_not_collide(run_dir, tiny_llama_dir, tmp_path, capsys):
+    one = str(run_dir / "alpaca_test_step_1")
+    cases = [((one, one + "/"), "two adapters named alpaca_test_step_1"),
+             ((one, str(run_dir / "alpaca_test_step_2")), "same superni_eval.json")]
+    for adapters, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            evaluation.main(["--base_model_name", tiny_llama_dir, "--peft_model_name", *adapters,
+                             "--output_dir", str(tmp_path / "out"), "--eval_path", str(run_dir / "eval.json"),
+                             "--superni_dir", str(FIXTURE)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_complete_file_is_kept(evaluated, tiny_llama_dir, capsys):
