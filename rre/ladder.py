@@ -168,8 +168,9 @@ def interval_widths(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str
     lines = []
     for design, by_gold in summaries.items():
         for gold, s in by_gold.items():
-            parts = [f"{m.replace('_', ' ')} +/-{s[m]['half_width']:.3f}" if s[m]["half_width"] is not None
-                     else f"{m.replace('_', ' ')} n/a (n={s[m]['n']})" for m in METRICS]
+            parts = [f"{m.replace('_', ' ')} n/a (n={s[m]['n']})" if s[m]["half_width"] is None
+                     else f"{m.replace('_', ' ')} +/-{s[m]['half_width']:.3f}"
+                     + (" (the interval is all of [-1, 1])" if s[m]["ci"] == [-1.0, 1.0] else "") for m in METRICS]
             lines.append(f"{design} vs {gold} ({len(s['per_seed'])} seeds): " + ", ".join(parts))
     return lines
 

@@ -91,6 +91,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time_per_step", type=float, default=None,
                    help="seconds per PPO step for the first estimate (default: the 2-core CPU figure, scaled)")
     p.add_argument("--plan_only", action="store_true", help="print the plan and its cost, run nothing")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # argparse takes a value that starts with "--" for a flag: `--extra_train_args "--num_generations=2"` would
+    # fail, so the value after --extra_train_args is attached to it.
+    for i in range(len(argv) - 2, -1, -1):
+        if argv[i] == "--extra_train_args":
+            argv[i:i + 2] = [f"--extra_train_args={argv[i + 1]}"]
     return p.parse_args(argv)
 
 

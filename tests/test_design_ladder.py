@@ -199,3 +199,14 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "bad.json" in err and "qtype" in err and "\n" not in err
     with pytest.raises(DataError, match="given twice"):
         ladder.build_designs(["li", "li"])
+
+
+def test_extra_train_args_may_start_with_dashes():
+    """`--extra_train_args "--num_generations=2"` as a user types it (argparse alone takes the value for a flag)."""
+    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "scripts/design_ladder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for argv in (["--extra_train_args", "--num_generations=2 --beta 0.1"],
+                 ["--extra_train_args=--num_generations=2 --beta 0.1"]):
+        assert module.parse_args([*argv, "--seeds", "3"]).extra_train_args == "--num_generations=2 --beta 0.1"
+    assert module.parse_args(["--trainer", "grpo"]).extra_train_args == ""
