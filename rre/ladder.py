@@ -204,7 +204,7 @@ def plot_ladder(curves: dict[str, dict[int, dict[str, Any]]], golds: Sequence[st
             if c == 0:
                 ax.set_ylabel("proxy" if what == "proxy" else f"gold: {what}")
             if r == len(rows) - 1:
-                ax.set_xlabel("PPO step")
+                ax.set_xlabel("training step")
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
