@@ -213,13 +213,16 @@ def plot_ladder(curves: dict[str, dict[int, dict[str, Any]]], golds: Sequence[st
 # ---------------------------------------------------------------------------------------------------------
 # Cost.
 
-# Per-unit seconds on the 2-core CPU of docs/performance.md (SmolLM2-135M-Instruct): a PPO step at batch 8 with
-# 64 new tokens 30-37 s (33 taken, scaled by batch x tokens); answering 30 prompts x 128 tokens about 25 s. The
-# scoring rate (gold stand-in and proxy, batched) and the start of each command (imports, model load) are rough.
-REFERENCE_STEP_S, REFERENCE_STEP_WORK = 33.0, 8 * 64
-ANSWER_TOKEN_S = 25.0 / (30 * 128)
-SCORE_S = 0.05  # per answer and gold
-COMMAND_S = 12.0  # start of one command: imports and model load
+# Per-unit seconds measured by the laptop ladder itself (docs/ladder.md: 2-core AMD EPYC, native bf16,
+# SmolLM2-135M-Instruct, quiet machine): a PPO step at batch 8 with 48 new tokens 14-15 s (scaled by batch x
+# tokens for other settings); a checkpoint's 200 answers of up to 48 tokens at batch 16 about 67 s, its load and
+# merge included (a policy trained for length answers in full; the base policy stops earlier); one run scored
+# (9 x 200 answers, gold stand-in and proxy) about 175 s. The start of a command (imports) is a rough figure.
+REFERENCE_STEP_S, REFERENCE_STEP_WORK = 14.5, 8 * 48
+LOAD_S = 3.0  # one checkpoint loaded and merged by evaluation.py
+ANSWER_TOKEN_S = (67.0 - LOAD_S) / (200 * 48)
+SCORE_S = (175.0 - 12.0) / (9 * 200)  # per answer and gold
+COMMAND_S = 12.0  # start of one command: imports
 SAVE_S = 1.0  # one checkpoint save
 
 
@@ -229,9 +232,9 @@ class Timing:
 
     step_s: float  # one PPO step
     train_start_s: float  # one training run beside its steps: start, model load, saves
-    answer_s: float  # one checkpoint's answers to the eval set, start included
+    answer_s: float  # one checkpoint's answers to the eval set, its share of the answering process's start included
     score_s: float  # one run scored (eval_monotonicity.py), start included
-    source: str = "docs/performance.md figures for a 2-core CPU"
+    source: str = "the laptop ladder's figures for a 2-core CPU"
 
 
 def default_timing(batch: int, new_tokens: int, n_eval: int, eval_tokens: int, checkpoints: int, n_golds: int,
@@ -239,8 +242,10 @@ def default_timing(batch: int, new_tokens: int, n_eval: int, eval_tokens: int, c
     """The estimate before anything is measured: `--time_per_step` when given, else the 2-core CPU figures."""
     step = time_per_step if time_per_step is not None else REFERENCE_STEP_S * batch * new_tokens / REFERENCE_STEP_WORK
     source = ("--time_per_step for a PPO step, " if time_per_step is not None else "") + \
-        "docs/performance.md figures for a 2-core CPU"
-    return Timing(step, COMMAND_S + checkpoints * SAVE_S, COMMAND_S + n_eval * eval_tokens * ANSWER_TOKEN_S,
+        "the laptop ladder's figures for a 2-core CPU"
+    # One evaluation.py process answers all of a run's checkpoints: its start is shared among them.
+    answer = COMMAND_S / checkpoints + LOAD_S + n_eval * eval_tokens * ANSWER_TOKEN_S
+    return Timing(step, COMMAND_S + checkpoints * SAVE_S, answer,
                   COMMAND_S + (checkpoints + 1) * n_eval * n_golds * SCORE_S, source)
 
 

@@ -168,7 +168,7 @@ def test_design_summary_on_planted_curves():
 
 def test_laptop_defaults_are_estimated_under_three_hours():
     """The laptop defaults (4 designs x 2 seeds, 8 checkpoints every 2 steps, batch 8, 48-token rollouts and
-    answers, 200 instructions, one gold) by the 2-core CPU figures of docs/performance.md."""
+    answers, 200 instructions, one gold) by the 2-core CPU figures the laptop ladder measured."""
     work, n_eval = ladder.Work(), 200
     for _ in range(2):
         work.add_answers(n_eval)  # the base policy, per seed
