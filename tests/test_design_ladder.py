@@ -32,6 +32,14 @@ def run_ladder(args: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
+def load_script():
+    """scripts/design_ladder.py as a module (it is a script, not a package member)."""
+    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "scripts/design_ladder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def mtimes(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
 
@@ -183,9 +191,7 @@ def test_laptop_defaults_are_estimated_under_three_hours():
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "scripts/design_ladder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script()
     with pytest.raises(SystemExit) as exit_info:
         module.main(["--designs", "li,nope", "--ladder_dir", str(tmp_path)])
     assert exit_info.value.code == 2
@@ -203,9 +209,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 
 def test_extra_train_args_may_start_with_dashes():
     """`--extra_train_args "--num_generations=2"` as a user types it (argparse alone takes the value for a flag)."""
-    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "scripts/design_ladder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script()
     for argv in (["--extra_train_args", "--num_generations=2 --beta 0.1"],
                  ["--extra_train_args=--num_generations=2 --beta 0.1"]):
         assert module.parse_args([*argv, "--seeds", "3"]).extra_train_args == "--num_generations=2 --beta 0.1"

@@ -106,7 +106,7 @@ def test_outputs_are_alpaca_eval_files(evaluated):
 
 def test_several_adapters_in_one_call_answer_as_separate_calls(evaluated, tiny_llama_dir, tmp_path):
     """evaluate.sh passes every checkpoint to one evaluation.py process; each answers exactly as a call of its
-    own would (same seed, fresh load), and a finished one is kept."""
+    own would (same seed, fresh load)."""
     for step in (2, 1):  # one call each, in the other order
         name = f"alpaca_test_step_{step}"
         evaluation.main(["--base_model_name", tiny_llama_dir, "--peft_model_name", str(evaluated / name),
