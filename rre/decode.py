@@ -12,7 +12,8 @@ again on work per token that is not arithmetic. What this path does instead, eac
   answer does not make the short ones pay for its length;
 - stop strings checked every `STOP_CHECK_EVERY` tokens, not at every one (the text after a stop string is
   cut by the prompt format's clean-up in any case);
-- LoRA folded into the weights for the duration (`lora_merged`), where the weights are float32.
+- LoRA folded into the weights for the duration (`lora_merged`), where the weights are float32;
+- the linears' weights laid out once for oneDNN's kernel (`packed_linears`).
 
 The sampled distribution is the one `generate` samples: temperature, then top-k, then top-p, then a
 softmax in float32, one draw per row (by inverse CDF, `sample_categorical`); with `do_sample=False`, argmax.
@@ -161,21 +162,32 @@ def lora_merged(peft_model: nn.Module) -> Iterator[bool]:
 
 
 # =========================================================================================================
-# bf16 weights packed once for the CPU kernel.
+# bf16 and float32 weights packed once for the CPU kernel.
 
 
 def _can_pack() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 
 
+def _packed_dtypes() -> tuple[torch.dtype, ...]:
+    """bf16 always; float32 too, except under CPU autocast, where a float32 linear (the LoRA adapters beside
+    bf16 base weights) computes in bf16 and the packed kernel would compute it in float32 instead."""
+    return (torch.bfloat16,) if torch.is_autocast_enabled("cpu") else (torch.bfloat16, torch.float32)
+
+
 @contextmanager
 def packed_linears(model: nn.Module, rows: int) -> Iterator[int]:
-    """Inside the block, every bf16 `nn.Linear` on the CPU multiplies by a copy of its weight laid out once
-    for oneDNN's kernel (`mkldnn._reorder_linear_weight`, what inductor's freezing does); a plain bf16 linear
-    lays the weight out again at every call. Same arithmetic, the same bits out (tests/test_decode.py);
-    16 x 64 decode steps of SmolLM2-135M spent about 40% less time in matmuls. Yields how many it packed
-    (none on a GPU, in float32, or where torch lacks the op). The forwards are restored after."""
-    linears = [m for m in model.modules() if type(m) is nn.Linear and m.weight.dtype == torch.bfloat16
+    """Inside the block, every bf16 or float32 `nn.Linear` on the CPU multiplies by a copy of its weight laid
+    out once for oneDNN's kernel (`mkldnn._reorder_linear_weight`, what inductor's freezing does); a plain
+    linear lays a bf16 weight out again at every call, and a float32 one goes to a GEMM that reads a decode
+    step's few-row matmuls' weights at a third of this CPU's memory bandwidth.
+    - bf16: the same arithmetic and the same bits out (tests/test_decode.py); 16 x 64 decode steps of
+      SmolLM2-135M spent about 40% less time in matmuls.
+    - float32: another kernel sums in another order, so results differ in the last bits (SmolLM2's logits by
+      3e-5 of their largest, tested); 16 x 64 float32 decode steps of SmolLM2-135M took 6.0 s instead of 8.8 s.
+    Yields how many it packed (none on a GPU or where torch lacks the op). The forwards are restored after."""
+    dtypes = _packed_dtypes()
+    linears = [m for m in model.modules() if type(m) is nn.Linear and m.weight.dtype in dtypes
                and m.weight.device.type == "cpu"] if _can_pack() else []
     for m in linears:
         packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows)
@@ -276,7 +288,7 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
     `sample(logits)` draws one token per row from float32 logits [rows still in the batch, vocab];
     `observe(rows, t, logits)`, when given, sees the same logits at step t with each batch row's index in the
     input (the tests compare them with a full forward). The model runs with its attention switched to
-    `_decode_attention` and its bf16 linears packed (`packed_linears`) for the duration.
+    `_decode_attention` and its linears packed (`packed_linears`) for the duration.
     """
     device = input_ids.device
     rows, width = input_ids.shape
