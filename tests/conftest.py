@@ -8,6 +8,12 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # an accidental hub call fails fast instead of hanging
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (pytest.ini: -n 2), each worker and the processes it starts get their share of the cores:
+# two workers of two OpenMP threads each on two cores would wait at every barrier for a thread the OS parked.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    _share = max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
