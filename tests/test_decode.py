@@ -231,7 +231,8 @@ def test_packed_bf16_linears_give_the_same_bits_and_are_restored(smollm2_dir):
 
 def test_packed_float32_linears_differ_only_in_the_last_bits(smollm2_dir):
     """float32 packs too, into a kernel that sums in another order: logits within 1e-4 of their largest (measured:
-    3e-5 after 30 layers), the same greedy tokens; under CPU autocast a float32 linear is left to autocast."""
+    3e-5 after 30 layers); under CPU autocast a float32 linear is left to autocast. (Which sampled token a near-tie
+    gives may differ: the kernels differ between CPUs too, so no test pins one.)"""
     tok, model, ids, mask = smollm2(smollm2_dir, torch.float32)
     with torch.no_grad():
         plain = model(input_ids=ids, attention_mask=mask).logits
@@ -241,7 +242,6 @@ def test_packed_float32_linears_differ_only_in_the_last_bits(smollm2_dir):
             pass
     assert n == 211 and under_autocast == 0
     assert (packed - plain).abs().max() <= 1e-4 * plain.abs().max()
-    assert torch.equal(packed.argmax(-1), plain.argmax(-1))
     assert all("forward" not in m.__dict__ for m in model.modules())
 
 
