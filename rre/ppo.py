@@ -30,7 +30,7 @@ Speed without changing the maths: the LM head and the value head run only on res
 mini-batches of one gradient-accumulation group share a single forward/backward (each mini-batch's loss
 is still its own masked mean, and the group's loss is their average, which is exactly what gradient
 accumulation over them computes); rollouts sample through `rre.decode` (static cache, its own attention for one
-query token, packed bf16 weights, LoRA folded into float32 weights, one uniform per token by inverse CDF where
+query token, weights packed for oneDNN, LoRA folded into float32 weights, one uniform per token by inverse CDF where
 torch.multinomial draws one per vocabulary entry).
 """
 
