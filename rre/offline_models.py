@@ -43,13 +43,18 @@ def minilm_path() -> str:
     return str(path)
 
 
+def _complete(out: Path) -> bool:
+    """A finished conversion: replace_dir renames the folder into place only once both files are written."""
+    return (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
+
+
 def smollm2_path(cache_dir: str | Path | None = None) -> str:
     """Plain safetensors folder of SmolLM2-135M-Instruct, converted from the packaged GGUF on first use.
 
     Written to a temp folder and renamed, so an interrupted conversion never looks finished.
     """
     out = Path(cache_dir or DEFAULT_CACHE) / "SmolLM2-135M-Instruct"
-    if (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
+    if _complete(out):
         return str(out)
     # The conversion takes about 40 s: a cache folder it cannot write to is found now, not after it.
     validation.output_folder("cache_dir" if cache_dir else "cache_dir (default: $RRE_CACHE or ~/.cache)", out.parent)
@@ -60,7 +65,7 @@ def smollm2_path(cache_dir: str | Path | None = None) -> str:
     # One conversion at a time (two test workers, or two scripts started together); the second one waits and
     # then finds the folder the first one wrote, instead of moving it aside while the first one reads it.
     with FileLock(str(out.parent / f".{out.name}.lock")):
-        if (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists():
+        if _complete(out):
             return str(out)
         _convert_smollm2(gguf, out)
     return str(out)
