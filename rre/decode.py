@@ -13,7 +13,9 @@ again on work per token that is not arithmetic. What this path does instead, eac
 - stop strings checked every `STOP_CHECK_EVERY` tokens, not at every one (the text after a stop string is
   cut by the prompt format's clean-up in any case);
 - LoRA folded into the weights for the duration (`lora_merged`), where the weights are float32;
-- the linears' weights laid out once for oneDNN's kernel (`packed_linears`).
+- the linears' weights laid out once for oneDNN's kernel (`packed_linears`);
+- after the prompt, a Llama-family model's steps written out (`rre.decode_step`): the same operations and
+  bits as transformers' forward, without its per-call bookkeeping.
 
 The sampled distribution is the one `generate` samples: temperature, then top-k, then top-p, then a
 softmax in float32, one draw per row (by inverse CDF, `sample_categorical`); with `do_sample=False`, argmax.
@@ -23,7 +25,7 @@ softmax in float32, one draw per row (by inverse CDF, `sample_categorical`); wit
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from rre.attention import cache_argument
+from rre.decode_step import DecodeStep, unsupported
 
 DECODE_ATTENTION = "rre_decode"
 STOP_CHECK_EVERY = 8  # tokens between stop-string checks
@@ -175,6 +178,11 @@ def _packed_dtypes() -> tuple[torch.dtype, ...]:
     return (torch.bfloat16,) if torch.is_autocast_enabled("cpu") else (torch.bfloat16, torch.float32)
 
 
+def _packable(weight: torch.Tensor) -> bool:
+    """Whether `packed_linears` (and `DecodeStep`) lay this linear weight out for oneDNN."""
+    return _can_pack() and weight.device.type == "cpu" and weight.dtype in _packed_dtypes()
+
+
 @contextmanager
 def packed_linears(model: nn.Module, rows: int) -> Iterator[int]:
     """Inside the block, every bf16 or float32 `nn.Linear` on the CPU multiplies by a copy of its weight laid
@@ -186,9 +194,7 @@ def packed_linears(model: nn.Module, rows: int) -> Iterator[int]:
     - float32: another kernel sums in another order, so results differ in the last bits (SmolLM2's logits by
       3e-5 of their largest, tested); 16 x 64 float32 decode steps of SmolLM2-135M took 6.0 s instead of 8.8 s.
     Yields how many it packed (none on a GPU or where torch lacks the op). The forwards are restored after."""
-    dtypes = _packed_dtypes()
-    linears = [m for m in model.modules() if type(m) is nn.Linear and m.weight.dtype in dtypes
-               and m.weight.device.type == "cpu"] if _can_pack() else []
+    linears = [m for m in model.modules() if type(m) is nn.Linear and _packable(m.weight)]
     for m in linears:
         packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows)
         bias = None if m.bias is None else m.bias.detach()
@@ -280,15 +286,18 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
            sample: Callable[[torch.Tensor], torch.Tensor] = Sampling(),
            stop: Callable[[list[int]], bool] | None = None,
            compact_when_ended: float = COMPACT_WHEN_ENDED,
-           observe: Callable[[torch.Tensor, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+           observe: Callable[[torch.Tensor, int, torch.Tensor], None] | None = None,
+           written_out: bool = True) -> torch.Tensor:
     """New tokens [b, n <= max_new_tokens] for left-padded prompts, laid out as HF generate's
     `out[:, prompt_width:]`: a row that emitted EOS (or whose text `stop` accepts) continues with pad, and
     the loop ends once all rows have.
 
     `sample(logits)` draws one token per row from float32 logits [rows still in the batch, vocab];
     `observe(rows, t, logits)`, when given, sees the same logits at step t with each batch row's index in the
-    input (the tests compare them with a full forward). The model runs with its attention switched to
-    `_decode_attention` and its linears packed (`packed_linears`) for the duration.
+    input (the tests compare them with a full forward). The prompt runs through the model's forward with its
+    attention switched to `_decode_attention` and its linears packed (`packed_linears`); the tokens after it
+    through `DecodeStep` where `unsupported` finds nothing against it and `written_out` is on (off: the model's
+    forward all the way, which tests/test_decode.py compares it with).
     """
     device = input_ids.device
     rows, width = input_ids.shape
@@ -311,12 +320,20 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
     alive = torch.ones(rows, dtype=torch.bool, device=device)  # False: ended, carried until the next compaction
     ids, mask, pos = input_ids, prompt_mask, positions
     steps = 0
-    with decode_attention(model), packed_linears(model, rows):
+    step = None  # after the prompt: DecodeStep where it supports the model, else transformers' forward
+    with decode_attention(model), ExitStack() as packing:
+        packing.enter_context(packed_linears(model, rows))
         for t in range(max_new_tokens):
-            if with_cache_position:  # the fed tokens' places: 0..width-1 first, then width + t - 1
-                extra["cache_position"] = torch.arange(width + t - ids.shape[1], width + t, device=device)
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **extra).logits[:, -1]
-            logits = logits.float()
+            if step is not None:  # the token fed now goes to the cache's column width + t - 1
+                logits = step(ids[:, 0], pos, width + t - 1, mask)
+            else:
+                if with_cache_position:  # the fed tokens' places: 0..width-1 first, then width + t - 1
+                    extra["cache_position"] = torch.arange(width + t - ids.shape[1], width + t, device=device)
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **extra).logits[:, -1]
+                logits = logits.float()
+            if t == 0 and written_out and unsupported(model) is None:
+                packing.close()  # the step packs its own (fused) copies; the prompt's are dropped first
+                step = DecodeStep(model, cache, _packable)
             if observe is not None:
                 observe(running, t, logits)
             token = torch.where(alive, sample(logits), pad_token_id)
@@ -334,7 +351,10 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
             if int((~alive).sum()) >= max(1.0, compact_when_ended * len(alive)):
                 # Drop the rows that have ended: a smaller batch (and cache) from here on.
                 live = alive.nonzero().flatten()
-                cache.reorder_cache(live)
+                if step is not None:
+                    step.reorder(live)
+                else:
+                    cache.reorder_cache(live)
                 running, alive, keys, pos, token = running[live], alive[live], keys[live], pos[live], token[live]
             ids, mask = token.unsqueeze(1), keys[:, :, :, :width + t + 1]
     return out[:, :steps]

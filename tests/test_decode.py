@@ -13,7 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import rre.decode
 from rre.decode import Sampling, decode, extra_processors, foldable, lora_merged, packed_linears, sample_categorical
+from rre.decode_step import DecodeStep, unsupported
 from rre.ppo import left_pad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,6 +245,72 @@ def test_packed_float32_linears_differ_only_in_the_last_bits(smollm2_dir):
     assert n == 211 and under_autocast == 0
     assert (packed - plain).abs().max() <= 1e-4 * plain.abs().max()
     assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The written-out decode step (rre/decode_step.py): transformers' forward, the same bits.
+
+
+def counted_steps(monkeypatch) -> list[int]:
+    """Counts the calls of DecodeStep (so a test knows the step ran, not transformers' forward)."""
+    calls, call = [], DecodeStep.__call__
+    monkeypatch.setattr(DecodeStep, "__call__", lambda self, *a: (calls.append(len(a[0])), call(self, *a))[1])
+    return calls
+
+
+@pytest.mark.parametrize("case", ["float32, LoRA folded", "bf16 weights, float32 LoRA under autocast",
+                                  "bf16, not packed (as on a GPU)"])
+def test_written_out_step_gives_transformers_logits_bit_for_bit(smollm2_dir, case, monkeypatch):
+    """For every token after the prompt, rows leaving the batch on the way (the cache follows), the step's logits
+    equal transformers' forward's exactly, in each of the paths a rollout or an answer takes: float32 weights
+    with the adapter folded (the quickstart), bf16 weights with the float32 adapter beside them under autocast
+    (a bf16 run), and without packed weights (fused projections off, as where oneDNN is absent)."""
+    bf16 = case.startswith("bf16")
+    tok, model, ids, mask = smollm2(smollm2_dir, torch.bfloat16 if bf16 else torch.float32)
+    peft = with_lora(model)
+    lm = peft.get_base_model()
+    if "not packed" in case:
+        monkeypatch.setattr(rre.decode, "_can_pack", lambda: False)
+
+    def run(written_out: bool, eos: int) -> tuple[torch.Tensor, list[tuple[list[int], torch.Tensor]]]:
+        seen = []
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), lora_merged(peft) as folded:
+            assert folded == (not bf16)
+            out = decode(lm, ids, mask, 8, eos, tok.pad_token_id, sample=argmax, compact_when_ended=0.01,
+                         written_out=written_out, observe=lambda rows, t, logits: seen.append((rows.tolist(), logits)))
+        return out, seen
+
+    eos = int(run(False, 10**9)[0][1, 2])  # the token row 1 gives third: as EOS, it ends row 1 by step 3
+    steps = counted_steps(monkeypatch)
+    theirs, their_logits = run(False, eos)
+    assert steps == []
+    ours, our_logits = run(True, eos)
+    assert steps[0] == 3 and min(steps) < 3  # the step ran, and on a smaller batch once a row had ended
+    assert torch.equal(ours, theirs)
+    assert [rows for rows, _ in our_logits] == [rows for rows, _ in their_logits]
+    for (_, a), (_, b) in zip(our_logits, their_logits):
+        assert torch.equal(a, b)
+
+
+def test_models_the_step_does_not_write_out_take_transformers_forward(tiny_llama_dir, monkeypatch):
+    """A Llama is written out; another architecture, or a LoRA variant (DoRA), is decoded by transformers'
+    forward, with the reason named."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    llama = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager").eval()
+    assert unsupported(llama) is None
+    dora = get_peft_model(llama, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], use_dora=True))
+    assert "DoRA" in unsupported(dora.get_base_model())
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=64)).eval()
+    assert "gpt2" in unsupported(gpt2)
+    steps = counted_steps(monkeypatch)
+    ids, mask = left_pad([torch.tensor([3, 4, 5]), torch.tensor([6, 7])], 0)
+    out = decode(gpt2, ids, mask, 5, 10**9, 0, sample=argmax)
+    expected = gpt2.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=5,
+                             pad_token_id=0)[:, ids.shape[1]:]
+    assert torch.equal(out, expected) and steps == []
 
 
 # ---------------------------------------------------------------------------------------------------------
