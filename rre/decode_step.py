@@ -156,13 +156,13 @@ class DecodeStep:
     @staticmethod
     def _rms(norm: nn.Module, h: torch.Tensor) -> torch.Tensor:
         """LlamaRMSNorm.forward: float32 statistics, cast back, then the weight."""
-        x = h.to(torch.float32)
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+        x = h.to(torch.float32)  # h itself when h is float32: not written to
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(norm.variance_epsilon))
         return norm.weight * x.to(h.dtype)
 
     @staticmethod
     def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """apply_rotary_pos_emb on [b, heads, dim] with cos/sin [b, 1, dim]."""
+        """apply_rotary_pos_emb on [b, heads, dim] with cos/sin [b, 1, dim] (q's and k's heads in one call)."""
         half = x.shape[-1] // 2
         return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
@@ -182,8 +182,8 @@ class DecodeStep:
         blocked.masked_fill_(~key_mask, torch.finfo(torch.float32).min)
         for i, (norm1, qkv, o_proj, norm2, gate_up, down) in enumerate(self.layers):
             y = qkv(self._rms(norm1, h))
-            q = self._rotate(y[:, :heads * dim].view(b, heads, dim), cos, sin)
-            k = self._rotate(y[:, heads * dim:(heads + kv_heads) * dim].view(b, kv_heads, dim), cos, sin)
+            qk = self._rotate(y[:, :(heads + kv_heads) * dim].view(b, heads + kv_heads, dim), cos, sin)
+            q, k = qk[:, :heads], qk[:, heads:]
             v = y[:, (heads + kv_heads) * dim:].view(b, kv_heads, dim)
             if self.transposed:
                 self.keys[i][:, :, :, column] = k
@@ -197,7 +197,7 @@ class DecodeStep:
             scores = torch.matmul(q.view(b, kv_heads, heads // kv_heads, dim), keys_t)
             scores = scores.float().mul_(self.scaling).add_(blocked)
             probs = torch.softmax(scores, dim=-1).to(values.dtype)
-            h = h + o_proj(torch.matmul(probs, values).reshape(b, heads * dim))
+            h += o_proj(torch.matmul(probs, values).reshape(b, heads * dim))  # h: this step's own tensor
             y = gate_up(self._rms(norm2, h))
-            h = h + down(self.act(y[:, :self.intermediate]) * y[:, self.intermediate:])
+            h += down(self.act(y[:, :self.intermediate]) * y[:, self.intermediate:])
         return self.lm_head(self._rms(self.norm, h)).float()

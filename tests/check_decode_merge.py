@@ -1,5 +1,5 @@
 """One PPO step of run_ppo.py's setup (so the LoRA update is not zero), then one rollout through the fast decode
-path, checked in the process that ran it: every parameter after the rollout equals its value before bit for bit,
+path (its written-out step included), checked in the process that ran it: every parameter after the rollout equals its value before bit for bit,
 and the log-probability the decode path sampled each token from equals the one a plain full forward of the
 same sequence gives. Prints one JSON line per process. Used by tests/test_decode.py under plain python and
 under the two-process DeepSpeed ZeRO-2 launch."""
@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from rre.decode import decode, foldable, lora_merged  # noqa: E402
+from rre.decode_step import unsupported  # noqa: E402
 from rre.ppo import build_padded_batch, left_pad, response_lengths  # noqa: E402
 from run_ppo import parse_args, setup  # noqa: E402
 
@@ -51,6 +52,7 @@ logprobs, _, _, _ = trainer.score_forward(build_padded_batch(prompts, responses,
 diffs = [abs(float(seen[(i, t)][tok]) - float(logprobs[i, t])) for i, r in enumerate(responses)
          for t, tok in enumerate(r.tolist())]
 print(json.dumps({"rank": acc.process_index, "processes": acc.num_processes, "folded": folded,
+                  "written_out": unsupported(lm) is None,
                   "foldable": foldable(policy), "parameters": len(before), "unequal": unequal,
                   "lora_b_max": lora_b, "tokens": len(diffs), "max_logprob_diff": max(diffs),
                   "mean_logprob_diff": sum(diffs) / len(diffs)}), flush=True)

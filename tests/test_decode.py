@@ -363,6 +363,6 @@ def test_merge_and_logprobs_under_the_two_process_zero2_launch(tiny_llama_dir, t
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     for r in reports:
-        assert r["processes"] == 2 and r["folded"] and r["lora_b_max"] > 0
+        assert r["processes"] == 2 and r["folded"] and r["written_out"] and r["lora_b_max"] > 0
         assert r["unequal"] == [] and r["parameters"] > 0
         assert r["max_logprob_diff"] < 1e-4, r
