@@ -1,20 +1,23 @@
 """One decode step of a Llama-family model, written out: what `rre.decode` runs for every token after the prompt.
 
-Through transformers' modules a one-token step of a 30-layer model is some 2,000 operator calls (mask and
-position bookkeeping, cache objects, per-projection LoRA wrappers); on a CPU their overhead costs as much as
-the arithmetic. This step does the layer's arithmetic in the same operations, in the same order and dtypes as
-`LlamaDecoderLayer`, so the logits are the same bits (tests/test_decode.py compares them), with three
-differences in form only:
+Through transformers' modules a one-token step of a 30-layer model is several thousand operator calls (mask and
+position bookkeeping, cache objects, PEFT's wrapper around each adapted projection), each with its own overhead.
+This step does a layer's arithmetic in the same operations, order and dtypes as `LlamaDecoderLayer` (and
+`rre.decode._decode_attention`), so the logits are the same bits (tests/test_decode.py compares them). What
+differs is form only:
 
 - q, k and v are one matmul, and gate and up are one, when the weights are packed for oneDNN (`rre.decode.
-  packed_linears`): each output column is the same dot product, laid out beside the others (same bits,
-  tested); without packing (a GPU) the projections stay separate and nothing is copied;
-- a LoRA adapter that is not folded into its weight (bf16 weights, `rre.decode.foldable`) is added to its
-  slice of the fused output exactly as PEFT adds it to its projection's (`base + B(A(dropout(x))) * scaling`);
-- keys and values are written straight into the static cache's tensors at the step's column.
+  packed_linears`): each output column is the same dot product, laid out beside the others; without packing
+  (a GPU) the projections stay separate and no weight is copied;
+- a LoRA adapter that is not folded into its weight (bf16 weights, `rre.decode.foldable`) is added to its slice
+  of the output as PEFT adds it to its projection's (`base + B(A(dropout(x))) * scaling`), its A and B cast
+  to the autocast dtype once instead of at every call;
+- keys and values are written straight into the cache's tensors at the step's column; bf16 keys on a CPU are
+  kept transposed (the bf16 CPU matmul would copy a transposed operand at every call);
+- the mask is added (the float32 minimum where a slot is blocked) instead of filled in.
 
-Other architectures, LoRA variants (DoRA), and weights sharded by ZeRO-3 take transformers' forward
-(`unsupported` says why).
+On SmolLM2 rollouts this took 10-20% off the time (docs/performance.md). Other architectures, LoRA variants
+(DoRA), and weights sharded by ZeRO-3 take transformers' forward (`unsupported` says why).
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def _projection(projs: list[nn.Module], pack: Callable[[torch.Tensor], bool], ro
         bias = None if all(b is None for b in biases) else torch.cat(
             [b.detach() if b is not None else torch.zeros(base.out_features, dtype=weight.dtype, device=weight.device)
              for b, base in zip(biases, bases)])
-        fused, parts = _packed(weight, bias, rows), [None]
+        fused, parts = _packed(weight, bias, rows), []
     else:  # unpacked: each projection its own matmul, no copy of its weight
         fused, parts = None, bases
     bounds, start = [], 0
