@@ -64,8 +64,9 @@ def main() -> None:
         for name, (n, k) in shapes.items():
             size = n * k * torch.finfo(dtype).bits // 8
             one, sixteen = product(n, k, 1, dtype), product(n, k, 16, dtype)
-            print(f"{str(dtype)[6:]:9s} {name:8s} {n:>6d}x{k:<5d} | {one * 1e6:7.1f} us {size / one / 1e9:5.1f} GB/s     "
-                  f"| {sixteen * 1e6:7.1f} us {size / sixteen / 1e9:5.1f} GB/s {2 * 16 * n * k / sixteen / 1e9:6.1f} GFLOP/s")
+            rate = 2 * 16 * n * k / sixteen / 1e9
+            print(f"{str(dtype)[6:]:9s} {name:8s} {n:>6d}x{k:<5d} | {one * 1e6:7.1f} us {size / one / 1e9:5.1f} GB/s"
+                  f"     | {sixteen * 1e6:7.1f} us {size / sixteen / 1e9:5.1f} GB/s {rate:6.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

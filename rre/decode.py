@@ -183,13 +183,15 @@ def _packable(weight: torch.Tensor) -> bool:
     return _can_pack() and weight.device.type == "cpu" and weight.dtype in _packed_dtypes()
 
 
-def _packed_forward(linear: nn.Linear, rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def packed_linear(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`x @ weight.T + bias` through oneDNN's kernel, the weight laid out for `rows` rows at the first call (so
+    a linear that is never called costs nothing). `packed_linears` and `DecodeStep` both multiply through it."""
     packed: list[torch.Tensor] = []
-    bias = None if linear.bias is None else linear.bias.detach()
+    bias = None if bias is None else bias.detach()
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         if not packed:
-            packed.append(torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows))
+            packed.append(torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), rows))
         return torch.ops.mkldnn._linear_pointwise(x, packed[0], bias, "none", [], "")
 
     return forward
@@ -210,7 +212,7 @@ def packed_linears(model: nn.Module, rows: int) -> Iterator[int]:
     Yields how many it covers (none on a GPU or where torch lacks the op). The forwards are restored after."""
     linears = [m for m in model.modules() if type(m) is nn.Linear and _packable(m.weight)]
     for m in linears:
-        m.forward = _packed_forward(m, rows)
+        m.forward = packed_linear(m.weight, m.bias, rows)
     try:
         yield len(linears)
     finally:
@@ -344,7 +346,7 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
                 logits = logits.float()
             if t == 0 and written_out and unsupported(model) is None:
                 packing.close()  # the step packs its own (fused) copies; the prompt's are dropped first
-                step = DecodeStep(model, cache, _packable)
+                step = DecodeStep(model, cache, _packable, packed_linear)
             if observe is not None:
                 observe(running, t, logits)
             token = torch.where(alive, sample(logits), pad_token_id)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
+Packer = Callable[[torch.Tensor, torch.Tensor | None, int], Linear]  # rre.decode.packed_linear
 
 
 def _base(proj: nn.Module) -> nn.Module:
@@ -73,45 +74,37 @@ def unsupported(model: nn.Module) -> str | None:
     return None
 
 
-def _packed(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> Linear:
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), rows)
-    bias = None if bias is None else bias.detach()
-    return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-
-
-def _projection(projs: list[nn.Module], pack: Callable[[torch.Tensor], bool], rows: int) -> Linear:
+def _projection(projs: list[nn.Module], packable: Callable[[torch.Tensor], bool], packed_linear: Packer,
+                rows: int) -> Linear:
     """One linear over the concatenated outputs of `projs` (LoRA adapters included), as `projs` would give them
     one by one and `torch.cat` would join them."""
     bases = [_base(p) for p in projs]
     adapters = [_adapters(p) for p in projs]
-    if all(pack(b.weight) for b in bases):
+    fused = None  # unpacked: each projection its own matmul, no copy of its weight
+    if all(packable(b.weight) for b in bases):
         weight = torch.cat([b.weight.detach() for b in bases]) if len(bases) > 1 else bases[0].weight
-        biases = [b.bias for b in bases]
-        bias = None if all(b is None for b in biases) else torch.cat(
-            [b.detach() if b is not None else torch.zeros(base.out_features, dtype=weight.dtype, device=weight.device)
-             for b, base in zip(biases, bases)])
-        fused, parts = _packed(weight, bias, rows), []
-    else:  # unpacked: each projection its own matmul, no copy of its weight
-        fused, parts = None, bases
+        bias = None if all(b.bias is None for b in bases) else torch.cat(
+            [b.bias.detach() if b.bias is not None else weight.new_zeros(b.out_features) for b in bases])
+        fused = packed_linear(weight, bias, rows)
     bounds, start = [], 0
     for b in bases:
         bounds.append((start, start + b.out_features))
         start += b.out_features
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        outs = [fused(x)] if fused is not None else [b(x) for b in parts]
-        y = outs[0] if len(outs) == 1 else None
-        pieces = []
-        for i, ((lo, hi), loras) in enumerate(zip(bounds, adapters)):
-            piece = y[:, lo:hi] if y is not None else outs[i]
+        if fused is not None:
+            y = fused(x)
+            if not any(adapters):
+                return y
+            pieces = [y[:, lo:hi] for lo, hi in bounds]
+        else:
+            pieces = [b(x) for b in bases]
+        for i, loras in enumerate(adapters):
             if loras:
-                dtype = piece.dtype
+                piece = pieces[i]
                 for lora in loras:  # as peft.tuners.lora.layer.Linear.forward adds vanilla LoRA
                     piece = piece + lora(x)
-                piece = piece.to(dtype)
-            pieces.append(piece)
-        if y is not None and not any(adapters):
-            return y
+                pieces[i] = piece.to(pieces[i].dtype)
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, -1)
 
     return forward
@@ -122,20 +115,25 @@ class DecodeStep:
     transformers' forward filled with the prompt. Built once per `decode` call: the weights it holds (packed or
     fused copies, the adapters' current tensors) are the model's at that moment."""
 
-    def __init__(self, model: nn.Module, cache, pack: Callable[[torch.Tensor], bool]):
+    def __init__(self, model: nn.Module, cache, packable: Callable[[torch.Tensor], bool], packed_linear: Packer):
+        """`packable(weight)`: whether to multiply by a weight through `packed_linear` (rre.decode's, passed in
+        because rre.decode imports this module)."""
         config, body = model.config, model.model
         rows = cache.layers[0].keys.shape[0]
         self.embed = body.embed_tokens
         self.rotary = body.rotary_emb
         self.norm = body.norm
-        self.lm_head = _projection([model.lm_head], pack, rows)
+
+        def projection(projs: list[nn.Module]) -> Linear:
+            return _projection(projs, packable, packed_linear, rows)
+
+        self.lm_head = projection([model.lm_head])
         self.layers = []
         for layer in body.layers[:config.num_hidden_layers]:
             attn, mlp = layer.self_attn, layer.mlp
-            self.layers.append((
-                layer.input_layernorm, _projection([attn.q_proj, attn.k_proj, attn.v_proj], pack, rows),
-                _projection([attn.o_proj], pack, rows), layer.post_attention_layernorm,
-                _projection([mlp.gate_proj, mlp.up_proj], pack, rows), _projection([mlp.down_proj], pack, rows)))
+            self.layers.append((layer.input_layernorm, projection([attn.q_proj, attn.k_proj, attn.v_proj]),
+                                projection([attn.o_proj]), layer.post_attention_layernorm,
+                                projection([mlp.gate_proj, mlp.up_proj]), projection([mlp.down_proj])))
         attn = body.layers[0].self_attn
         self.heads, self.head_dim = config.num_attention_heads, attn.head_dim
         self.kv_heads = config.num_key_value_heads

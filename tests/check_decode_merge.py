@@ -1,8 +1,8 @@
 """One PPO step of run_ppo.py's setup (so the LoRA update is not zero), then one rollout through the fast decode
-path (its written-out step included), checked in the process that ran it: every parameter after the rollout equals its value before bit for bit,
-and the log-probability the decode path sampled each token from equals the one a plain full forward of the
-same sequence gives. Prints one JSON line per process. Used by tests/test_decode.py under plain python and
-under the two-process DeepSpeed ZeRO-2 launch."""
+path (its written-out step included), checked in the process that ran it: every parameter after the rollout
+equals its value before bit for bit, and the log-probability the decode path sampled each token from equals the
+one a plain full forward of the same sequence gives. Prints one JSON line per process. Used by
+tests/test_decode.py under plain python and under the two-process DeepSpeed ZeRO-2 launch."""
 
 import json
 import sys
