@@ -51,8 +51,12 @@ responses = [row[:max(n, 1)] for row, n in zip(out, lengths)]
 logprobs, _, _, _ = trainer.score_forward(build_padded_batch(prompts, responses, trainer.tokenizer.pad_token_id))
 diffs = [abs(float(seen[(i, t)][tok]) - float(logprobs[i, t])) for i, r in enumerate(responses)
          for t, tok in enumerate(r.tolist())]
-print(json.dumps({"rank": acc.process_index, "processes": acc.num_processes, "folded": folded,
-                  "written_out": unsupported(lm) is None,
-                  "foldable": foldable(policy), "parameters": len(before), "unequal": unequal,
-                  "lora_b_max": lora_b, "tokens": len(diffs), "max_logprob_diff": max(diffs),
-                  "mean_logprob_diff": sum(diffs) / len(diffs)}), flush=True)
+report = json.dumps({"rank": acc.process_index, "processes": acc.num_processes, "folded": folded,
+                     "written_out": unsupported(lm) is None,
+                     "foldable": foldable(policy), "parameters": len(before), "unequal": unequal,
+                     "lora_b_max": lora_b, "tokens": len(diffs), "max_logprob_diff": max(diffs),
+                     "mean_logprob_diff": sum(diffs) / len(diffs)})
+# One write of the whole line: both ranks share the launcher's stdout pipe, and `print` writes the text and its
+# newline separately, so two ranks' reports could land on one line ('{...}{...}'), which failed a fresh-clone run.
+sys.stdout.write(report + "\n")
+sys.stdout.flush()
