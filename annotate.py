@@ -25,7 +25,8 @@ from typing import Any, Callable, Sequence
 
 from rre import validation
 from rre.data import DataError, Example, exit_on_data_error, load_examples, parse_record, read_records
-from rre.files import atomic_write, to_json, write_json
+from rre.files import QTYPE_CLASSIFIER, atomic_write, refuse_inputs, remove_file, replaceable, to_json, write_json
+from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.precision import resolve_device, resolve_dtype
 from rre.qtype import CLASSIFIER_WEIGHTS, QTypeClassifier, QTypeJudge, ReferenceWriter, sha256_file
@@ -55,6 +56,7 @@ class AnnotateArguments:
     reference_max_new_tokens: int = field(default=256, metadata={"help": "length limit of a reference answer"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the hub"})
     overwrite_labels: bool = field(default=False, metadata={"help": "replace qtype labels already in the file"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished --output_path"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     dtype: str = field(default="auto", metadata={"help": "judge/reference model dtype: auto | bfloat16 | float32"})
     batch_size: int = field(default=16, metadata={"help": "records per model call (and per resume step)"})
@@ -78,11 +80,20 @@ def check_flags(args: AnnotateArguments) -> None:
             raise DataError("--output_path: needed with --input_path")
         validation.output_file("output_path", args.output_path)
         validation.output_file("output_path (its .partial file)", partial_path(args.output_path))
+        inputs = {"input_path": args.input_path, "train_path": args.train_path}
+        refuse_inputs("output_path", args.output_path, inputs)
+        refuse_inputs("output_path (its .partial file)", partial_path(args.output_path), inputs)
+        if Path(args.output_path).exists() and not args.overwrite:
+            raise DataError(f"--output_path {args.output_path}: exists (a finished annotation, or a file of yours); "
+                            "pass --overwrite=true to replace it, or choose another --output_path")
     if args.train_path:
         validation.input_data("train_path", args.train_path)
         if not args.classifier_dir:
             raise DataError("--classifier_dir: needed with --train_path (where the classifier is saved)")
         validation.output_folder("classifier_dir", args.classifier_dir)
+        refuse_inputs("classifier_dir", args.classifier_dir,
+                      {"train_path": args.train_path, "input_path": args.input_path}, folder=True)
+        replaceable("classifier_dir", args.classifier_dir, QTYPE_CLASSIFIER)
     if args.encoder != AnnotateArguments.encoder:
         validation.model("encoder", args.encoder, marker="config.json")
     for flag in ("judge_model", "reference_model"):
@@ -131,8 +142,7 @@ class PartialStore:
         self.done: dict[int, dict[str, Any]] = {}
         if path.is_file():
             self._load()
-        if not self.done:
-            atomic_write(path, json.dumps({"header": header}) + "\n")
+        self.started = bool(self.done)  # the file is (re)started at the first chunk, once models have loaded
 
     def _load(self) -> None:
         lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -154,6 +164,10 @@ class PartialStore:
 
     def add(self, entries: dict[int, dict[str, Any]]) -> None:
         """Append one chunk's results and make them durable before the next chunk starts."""
+        if not self.started:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # checked creatable before any model loaded
+            atomic_write(self.path, json.dumps({"header": self.header}) + "\n")
+            self.started = True
         with open(self.path, "a", encoding="utf-8") as f:
             for index, values in entries.items():
                 f.write(json.dumps({"index": index, **values}, ensure_ascii=False) + "\n")
@@ -187,8 +201,10 @@ def needs_reference(rec: dict[str, Any]) -> bool:
 
 def load_judge(args: AnnotateArguments):
     """The causal LM judge (the offline SmolLM2 unless --judge_model)."""
-    return QTypeJudge(args.judge_model or smollm2_path(), resolve_device(args.device), args.dtype,
-                      args.trust_remote_code, args.batch_size, args.judge_calibration)
+    name = args.judge_model or smollm2_path()
+    with load_errors("judge_model", name):
+        return QTypeJudge(name, resolve_device(args.device), args.dtype, args.trust_remote_code, args.batch_size,
+                          args.judge_calibration)
 
 
 def train_classifier(args: AnnotateArguments, examples: list[Example]):
@@ -246,8 +262,9 @@ def write_references(args: AnnotateArguments, records: list[dict], examples: lis
     if not args.reference_model or not todo:
         return
 
-    writer = ReferenceWriter(args.reference_model, args.reference_prompt_format, resolve_device(args.device),
-                             args.dtype, args.trust_remote_code, args.reference_max_new_tokens, args.batch_size)
+    with load_errors("reference_model", args.reference_model):
+        writer = ReferenceWriter(args.reference_model, args.reference_prompt_format, resolve_device(args.device),
+                                 args.dtype, args.trust_remote_code, args.reference_max_new_tokens, args.batch_size)
     print(f"reference answers: {args.reference_model}, prompt format {writer.format.name}, greedy", file=sys.stderr)
 
     def work(chunk: list[int]) -> dict[int, dict[str, Any]]:
@@ -263,6 +280,7 @@ def merged(records: list[dict], store: PartialStore) -> list[dict]:
 
 def write_output(path: str, records: list[dict]) -> None:
     """JSONL for a .jsonl name, else a JSON array; atomic either way."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # checked creatable before any model loaded
     if Path(path).suffix.lower() == ".jsonl":
         atomic_write(path, "".join(to_json(r, path, indent=None) + "\n" for r in records))
     else:
@@ -293,13 +311,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             classifier = train_classifier(args, training)
         if not args.input_path:
             return
-        Path(args.output_path).parent.mkdir(parents=True, exist_ok=True)  # checked creatable above
         store = PartialStore(partial_path(args.output_path), settings_key(args, records))
         label_records(args, records, examples, store, classifier if args.method == "classifier" else None)
         write_references(args, records, examples, store)
         out = merged(records, store)
         write_output(args.output_path, out)
-        store.path.unlink(missing_ok=True)
+        remove_file(store.path)
     print(summary(records, out, args), file=sys.stderr)
 
 

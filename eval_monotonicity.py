@@ -33,7 +33,7 @@ from rre.checkpoints import find_outputs_file, is_complete, list_checkpoints
 from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
-from rre.files import save_figure, write_json
+from rre.files import check_output_file, json_object_with, png_file, refuse_inputs, save_figure, write_json
 from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
 from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
@@ -315,6 +315,21 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
         validation.input_folder("base_outputs", args.base_outputs)
         validation.note_without(["base_outputs"], "--include_base", args.include_base)
     check_reward_flags(config, check_encoder=False)  # the encoder once the run's proxy is known (resolve_proxy)
+    check_outputs(args)
+
+
+OUTPUT_FILES = {"monotonicity.json": (json_object_with("checkpoints", "spearman"), "a monotonicity result"),
+                "monotonicity.png": (png_file, "a figure"), "monotonicity_features.png": (png_file, "a figure")}
+
+
+def check_outputs(args: MonotonicityArguments) -> None:
+    """What the check writes beside the checkpoints is none of its inputs, and replaces only its own files."""
+    inputs = {"eval_path": args.eval_path, "features_module": args.features_module,
+              "base_outputs": args.base_outputs, **{f"gold_model {g}": g for g in args.gold_model}}
+    for name, (owns, what) in OUTPUT_FILES.items():
+        path = Path(args.output_dir) / name
+        refuse_inputs("output_dir", path, inputs)
+        check_output_file("output_dir", path, owns, what)
 
 
 def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None,

@@ -21,12 +21,11 @@ Super-NaturalInstructions alignment tax.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -36,7 +35,16 @@ from rre import paper_data, validation
 from rre.batching import sorted_batches
 from rre.data import DataError, Example, exit_on_data_error, load_examples
 from rre.decode import Sampling, decode, extra_processors
-from rre.files import atomic_write, write_json
+from rre.files import (
+    atomic_write,
+    check_output_file,
+    created_folder,
+    json_object_with,
+    json_rows_with,
+    refuse_inputs,
+    remove_file,
+    write_json,
+)
 from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, PromptFormat, resolve_prompt_format
@@ -279,7 +287,7 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
         atomic_write(partial, "".join(json.dumps({"index": i, **rec}, ensure_ascii=False) + "\n"
                                       for i, rec in done.items()))
     else:
-        partial.unlink(missing_ok=True)
+        remove_file(partial)
     opened: list[Any] = []  # the partial file, opened for appending at the first answered batch
 
     def append(positions: list[int], texts: list[str]) -> None:
@@ -302,7 +310,7 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
         for f in opened:
             f.close()
     write_json(final, [done[i] for i in range(len(examples))])
-    partial.unlink(missing_ok=True)
+    remove_file(partial)
     print(f"wrote {final} ({len(examples)} outputs)")
     return final
 
@@ -465,9 +473,29 @@ def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
     jobs = []
     for adapter, name in zip(adapters, names):
         out_dir = Path(args.output_dir or adapter or "eval_outputs")
-        validation.output_folder("peft_model_name" if adapter and not args.output_dir else "output_dir", out_dir)
+        flag = "peft_model_name" if adapter and not args.output_dir else "output_dir"
+        validation.output_folder(flag, out_dir)
+        check_outputs(args, flag, out_dir, name)
         jobs.append((adapter, name, out_dir))
     return jobs
+
+
+ALPACA_OUTPUT = json_rows_with("instruction", "output", "generator")  # what an alpaca-eval-*.json holds
+SUPERNI_OUTPUT = json_object_with("rougeL")
+
+
+def check_outputs(args: EvalArguments, flag: str, out_dir: Path, name: str) -> None:
+    """The files this checkpoint's evaluation writes are none of its inputs, and a file already at their names
+    is replaced (with --overwrite) only when it is evaluation.py's own."""
+    inputs = {"eval_path": args.eval_path, "base_model_name": args.base_model_name, "superni_dir": args.superni_dir}
+    final, partial = alpaca_paths(out_dir, name)
+    if "alpaca" in args.evaluations:
+        for path in (final, partial):
+            refuse_inputs(flag, path, inputs)
+        check_output_file(flag, final, ALPACA_OUTPUT, "an outputs file of evaluation.py")
+    if "superni" in args.evaluations:
+        refuse_inputs(flag, out_dir / "superni_eval.json", inputs)
+        check_output_file(flag, out_dir / "superni_eval.json", SUPERNI_OUTPUT, "evaluation.py's SuperNI result")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -503,27 +531,11 @@ def evaluate(args: EvalArguments, adapter: str | None, name: str, out_dir: Path)
     print(f"evaluating {name}: {', '.join(todo)}; settings {json.dumps(settings)}")
     model, tokenizer = load_policy(args.base_model_name, adapter, args.trust_remote_code, args.precision)
     fmt = resolve_prompt_format(args.prompt_format, tokenizer)
-    with creating(out_dir):
+    with created_folder(out_dir):
         if "alpaca" in todo:
             run_alpaca(model, tokenizer, fmt, args, out_dir, name)
         if "superni" in todo:
             run_superni(model, tokenizer, fmt, args, out_dir, name)
-
-
-@contextlib.contextmanager
-def creating(out_dir: Path) -> Iterator[None]:
-    """Create `out_dir` for the run; if the run fails and this run created it, an empty folder is not left behind
-    (a folder that holds a partial file stays, so the next run resumes)."""
-    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        yield
-    except BaseException:
-        for p in created:  # innermost first; stops at the first that is not empty
-            if any(p.iterdir()):
-                break
-            p.rmdir()
-        raise
 
 
 if __name__ == "__main__":

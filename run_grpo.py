@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,17 +36,24 @@ import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
 from rre import validation as v  # noqa: E402
-from rre.checkpoints import checkpoint_path, latest_checkpoint  # noqa: E402
+from rre.checkpoints import check_run_target, checkpoint_path, finished_run, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module  # noqa: E402
-from rre.files import clean_partials, partial_path, replace_dir  # noqa: E402
+from rre.files import GRPO_CHECKPOINT, new_partial_dir, partial_path, remove_trainer_leftovers, replace_dir  # noqa: E402,E501
 from rre.loading import load_errors  # noqa: E402
 from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.records import read_json, require_key  # noqa: E402
-from rre.training import TrainingArguments, policy_and_format, process_settings, tokenize_prompts  # noqa: E402
+from rre.training import (  # noqa: E402
+    TrainingArguments,
+    policy_and_format,
+    process_settings,
+    run_inputs,
+    start_run_folder,
+    tokenize_prompts,
+)
 
 TRAINERS = ("grpo", "rloo")
 TRAINER_STATE = "trainer_state.json"  # TRL/transformers' own state file: marks a complete step folder
@@ -149,6 +155,7 @@ def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: Re
             raise DataError(f"--resume_from_checkpoint {args.resume_from_checkpoint}: not a {args.output_dir}_step_N "
                             f"folder (no {TRAINER_STATE})")
     check_features_module("features_module", args.features_module)
+    check_run_target(args.output_dir, args.resume_from_checkpoint, args.overwrite, GRPO_CHECKPOINT, run_inputs(args))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -210,7 +217,7 @@ def make_callbacks(output_dir: str, config_record: dict, total_steps: int):
             if state.is_world_process_zero:
                 src = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 write_training_config(src, config_record)
-                replace_dir(src, checkpoint_path(output_dir, f"step_{state.global_step}"))
+                replace_dir(src, checkpoint_path(output_dir, f"step_{state.global_step}"), GRPO_CHECKPOINT)
             PartialState().wait_for_everyone()
 
     class StepLine(TrainerCallback):
@@ -366,11 +373,14 @@ def save_final(trainer, tokenizer, output_dir: str, config_record: dict) -> Path
     """Adapter, tokenizer and training_config.json in {output_dir}_final (written aside, then renamed)."""
     final = checkpoint_path(output_dir, "final")
     tmp = partial_path(final)
+    if trainer.accelerator.is_main_process:
+        new_partial_dir(final, GRPO_CHECKPOINT)
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(tmp))  # collective under DeepSpeed; the main process writes
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(tmp))
         write_training_config(tmp, config_record)
-        replace_dir(tmp, final)
+        replace_dir(tmp, final, GRPO_CHECKPOINT)
     trainer.accelerator.wait_for_everyone()
     return final
 
@@ -389,14 +399,9 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
     trainer, tokenizer, config_record = build_trainer(args, trl_args, reward_config)
     main_proc = trainer.accelerator.is_main_process
     if main_proc:
-        base = Path(args.output_dir.rstrip("/"))
-        leftovers = sorted((base / "trl").glob("checkpoint-*"))  # TRL's folder of a save killed before its rename
-        for p in leftovers:
-            shutil.rmtree(p)
-        for p in [*clean_partials(base.parent, f"{base.name}_step_", f"{base.name}_final"), *leftovers]:
+        for p in remove_trainer_leftovers(Path(args.output_dir.rstrip("/")) / "trl"):
             print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
-        base.mkdir(parents=True, exist_ok=True)
-        write_training_config(args.output_dir, config_record)
+        start_run_folder(args, "run_grpo.py", GRPO_CHECKPOINT, config_record)
     if resume_path is not None and main_proc:
         state_file = resume_path / TRAINER_STATE
         step = require_key(read_json(state_file), "global_step", str(state_file), int)
@@ -410,6 +415,10 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
 def main(argv: list[str] | None = None) -> None:
     args, trl_args, reward_config = parse_args(argv)
     process_settings(args.num_threads)
+    if args.resume_from_checkpoint == "latest" and (final := finished_run(args.output_dir, args.overall_steps)):
+        print(f"{final}: the run is finished ({args.overall_steps} steps); nothing to do (--overwrite=true to train "
+              "it again)", file=sys.stderr)
+        return
     with exit_on_data_error():
         train(args, trl_args, reward_config)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
 import sys
 import time
@@ -38,10 +37,10 @@ import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
 from rre import validation as v  # noqa: E402
-from rre.checkpoints import checkpoint_path, latest_checkpoint  # noqa: E402
+from rre.checkpoints import check_run_target, checkpoint_path, finished_run, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module  # noqa: E402
-from rre.files import clean_partials, partial_path, replace_dir, write_json  # noqa: E402
+from rre.files import PPO_CHECKPOINT, new_partial_dir, partial_path, replace_dir, write_json  # noqa: E402
 from rre.loading import load_errors  # noqa: E402
 from rre.ppo import (  # noqa: E402
     PolicyWithValueHead,
@@ -56,7 +55,14 @@ from rre.precision import mixed_precision_for  # noqa: E402
 from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.records import read_json  # noqa: E402
-from rre.training import TrainingArguments, policy_and_format, process_settings, tokenize_prompts  # noqa: E402
+from rre.training import (  # noqa: E402
+    TrainingArguments,
+    policy_and_format,
+    process_settings,
+    run_inputs,
+    start_run_folder,
+    tokenize_prompts,
+)
 from rre.validation import parse_flags  # noqa: E402
 
 STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
@@ -161,6 +167,7 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         read_run_summary(Path(args.resume_from_checkpoint))
     check_features_module("features_module", args.features_module)
+    check_run_target(args.output_dir, args.resume_from_checkpoint, args.overwrite, PPO_CHECKPOINT, run_inputs(args))
 
 
 def optimizer_accumulation(ppo_config: PPOConfig, from_launch: bool) -> tuple[int, str]:
@@ -327,8 +334,7 @@ def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptSt
 
     tmp = partial_path(path)
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        new_partial_dir(path, PPO_CHECKPOINT)
     accelerator.wait_for_everyone()
     # ZeRO-2: each process writes its optimizer partition; the frozen base is not saved.
     extra = {"exclude_frozen_parameters": True} if trainer.is_deepspeed else {}
@@ -350,7 +356,7 @@ def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptSt
                    "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
                    "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json(tmp / STATE_JSON, summary)
-        replace_dir(tmp, path)
+        replace_dir(tmp, path, PPO_CHECKPOINT)
     accelerator.wait_for_everyone()
 
 
@@ -419,6 +425,10 @@ def format_step_line(step: int, total: int, s: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args, ppo_config, reward_config = parse_args(argv)
     process_settings(args.num_threads)
+    if args.resume_from_checkpoint == "latest" and (final := finished_run(args.output_dir, args.overall_steps)):
+        print(f"{final}: the run is finished ({args.overall_steps} steps); nothing to do (--overwrite=true to train "
+              "it again)", file=sys.stderr)
+        return
     with exit_on_data_error():
         try:
             train(args, ppo_config, reward_config)
@@ -622,11 +632,7 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     run = setup(args, ppo_config, reward_config)
     accelerator, trainer, main_proc = run.accelerator, run.trainer, run.accelerator.is_main_process
     if main_proc:
-        base = Path(args.output_dir.rstrip("/"))
-        for p in clean_partials(base.parent, f"{base.name}_step_", f"{base.name}_final"):
-            print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
-        base.mkdir(parents=True, exist_ok=True)
-        write_training_config(args.output_dir, run.config_record)
+        start_run_folder(args, "run_ppo.py", PPO_CHECKPOINT, run.config_record)
     # TRL 0.7.4's tracker project name: tensorboard writes to {logging_dir}/trl; wandb names the run exp_name.
     accelerator.init_trackers("trl", config=tracker_config(run.config_record),
                               init_kwargs={"wandb": {"name": args.exp_name}})

@@ -23,7 +23,7 @@ from reward_model import ReversedEngineeredRewardForInference, RewardConfig, che
 from rre import validation
 from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
 from rre.features import load_features_module
-from rre.files import write_json
+from rre.files import check_output_file, json_rows_with, refuse_inputs, write_json
 from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.prompts import PROMPT_FORMATS, resolve_prompt_format
@@ -31,6 +31,7 @@ from rre.proxy_settings import PROXY_FLAGS, TRAINING_CONFIG, ScoringProxy, read_
 from rre.validation import given_flags
 
 FEATURE_COLUMNS = ("LI", "RP", "QR", "RAR")
+SAVED_KEYS = ("instruction", "output", "reward")  # every row of --save_path holds these
 
 
 @dataclass
@@ -87,6 +88,11 @@ def check_args(args: ScoreArguments) -> None:
         validation.input_data("outputs_path", args.outputs_path)
     if args.save_path:
         validation.output_file("save_path", args.save_path)
+        inputs = {"annotations_path": args.annotations_path, "outputs_path": args.outputs_path,
+                  "features_module": args.features_module,
+                  "run_dir": Path(args.run_dir) / TRAINING_CONFIG if args.run_dir else None}
+        refuse_inputs("save_path", args.save_path, inputs)
+        check_output_file("save_path", args.save_path, json_rows_with(*SAVED_KEYS), "score_outputs.py's features")
     if args.tokenizer_name:
         validation.model("tokenizer_name", args.tokenizer_name, marker="tokenizer_config.json")
     if args.run_dir:
@@ -99,7 +105,7 @@ def saved_rows(examples: list[Example], responses: list[str], features: list[dic
     rows = []
     for e, r, f in zip(examples, responses, features):
         f = {k: None if k in ("QR", "RAR") and isinstance(v, float) and math.isnan(v) else v for k, v in f.items()}
-        rows.append({"instruction": e.seed_input, "output": r, **f})
+        rows.append({"instruction": e.seed_input, "output": r, **f})  # SAVED_KEYS among them
     return rows
 
 

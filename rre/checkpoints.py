@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from rre.data import DataError
+from rre.files import OutputKind, replaceable, same_or_inside
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -88,6 +89,69 @@ def why_none(prefix: str | Path) -> str:
         return f"{looked}: {parent} holds no folder named {prefix.name}_step_N"
     return (f"{looked}: {len(named)} folder(s) named so ({', '.join(sorted(named)[:3])}) lack "
             f"{' or '.join(ADAPTER_FILES)} (unfinished saves, or not this run's)")
+
+
+# --- a run at a prefix ------------------------------------------------------------------------------------
+# A run at --output_dir (a prefix) is its folder's training_config.json and every sibling {prefix}_step_N or
+# {prefix}_final folder. A fresh training run never lands on one: it resumes when asked, or starts again with
+# --overwrite (which removes that run's own checkpoint folders first, so a longer old run's later checkpoints are
+# never taken for the new run's).
+
+
+def run_folders(prefix: str | Path) -> list[Path]:
+    """Every `{prefix}_step_N` (complete or not) and `{prefix}_final` folder, in step order, final last."""
+    prefix = Path(str(prefix).rstrip("/"))
+    if not prefix.parent.is_dir():
+        return []
+    pattern = re.compile(rf"{re.escape(prefix.name)}_(step_(\d+)|final)")
+    found = [(m.group(2) is None, int(m.group(2) or 0), p) for p in prefix.parent.iterdir()
+             if (m := pattern.fullmatch(p.name)) and p.is_dir()]
+    return [p for *_, p in sorted(found)]
+
+
+def existing_run(prefix: str | Path, config_name: str = "training_config.json") -> list[Path]:
+    """What of a run is already at `prefix`: its training_config.json and its checkpoint folders."""
+    config = Path(str(prefix).rstrip("/")) / config_name
+    return ([config] if config.is_file() else []) + run_folders(prefix)
+
+
+def finished_run(prefix: str | Path, overall_steps: int) -> Path | None:
+    """`{prefix}_final` when it is a complete checkpoint of a run of at least `overall_steps` steps (as its
+    training_config.json records), else None."""
+    from rre.records import read_json
+
+    final = Path(f"{str(prefix).rstrip('/')}_final")
+    config = final / "training_config.json"
+    if not is_complete(final) or not config.is_file():
+        return None
+    script = read_json(config).get("script")
+    steps = script.get("overall_steps") if isinstance(script, dict) else None
+    return final if isinstance(steps, int) and steps >= overall_steps else None
+
+
+def check_run_target(prefix: str, resume: str | None, overwrite: bool, kind: OutputKind,
+                     inputs: dict[str, str | None]) -> list[Path]:
+    """The run guard of run_ppo.py and run_grpo.py, before anything loads: returns the folders `--overwrite` will
+    remove (all of them `kind`'s own and holding no input); a run found without a way on is one line."""
+    found = existing_run(prefix)
+    if overwrite and resume:
+        raise DataError("--overwrite starts the run again; it cannot be combined with --resume_from_checkpoint")
+    if not found or resume:
+        return []
+    if not overwrite:
+        folders = [p for p in found if p.is_dir()]
+        what = ", ".join([*(str(p) for p in found if p.is_file()), *(str(p) for p in folders[-2:])])
+        more = f" ({len(folders)} checkpoint folders)" if len(folders) > 2 else ""
+        raise DataError(f"--output_dir {prefix}: a run is already there ({what}{more}); resume it with "
+                        "--resume_from_checkpoint=latest, or pass --overwrite=true to start it again")
+    folders = [p for p in found if p.is_dir()]
+    for folder in folders:
+        replaceable("output_dir", folder, kind)
+        for flag, value in inputs.items():
+            if value is not None and Path(value).exists() and same_or_inside(Path(value), folder):
+                raise DataError(f"--output_dir {prefix}: --overwrite would remove {folder}, which holds --{flag} "
+                                f"{value}; choose another --output_dir")
+    return folders
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,13 @@
-"""Every file and folder the project writes goes through here, so a killed or failed run leaves nothing half-done.
+"""Every file and folder the project writes goes through here, so a killed or failed run leaves nothing half-done
+and nothing that is not the project's own is ever replaced or deleted.
+
+The write rule: a command replaces or deletes only what the project itself wrote.
+- A folder the project writes carries a marker file (`MARKER`, naming the command) written before its first
+  file; a folder from before the marker is recognised by its known contents (`OutputKind`). Anything else at an
+  output path (a folder of the user's notes, another command's output) is refused in one line.
+- A file is the project's own by its name and content type (`check_output_file` with a recogniser).
+- No command writes onto one of its inputs, nor replaces a folder that holds one (`refuse_inputs`).
+`replace_dir`, `atomic_dir`, `clean_partials` and `remove_own` are the only places that rename or delete.
 
 - `atomic_write`: a temporary file beside the target, renamed over it once complete (a reader sees the old
   file or the new one, never a torn one), with the permissions a plain `open(..., "w")` would give.
@@ -11,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import math
 import os
@@ -18,9 +28,13 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+from rre.data import DataError
 
 PARTIAL_PREFIX = ".partial-"
+MARKER = ".rre-written-by"  # {"written_by": "<command>"}: the folder is the project's own output
 
 
 def current_umask() -> int:
@@ -94,25 +108,204 @@ def partial_path(final: str | Path) -> Path:
     return final.with_name(f"{PARTIAL_PREFIX}{final.name}")
 
 
+# --- the write rule --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of folder a command writes: the command named in its marker, and, for a folder written before the
+    marker existed, a file only this kind holds (`signature`) and name patterns covering everything it holds."""
+
+    command: str
+    what: str
+    signature: str = ""
+    known: tuple[str, ...] = ()
+
+    def owns(self, folder: Path) -> bool:
+        """`folder` is this kind's own: its marker names the command, or (no marker) it holds the signature file
+        and nothing but the kind's known names."""
+        mark = written_by(folder)
+        if mark is not None:
+            return mark == self.command
+        if not self.signature or not (folder / self.signature).exists():
+            return False
+        return all(any(fnmatch.fnmatch(p.name, k) for k in self.known) for p in folder.iterdir())
+
+
+TOKENIZER_FILES = ("tokenizer*.json", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
+                   "tokenizer.model", "chat_template.jinja")
+EVAL_FILES = ("alpaca-eval-*.json", "superni_eval.json")  # evaluation.py adds these to a checkpoint folder
+# The project's output folders. A folder of one of these kinds written before the marker existed is recognised by
+# its signature file and its known names; everything listed is what the command (or evaluation.py) puts there.
+PPO_CHECKPOINT = OutputKind("run_ppo.py", "a run_ppo.py checkpoint", "training_state.json",
+                            ("adapter_config.json", "adapter_model.safetensors", "value_head.safetensors", "state",
+                             "training_config.json", "training_state.json", "README.md", MARKER, *TOKENIZER_FILES,
+                             *EVAL_FILES))
+GRPO_CHECKPOINT = OutputKind("run_grpo.py", "a run_grpo.py checkpoint", "trainer_state.json",
+                             ("adapter_config.json", "adapter_model.safetensors", "training_config.json",
+                              "trainer_state.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state*",
+                              "README.md", "model.safetensors", "config.json", "generation_config.json", MARKER,
+                              *TOKENIZER_FILES, *EVAL_FILES))
+RUN_FOLDER = OutputKind("run", "a training run's folder", "training_config.json",
+                        ("training_config.json", "logs", "trl", MARKER))
+QTYPE_CLASSIFIER = OutputKind("annotate.py", "a qtype classifier folder", "qtype_classifier.json",
+                              ("head.safetensors", "qtype_classifier.json", MARKER))
+GOLD_STANDIN = OutputKind("train_reward_model.py", "a gold stand-in folder", "standin_info.json",
+                          ("config.json", "model.safetensors", "standin_info.json", "generation_config.json", MARKER,
+                           *TOKENIZER_FILES))
+# A ladder folder holds one sub-folder per design besides its own files: its eval set marks it.
+LADDER = OutputKind("design_ladder.py", "a design-ladder folder", "eval_set.json", ("*",))
+CONVERTED_MODEL = OutputKind("offline_models", "a converted offline model", "config.json",
+                             ("config.json", "model.safetensors", "generation_config.json", MARKER, *TOKENIZER_FILES))
+
+
+def written_by(folder: str | Path) -> str | None:
+    """The command named in `folder`'s marker; None without one (or an unreadable one)."""
+    try:
+        record = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("written_by") if isinstance(record, dict) else None
+
+
+def mark_dir(folder: str | Path, command: str) -> None:
+    """Claim a folder for `command`: the marker goes in before its first file."""
+    atomic_write(Path(folder) / MARKER, json.dumps({"written_by": command}) + "\n")
+
+
+def describe(folder: Path) -> str:
+    """What a folder holds, in a few words, for a refusal."""
+    mark = written_by(folder)
+    if mark is not None:
+        return f"a folder written by {mark}"
+    names = sorted(p.name for p in folder.iterdir())
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} not written by this project ({shown})"
+
+
+def replaceable(flag: str, path: str | Path, kind: OutputKind) -> None:
+    """`path` may be (re)written as `kind`: absent, an empty folder, or a folder `kind` wrote. Anything else is
+    refused in one line that says what is there."""
+    p = Path(path)
+    if not p.exists() and not p.is_symlink():
+        return
+    if not p.is_dir():
+        raise DataError(f"--{flag} {p}: is a file, expected a folder for {kind.what}")
+    if not any(p.iterdir()) or kind.owns(p):
+        return
+    raise DataError(f"--{flag} {p}: holds {describe(p)}; it is not {kind.what}, so it is never replaced: "
+                    f"choose another --{flag}")
+
+
+def same_or_inside(inner: Path, outer: Path) -> bool:
+    """`inner` is `outer` or lies inside it, after resolving links."""
+    a, b = inner.resolve(), outer.resolve()
+    return a == b or b in a.parents
+
+
+def refuse_inputs(flag: str, path: str | Path | None, inputs: Mapping[str, str | Path | None],
+                  folder: bool = False) -> None:
+    """No output onto an input: the output file `path` is none of `inputs` ({flag: path}); an output folder that
+    may be replaced or deleted (`folder`) holds none of them. Adding a new, named file inside an input folder
+    (a checkpoint's outputs file) stays allowed."""
+    if path is None:
+        return
+    out = Path(path)
+    for in_flag, value in inputs.items():
+        if value is None or not Path(value).exists():
+            continue  # a hub name, or nothing there yet
+        inp = Path(value)
+        if out.resolve() == inp.resolve():
+            raise DataError(f"--{flag} {out}: is also --{in_flag}; a command never writes onto its own input: "
+                            f"choose another --{flag}")
+        if folder and same_or_inside(inp, out):
+            raise DataError(f"--{flag} {out}: holds --{in_flag} {inp}, which replacing it would delete: "
+                            f"choose another --{flag}")
+
+
+def check_output_file(flag: str, path: str | Path, owns: Callable[[Path], bool], what: str) -> None:
+    """An output file may replace only a file of its own kind (`owns`: by name and content); anything else at
+    `path` is refused in one line."""
+    p = Path(path)
+    if p.is_file() and not owns(p):
+        raise DataError(f"--{flag} {p}: holds a file that is not {what}; it is never replaced: choose another --{flag}")
+
+
+def json_rows_with(*keys: str) -> Callable[[Path], bool]:
+    """A recogniser for `check_output_file`: the file is a JSON list of objects that each hold `keys` (the
+    content type of a command's per-row output)."""
+    def owns(path: Path) -> bool:
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(rows, list) and all(isinstance(r, dict) and all(k in r for k in keys) for r in rows)
+    return owns
+
+
+def json_object_with(*keys: str) -> Callable[[Path], bool]:
+    """A recogniser for `check_output_file`: the file is a JSON object holding `keys`."""
+    def owns(path: Path) -> bool:
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(obj, dict) and all(k in obj for k in keys)
+    return owns
+
+
+def png_file(path: Path) -> bool:
+    """A recogniser for `check_output_file`: the file is a PNG image (a figure the project saved)."""
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def remove_own(path: Path, kind: OutputKind) -> None:
+    """Delete a folder `kind` wrote (and only such a folder)."""
+    if path.exists():
+        replaceable(kind.command, path, kind)
+        shutil.rmtree(path)
+
+
 @contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Build a folder under its temporary name; on success it replaces `final`, on failure it is removed."""
+def atomic_dir(final: str | Path, kind: OutputKind) -> Iterator[Path]:
+    """Build a folder of `kind` under its temporary name; on success it replaces `final` (only when `final` is
+    absent, empty or `kind`'s own), on failure it is removed."""
     final, tmp = Path(final), partial_path(final)
-    shutil.rmtree(tmp, ignore_errors=True)
+    replaceable(kind.command, final, kind)
+    if tmp.exists():
+        remove_own(tmp, kind)
     tmp.mkdir(parents=True)
+    mark_dir(tmp, kind.command)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, final)
+    replace_dir(tmp, final, kind)
 
 
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary folder to `final`, replacing an older `final` (moved aside first)."""
+def new_partial_dir(final: str | Path, kind: OutputKind) -> Path:
+    """The temporary folder a collective save (several processes write into it) is built in, marked for `kind`;
+    `replace_dir` renames it into place."""
+    tmp = partial_path(final)
+    if tmp.exists():
+        remove_own(tmp, kind)
+    tmp.mkdir(parents=True)
+    mark_dir(tmp, kind.command)
+    return tmp
+
+
+def replace_dir(tmp: Path, final: Path, kind: OutputKind) -> None:
+    """Rename a finished temporary folder to `final`, replacing an older `final` of the same kind (moved aside
+    first, so a kill between the two renames leaves the old one to `clean_partials`)."""
+    if written_by(tmp) is None:
+        mark_dir(tmp, kind.command)
     if final.exists():
+        replaceable(kind.command, final, kind)
         old = final.with_name(f"{PARTIAL_PREFIX}old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
+        if old.exists():
+            remove_own(old, kind)
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old)
@@ -120,12 +313,13 @@ def replace_dir(tmp: Path, final: Path) -> None:
         tmp.rename(final)
 
 
-def clean_partials(folder: str | Path, *name_prefixes: str) -> list[Path]:
+def clean_partials(folder: str | Path, kind: OutputKind, *name_prefixes: str) -> list[Path]:
     """Tidy what a killed run left in `folder` for each of `name_prefixes`; returns what was removed.
 
     A replaced folder moved aside (`.partial-old-X`) whose `X` is missing was caught between replace_dir's two
     renames: it is the last complete version, so it is renamed back. Everything else (`.partial-X` being built,
-    `.partial-old-X` beside a finished `X`) is removed."""
+    `.partial-old-X` beside a finished `X`) is removed when it is `kind`'s own (or empty); anything else under
+    such a name is left where it is, with a note."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -133,15 +327,65 @@ def clean_partials(folder: str | Path, *name_prefixes: str) -> list[Path]:
     for prefix in name_prefixes:
         for p in folder.glob(f"{PARTIAL_PREFIX}old-{prefix}*"):
             final = p.with_name(p.name[len(f"{PARTIAL_PREFIX}old-"):])
-            if not final.exists():
+            if not final.exists() and p.is_dir():
                 p.rename(final)
                 print(f"restored {final} (a replacement of it was interrupted)", file=sys.stderr)
     patterns = [f"{PARTIAL_PREFIX}{old}{prefix}*" for prefix in name_prefixes for old in ("", "old-")]
     for pattern in patterns:
         for p in folder.glob(pattern):
-            if p.is_dir():
+            if p.is_dir() and (not any(p.iterdir()) or kind.owns(p)):
                 shutil.rmtree(p)
+            elif p.is_dir():
+                print(f"note: left {p}: {describe(p)}", file=sys.stderr)
+                continue
             else:
-                p.unlink()
+                p.unlink()  # atomic_write's temporary file: ours by its name
             removed.append(p)
     return removed
+
+
+def remove_trainer_leftovers(trl_dir: Path) -> list[Path]:
+    """TRL's `checkpoint-N` folders inside a run's own `trl` folder: a save killed before run_grpo.py renamed it
+    (the project's by their name and place). Returns what was removed."""
+    leftovers = sorted(trl_dir.glob("checkpoint-*")) if trl_dir.is_dir() else []
+    for p in leftovers:
+        shutil.rmtree(p)
+    return leftovers
+
+
+def remove_file(path: str | Path) -> None:
+    """Delete one of the project's own temporary files (a `.partial` work file), if it is there."""
+    Path(path).unlink(missing_ok=True)
+
+
+def move_file(tmp: str | Path, final: str | Path) -> None:
+    """A finished temporary file the project wrote, renamed over `final` (a file of the project's own, by name)."""
+    os.replace(tmp, final)
+
+
+def write_probe(folder: Path) -> str | None:
+    """Create and remove a probe file in `folder`; the system's reason when that fails, else None."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+@contextlib.contextmanager
+def created_folder(out_dir: Path) -> Iterator[None]:
+    """Create `out_dir` for the run; if the run fails and this run created it, an empty folder is not left behind
+    (a folder that holds a partial file stays, so the next run resumes)."""
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for p in created:  # innermost first; stops at the first that is not empty
+            if any(p.iterdir()):
+                break
+            p.rmdir()
+        raise
+

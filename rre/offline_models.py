@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
 
 from rre import validation
 from rre.data import exit_on_data_error
-from rre.files import current_umask, replace_dir
+from rre.files import CONVERTED_MODEL, atomic_dir
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE = Path(os.environ.get("RRE_CACHE", Path.home() / ".cache" / "reverse-reward-engineering"))
@@ -87,16 +85,11 @@ def _convert_smollm2(gguf: Path, out: Path) -> None:
                 delattr(model, attr)
             except AttributeError:
                 setattr(model, attr, None if attr != "is_quantized" else False)
-    # A unique temporary folder, with a normal folder's permissions.
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
-    tmp.chmod(0o777 & ~current_umask())
-    try:
+    # Built under a temporary name (under the lock, so one conversion at a time) and renamed into place; a full
+    # disk or a kill leaves no half-written folder in the cache.
+    with atomic_dir(out, CONVERTED_MODEL) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-    except BaseException:  # a full disk or a kill: no half-written temporary folder stays in the cache
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_dir(tmp, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,7 @@ import torch
 
 from rre.batching import sorted_batches
 from rre.data import DataError
+from rre.files import move_file
 from rre.offline_models import DEFAULT_CACHE
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -57,7 +58,7 @@ def export_onnx(model: torch.nn.Module, tokenizer: Any, folder: Path, quantize: 
                               output_names=["hidden"], opset_version=17,
                               dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                             "hidden": {0: "batch", 1: "seq"}})
-        tmp.replace(fp32)
+        move_file(tmp, fp32)
     if not quantize:
         return fp32
     int8 = folder / "model-int8.onnx"
@@ -66,7 +67,7 @@ def export_onnx(model: torch.nn.Module, tokenizer: Any, folder: Path, quantize: 
 
         tmp = folder / ".model-int8.onnx.tmp"
         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
-        tmp.replace(int8)
+        move_file(tmp, int8)
     return int8
 
 

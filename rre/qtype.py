@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from rre.data import QTYPES, DataError, Example
-from rre.files import atomic_dir, current_umask, to_json
+from rre.files import QTYPE_CLASSIFIER, atomic_dir, current_umask, to_json
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import get_prompt_format
 from rre.records import read_json
@@ -230,7 +230,7 @@ class QTypeClassifier:
         """Weights as safetensors and the record as JSON, built under a temporary name and renamed."""
         from safetensors.torch import save_file
 
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, QTYPE_CLASSIFIER) as tmp:
             save_file({"weight": self.head.weight, "bias": self.head.bias, "mean": self.head.mean,
                        "std": self.head.std}, str(tmp / CLASSIFIER_WEIGHTS))
             (tmp / CLASSIFIER_WEIGHTS).chmod(0o666 & ~current_umask())  # safetensors writes it private

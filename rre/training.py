@@ -4,14 +4,19 @@ prompts they train on, built the same way."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from rre.checkpoints import check_run_target
+from rre.files import OutputKind, clean_partials, mark_dir, remove_own
 from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.prompts import PromptFormat, resolve_prompt_format
+from rre.proxy_settings import write_training_config
 
 
 @dataclass
@@ -44,10 +49,40 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "a {output_dir}_step_N folder, or 'latest' (starts fresh when none exists)"}
     )
+    overwrite: bool = field(
+        default=False, metadata={"help": "start again over a run at --output_dir: its own _step_N and _final "
+                                 "folders are removed first (without it, a run found there stops the script)"}
+    )
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads per process"})
     features_module: str | None = field(
         default=None, metadata={"help": "Python file with EXTRA_FEATURES (and optionally combine) to extend the reward"}
     )
+
+
+def run_inputs(args: TrainingArguments) -> dict[str, str | None]:
+    """The paths a training run reads, by flag: none of them may be written over or removed."""
+    return {"model_name": args.model_name, "tokenizer_name": args.tokenizer_name, "dataset_path": args.dataset_path,
+            "dev_prompt_path": getattr(args, "dev_prompt_path", None), "features_module": args.features_module,
+            "resume_from_checkpoint": None if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint}
+
+
+def start_run_folder(args: TrainingArguments, command: str, kind: OutputKind, config_record: dict) -> Path:
+    """On the main process, once every check has passed and before the first step: the old run's own folders
+    removed (--overwrite), a killed save's leftovers tidied, the run folder made (marked when this run made it)
+    and its training_config.json written."""
+    base = Path(args.output_dir.rstrip("/"))
+    for folder in check_run_target(args.output_dir, args.resume_from_checkpoint, args.overwrite, kind,
+                                   run_inputs(args)):
+        remove_own(folder, kind)
+        print(f"removed {folder}: a checkpoint of the run at --output_dir (--overwrite)", file=sys.stderr)
+    for p in clean_partials(base.parent, kind, f"{base.name}_step_", f"{base.name}_final"):
+        print(f"removed {p}: an unfinished save of a killed run", file=sys.stderr)
+    new = not base.exists() or not any(base.iterdir())
+    base.mkdir(parents=True, exist_ok=True)
+    if new:
+        mark_dir(base, command)
+    write_training_config(base, config_record)
+    return base
 
 
 def process_settings(num_threads: int | None) -> None:

@@ -14,11 +14,11 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rre.data import DataError
+from rre.files import write_probe
 from rre.records import read_json
 
 # A hub name: `name` or `owner/name`, no path syntax. Anything else that does not exist is a missing folder.
@@ -134,7 +134,7 @@ def output_folder(flag: str, path: str | os.PathLike, must_exist: bool = False) 
     if p.exists():
         if not p.is_dir():
             raise DataError(f"--{flag} {p}: is a file, expected a folder")
-        reason = _write_probe(p)
+        reason = write_probe(p)
         if reason:
             raise DataError(f"--{flag} {p}: folder is not writable ({reason})")
         return p
@@ -149,20 +149,10 @@ def _creatable(flag: str, p: Path, below: Path, what: str) -> None:
     base = _nearest_existing(below)
     if not base.is_dir():
         raise DataError(f"--{flag} {p}: {base} is a file, so the {what} cannot be created")
-    reason = _write_probe(base)
+    reason = write_probe(base)
     if reason:
         raise DataError(f"--{flag} {p}: cannot be created ({base} is not writable: {reason})")
 
-
-def _write_probe(folder: Path) -> str | None:
-    """Create and remove a probe file in `folder`; the system's reason when that fails, else None."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
-    except OSError as err:
-        return err.strerror or type(err).__name__
-    os.close(fd)
-    os.unlink(name)
-    return None
 
 
 def output_file(flag: str, path: str | os.PathLike) -> Path:

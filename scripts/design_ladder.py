@@ -33,7 +33,7 @@ from reward_model import RewardConfig, check_reward_flags  # noqa: E402
 from rre import ladder  # noqa: E402
 from rre.checkpoints import is_complete, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.files import atomic_write, write_json  # noqa: E402
+from rre.files import LADDER, atomic_write, mark_dir, replaceable, write_json  # noqa: E402
 from rre.gold import GOLD_TYPES  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
 from rre.records import read_json  # noqa: E402
@@ -41,6 +41,7 @@ from rre.records import read_json  # noqa: E402
 ENV = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
        "PYTHONUNBUFFERED": "1"}
 PAPER_EVAL = "data/alpaca_eval.json"
+EVAL_SET = "eval_set.json"  # the ladder's eval subset, inside its folder
 STEP_LINE = re.compile(r"step (\d+)/\d+ \| reward .*\| ([\d.]+)s(?: \(gen|$)")
 TRAIN_STATE = {"ppo": "training_state.json", "grpo": "trainer_state.json", "rloo": "trainer_state.json"}
 
@@ -134,6 +135,10 @@ def absolute_paths(a: argparse.Namespace) -> None:
 
 
 def check_args(a: argparse.Namespace) -> None:
+    try:
+        shlex.split(a.extra_train_args)
+    except ValueError as err:
+        raise DataError(f"--extra_train_args {a.extra_train_args!r}: {err}") from None
     for flag in ("checkpoints", "save_every", "batch_size", "mini_batch_size", "gradient_accumulation_steps",
                  "new_tokens", "eval_size", "eval_tokens", "eval_batch_size", "num_processes", "gold_batch_size"):
         if getattr(a, flag) < 1:
@@ -166,26 +171,38 @@ def eval_source(a: argparse.Namespace) -> Path:
                     "--eval_path FILE (e.g. the AlpacaFarm validation file alpacafarm_val.json)")
 
 
-def eval_subset(source: Path, size: int, folder: Path) -> tuple[Path, int]:
-    """`size` instructions evenly spaced over the eval file, written once into the ladder folder (the source is
-    read in place). A ladder folder answered on another subset stops with one line."""
+def eval_records(source: Path, size: int) -> list[dict]:
+    """`size` instructions evenly spaced over the eval file (read in place), as the ladder's eval set."""
     examples = load_examples(source, require_qtype=True)
     if len(examples) > size:
         stride = len(examples) / size
         examples = [examples[int(i * stride)] for i in range(size)]
     elif len(examples) < size:
         print(f"note: {source} holds {len(examples)} instructions, fewer than --eval_size {size}: using all")
-    records = [{"instruction": e.instruction, "input": e.input, "output": e.reference, "qtype": e.qtype}
-               for e in examples]
-    path = folder / "eval_set.json"
-    if path.is_file():
-        if read_json(path, "the ladder's eval set", expect=list) != records:
-            raise DataError(f"{path}: this ladder folder answered other instructions (--eval_path/--eval_size "
-                            "changed); use another --ladder_dir")
-    else:
+    return [{"instruction": e.instruction, "input": e.input, "output": e.reference, "qtype": e.qtype}
+            for e in examples]
+
+
+def check_ladder_dir(folder: Path, records: list[dict]) -> None:
+    """--ladder_dir is new, empty, or a ladder folder answered on the same eval set (it resumes); anything else
+    stops here, before the folder or any file is made."""
+    replaceable("ladder_dir", folder, LADDER)
+    path = folder / EVAL_SET
+    if path.is_file() and read_json(path, "the ladder's eval set", expect=list) != records:
+        raise DataError(f"{path}: this ladder folder answered other instructions (--eval_path/--eval_size "
+                        "changed); use another --ladder_dir")
+
+
+def start_ladder_dir(folder: Path, records: list[dict], source: Path) -> Path:
+    """The ladder folder (marked when new) and its eval set, written once."""
+    if not folder.exists() or not any(folder.iterdir()):
+        folder.mkdir(parents=True, exist_ok=True)
+        mark_dir(folder, LADDER.command)
+    path = folder / EVAL_SET
+    if not path.is_file():
         atomic_write(path, json.dumps(records, indent=1, ensure_ascii=False))
         print(f"eval set: {len(records)} instructions from {source} (read in place) -> {path}")
-    return path, len(records)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -524,13 +541,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not a.model_name:
             print(f"policy: the offline SmolLM2-135M-Instruct ({model}; --model_name for another)")
         folder = Path(a.ladder_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        source = eval_source(a)
+        records = eval_records(source, a.eval_size)
+        check_ladder_dir(folder, records)
         golds, gold_types = prepare_gold(a, folder)
-        eval_path, n_eval = eval_subset(eval_source(a), a.eval_size, folder)
-        lad = Ladder(a, designs, seeds, model, golds, gold_types, eval_path, n_eval)
+        eval_path = folder / EVAL_SET if a.plan_only else start_ladder_dir(folder, records, source)
+        lad = Ladder(a, designs, seeds, model, golds, gold_types, eval_path, len(records))
         total, left, lines = plan(lad)
         print(f"ladder: {len(designs)} design(s) ({', '.join(d.name for d in designs)}) x {len(seeds)} seed(s) "
-              f"{seeds}; steps {lad.steps} (0 = base policy); {n_eval} eval instructions ({eval_path})")
+              f"{seeds}; steps {lad.steps} (0 = base policy); {lad.n_eval} eval instructions ({eval_path})")
         print("plan:")
         for line in lines:
             print(f"  {line}")

@@ -46,7 +46,7 @@ from rre import validation  # noqa: E402
 from rre.attention import cache_argument, sdpa_attention  # noqa: E402
 from rre.batching import length_batches, right_pad  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.files import atomic_dir, write_json  # noqa: E402
+from rre.files import GOLD_STANDIN, atomic_dir, refuse_inputs, replaceable, write_json  # noqa: E402
 from rre.loading import load_errors  # noqa: E402
 from rre.offline_models import smollm2_path  # noqa: E402
 from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
@@ -310,8 +310,7 @@ def settings_of(cfg: TrainRewardModelConfig, model_name: str) -> dict:
 
 
 def check_args(cfg: TrainRewardModelConfig) -> None:
-    """Flags, files and the output folder, before the base model loads and training starts (a save path that
-    cannot be written used to show only after the training)."""
+    """Flags, files and the output folder, before the base model loads and training starts."""
     validation.finite_flags(cfg)
     for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
         if getattr(cfg, name) < 1:
@@ -330,6 +329,9 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
     validation.output_folder("output_dir", cfg.output_dir)
     if cfg.model_name:
         validation.model("model_name", cfg.model_name)
+    refuse_inputs("output_dir", cfg.output_dir, {"pairs_path": cfg.pairs_path or None, "data_path": cfg.data_path,
+                                                 "model_name": cfg.model_name}, folder=True)
+    replaceable("output_dir", cfg.output_dir, GOLD_STANDIN)  # --overwrite replaces only a stand-in
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -378,7 +380,7 @@ def train(cfg: TrainRewardModelConfig) -> None:
         "train_seconds": round(time.time() - t0, 1),
         "settings": settings,
     }
-    with atomic_dir(out) as tmp:  # a hidden temporary folder beside output_dir, renamed when complete
+    with atomic_dir(out, GOLD_STANDIN) as tmp:  # a hidden temporary folder beside output_dir, renamed when complete
         model.float().cpu().save_pretrained(tmp)  # safetensors, all float32
         tokenizer.save_pretrained(tmp)
         write_json(tmp / INFO_FILE, info)
@@ -387,7 +389,7 @@ def train(cfg: TrainRewardModelConfig) -> None:
 
 def reuse_finished(cfg: TrainRewardModelConfig, out: Path, settings: dict) -> bool:
     """True when `out` holds a stand-in trained with these settings (reused as it is). A stand-in with other
-    settings, or a folder this script did not write, is an error unless --overwrite."""
+    settings is an error unless --overwrite (a folder this script did not write is refused by check_args)."""
     if (out / INFO_FILE).exists() and not cfg.overwrite:
         info = read_json(out / INFO_FILE)
         where = str(out / INFO_FILE)
@@ -401,9 +403,6 @@ def reuse_finished(cfg: TrainRewardModelConfig, out: Path, settings: dict) -> bo
         print(f"reusing the trained reward model at {out} (held-out accuracy "
               f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}); pass --overwrite=true to retrain")
         return True
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:  # never replace a folder we did not write
-        raise DataError(f"{out}: exists but holds no finished reward model ({INFO_FILE} missing); "
-                        "pass --overwrite=true or choose another --output_dir")
     return False
 
 
