@@ -146,8 +146,6 @@ GRPO_CHECKPOINT = OutputKind("run_grpo.py", "a run_grpo.py checkpoint", "trainer
                               "trainer_state.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state*",
                               "README.md", "model.safetensors", "config.json", "generation_config.json", MARKER,
                               *TOKENIZER_FILES, *EVAL_FILES))
-RUN_FOLDER = OutputKind("run", "a training run's folder", "training_config.json",
-                        ("training_config.json", "logs", "trl", MARKER))
 QTYPE_CLASSIFIER = OutputKind("annotate.py", "a qtype classifier folder", "qtype_classifier.json",
                               ("head.safetensors", "qtype_classifier.json", MARKER))
 GOLD_STANDIN = OutputKind("train_reward_model.py", "a gold stand-in folder", "standin_info.json",
@@ -183,18 +181,19 @@ def describe(folder: Path) -> str:
     return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} not written by this project ({shown})"
 
 
-def replaceable(flag: str, path: str | Path, kind: OutputKind) -> None:
+def replaceable(flag: str | None, path: str | Path, kind: OutputKind) -> None:
     """`path` may be (re)written as `kind`: absent, an empty folder, or a folder `kind` wrote. Anything else is
-    refused in one line that says what is there."""
+    refused in one line that says what is there (naming `--flag` when a flag gave the path)."""
     p = Path(path)
     if not p.exists() and not p.is_symlink():
         return
+    label = f"--{flag} {p}" if flag else str(p)
     if not p.is_dir():
-        raise DataError(f"--{flag} {p}: is a file, expected a folder for {kind.what}")
+        raise DataError(f"{label}: is a file, expected a folder for {kind.what}")
     if not any(p.iterdir()) or kind.owns(p):
         return
-    raise DataError(f"--{flag} {p}: holds {describe(p)}; it is not {kind.what}, so it is never replaced: "
-                    f"choose another --{flag}")
+    raise DataError(f"{label}: holds {describe(p)}; it is not {kind.what}, so it is never replaced"
+                    + (f": choose another --{flag}" if flag else ""))
 
 
 def same_or_inside(inner: Path, outer: Path) -> bool:
@@ -263,7 +262,7 @@ def png_file(path: Path) -> bool:
 def remove_own(path: Path, kind: OutputKind) -> None:
     """Delete a folder `kind` wrote (and only such a folder)."""
     if path.exists():
-        replaceable(kind.command, path, kind)
+        replaceable(None, path, kind)
         shutil.rmtree(path)
 
 
@@ -272,7 +271,7 @@ def atomic_dir(final: str | Path, kind: OutputKind) -> Iterator[Path]:
     """Build a folder of `kind` under its temporary name; on success it replaces `final` (only when `final` is
     absent, empty or `kind`'s own), on failure it is removed."""
     final, tmp = Path(final), partial_path(final)
-    replaceable(kind.command, final, kind)
+    replaceable(None, final, kind)
     if tmp.exists():
         remove_own(tmp, kind)
     tmp.mkdir(parents=True)
@@ -302,7 +301,7 @@ def replace_dir(tmp: Path, final: Path, kind: OutputKind) -> None:
     if written_by(tmp) is None:
         mark_dir(tmp, kind.command)
     if final.exists():
-        replaceable(kind.command, final, kind)
+        replaceable(None, final, kind)
         old = final.with_name(f"{PARTIAL_PREFIX}old-{final.name}")
         if old.exists():
             remove_own(old, kind)

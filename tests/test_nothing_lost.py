@@ -251,7 +251,7 @@ def test_atomic_dir_marks_before_the_first_file_and_replaces_only_its_own(tmp_pa
         (tmp / "head.safetensors").write_bytes(b"2")
     assert (tmp_path / "cls/head.safetensors").read_bytes() == b"2"
     make(USER_FOLDER)(tmp_path)
-    with pytest.raises(DataError, match="--annotate.py .*work: holds 2 entries"):
+    with pytest.raises(DataError, match="work: holds 2 entries not written by this project"):
         with files.atomic_dir(tmp_path / "work", kind):
             pass
     assert snapshot(tmp_path / "work") == {"notes.txt": b"my notes", "prompts.json": b"[1, 2]"}
