@@ -41,8 +41,8 @@ if [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
 fi
 for f in "$DATASET_PATH" "$DEV_PATH"; do
   if [[ ! -e "$f" ]]; then
-    echo "error: $f: no such file; get the paper's data with \`bash scripts/get_paper_data.sh\` (the train file" \
-         "with --from DIR), or set DATASET_PATH=data/train.json DEV_PATH=data/dev.json (offline examples)" >&2
+    echo "error: $f: no such file; get the paper's data with \`bash scripts/get_paper_data.sh\`" \
+         "(all three files; --from DIR for a local copy), or set DATASET_PATH=data/train.json DEV_PATH=data/dev.json (offline examples)" >&2
     exit 2
   fi
 done
