@@ -123,3 +123,27 @@ def test_two_launches_of_the_papers_config_at_once(tmp_path, tiny_llama_dir):
         assert p.returncode == 0, out[-4000:]
         assert "already in use" not in out, out[-4000:]
         assert (tmp_path / f"run{i}_step_1" / "adapter_model.safetensors").is_file()
+
+
+def test_train_sh_runs_get_their_gpu_and_port(tmp_path):
+    """docs/gpu.md's training recipe: scripts/train.sh under the launcher hands each run's port to `accelerate
+    launch` (a stand-in `accelerate` on PATH records what it was given)."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "accelerate").write_text('#!/usr/bin/env bash\necho "$CUDA_VISIBLE_DEVICES $MAIN_PROCESS_PORT $*" '
+                                     f'> {tmp_path}/"$RUN_NAME".args\n')
+    (bin_ / "accelerate").chmod(0o755)
+    runs = "".join(f"seed{s}: OUTPUT_DIR=runs/seed{s} SEED={s} DATASET_PATH=data/train.json DEV_PATH=data/dev.json "
+                   f"ACCELERATE_CONFIG=configs/zero2-bf16.yaml bash scripts/train.sh\n" for s in (1, 2))
+    (tmp_path / "runs.txt").write_text(runs)
+    proc = subprocess.run([sys.executable, "scripts/launch_runs.py", str(tmp_path / "runs.txt"), "--gpus", "0,1",
+                           "--log_dir", str(tmp_path / "logs")], cwd=ROOT, capture_output=True, text=True,
+                          env={**ENV, "PATH": f"{bin_}:{os.environ['PATH']}"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = {}
+    for s in (1, 2):
+        gpu, port, *args = (tmp_path / f"seed{s}.args").read_text().split()
+        assert args[:2] == ["launch", "--num_machines"] and args[args.index("--main_process_port") + 1] == port
+        assert f"--output_dir=runs/seed{s}/alpaca_test" in args and f"--seed={s}" in args
+        seen[gpu] = port
+    assert set(seen) == {"0", "1"} and len(set(seen.values())) == 2
