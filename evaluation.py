@@ -101,7 +101,10 @@ class EvalArguments:
         default=None, metadata={"help": "the paper's flag; no effect (the AlpacaEval comparison is scripts/alpaca_eval.sh)"}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (set HF_HOME)"})
-    device: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (cuda when available)"})
+    device: int = field(default=0, metadata={
+        "help": "the GPU (an index) the checkpoint is loaded on, whole (device_map={'': device}), as the paper's "
+                "flag; one process per GPU evaluates checkpoints side by side (scripts/launch_runs.sh). The CPU "
+                "when no CUDA device is visible"})
     precision: str = field(
         default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively: a bf16 GPU, a CPU with "
                                   "AVX512-BF16/AMX; else float32) | bfloat16 | float32"})
@@ -113,7 +116,6 @@ SUPERNI_ONLY = ("superni_dir", "superni_max_instances", "superni_max_new_tokens"
 NO_EFFECT_FLAGS = {
     "baseline_model_file": "AlpacaEval's comparison with a baseline's outputs is scripts/alpaca_eval.sh",
     "cache_dir": "models load from the Hugging Face cache (HF_HOME) or a folder",
-    "device": "the policy runs on cuda when available, else cpu",
 }
 
 
@@ -121,20 +123,34 @@ NO_EFFECT_FLAGS = {
 # Model, tokenizer, prompt format.
 
 
+def policy_device(device: int) -> str:
+    """Where the checkpoint goes: GPU `device` (the paper's --device), or the CPU when no CUDA device is visible."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    count = torch.cuda.device_count()
+    if not 0 <= device < count:
+        raise DataError(f"--device {device}: {count} CUDA device(s) visible (0..{count - 1}); pass one of them, "
+                        "or set CUDA_VISIBLE_DEVICES")
+    return f"cuda:{device}"
+
+
 def load_policy(base_model_name: str, peft_model_name: str | None = None, trust_remote_code: bool = False,
-                precision: str = "auto"):
+                precision: str = "auto", device: int = 0):
     """The base model with the adapter merged in, and the tokenizer (the adapter's own if it saved one).
 
+    The whole model goes on one device, as the paper loaded each checkpoint (device_map={"": device}): spread over
+    several GPUs, every layer's output would cross between them and the written-out decode step could not run.
     The compute dtype follows precision.py's rule (bf16 only where native). On CPU the adapter is merged in
     float32 and the merged weights are cast afterwards, so bf16 rounding applies once, not to the LoRA delta."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    on_gpu = torch.cuda.is_available()
+    where = policy_device(device)
+    on_gpu = where != "cpu"
     dtype = resolve_dtype(precision, "cuda" if on_gpu else "cpu")
-    announce("evaluation.py:", dtype, precision, "cuda" if on_gpu else "cpu")
+    announce("evaluation.py:", dtype, precision, where)
     with load_errors("base_model_name", base_model_name):
         model = AutoModelForCausalLM.from_pretrained(
-            base_model_name, dtype=dtype if on_gpu else torch.float32, device_map="auto" if on_gpu else None,
+            base_model_name, dtype=dtype if on_gpu else torch.float32, device_map={"": where} if on_gpu else None,
             trust_remote_code=trust_remote_code,
         )
     if peft_model_name:
@@ -441,6 +457,8 @@ def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
     for e in args.evaluations:
         validation.one_of("evaluations", e, EVALUATIONS)
     resolve_dtype(args.precision)
+    validation.non_negative("device", args.device)
+    policy_device(args.device)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     validation.one_of("sampler", args.sampler, SAMPLERS)
     for flag in ("batch_size", "max_new_tokens", "superni_max_instances", "superni_max_new_tokens", "temperature"):
@@ -529,7 +547,7 @@ def evaluate(args: EvalArguments, adapter: str | None, name: str, out_dir: Path)
         return
     settings = {**asdict(args), "peft_model_name": adapter}
     print(f"evaluating {name}: {', '.join(todo)}; settings {json.dumps(settings)}")
-    model, tokenizer = load_policy(args.base_model_name, adapter, args.trust_remote_code, args.precision)
+    model, tokenizer = load_policy(args.base_model_name, adapter, args.trust_remote_code, args.precision, args.device)
     fmt = resolve_prompt_format(args.prompt_format, tokenizer)
     with created_folder(out_dir):
         if "alpaca" in todo:

@@ -7,7 +7,10 @@ of the real shapes with random weights:
 - policy: a Llama-shaped ~1.1B causal LM (TinyLlama-1.1B's shape: hidden 2048, 22 layers, 32 heads, 4 KV heads)
   with SmolLM2's tokenizer and chat template;
 - encoder: all-MiniLM-L6-v2's exact architecture (a 6-layer BERT, mean pooling, normalize) in its
-  sentence-transformers layout, random weights, its real tokenizer files.
+  sentence-transformers layout, random weights, its real tokenizer files;
+- contriever: facebook/contriever's architecture (bert-base-uncased: 12 layers, hidden 768, 110M parameters) as
+  a plain transformers folder, so the reward uses it as the paper's code used Contriever (mean pooling, raw dot
+  product, --rar_max_dot auto -> 3.5); random weights, the same uncased WordPiece tokenizer files as MiniLM's.
 
 The gold reward model is built by bench/gold_throughput.py itself (a Starling-layout Llama; its size by flags).
 
@@ -60,6 +63,25 @@ def build_encoder(minilm_dir: Path, out: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+CONTRIEVER_SHAPES = {
+    "full": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
+}
+
+
+def build_contriever(minilm_dir: Path, out: Path, shape: str) -> int:
+    """A plain BERT encoder of Contriever's shape (no sentence-transformers modules: Contriever semantics)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, **CONTRIEVER_SHAPES[shape])
+    torch.manual_seed(0)
+    model = BertModel(config, add_pooling_layer=False)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return sum(p.numel() for p in model.parameters())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", default=".gpu_assets", help="folder made by bench/gpu_prepare.sh")
@@ -73,8 +95,11 @@ def main() -> None:
             sys.exit(2)
     n_policy = build_policy(assets / "smollm2_tokenizer", out / "policy", "tiny" if args.tiny else "full")
     n_encoder = build_encoder(assets / "minilm", out / "encoder")
+    n_contriever = build_contriever(assets / "minilm", out / "contriever", "tiny" if args.tiny else "full")
     print(f"policy: {n_policy / 1e9:.3f}B parameters (random, Llama-shaped) -> {out / 'policy'}")
     print(f"encoder: {n_encoder / 1e6:.1f}M parameters (random, all-MiniLM-L6-v2 architecture) -> {out / 'encoder'}")
+    print(f"contriever: {n_contriever / 1e6:.1f}M parameters (random, facebook/contriever's architecture) -> "
+          f"{out / 'contriever'}")
 
 
 if __name__ == "__main__":

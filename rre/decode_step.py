@@ -17,7 +17,8 @@ differs is form only:
 - the mask is added (the float32 minimum where a slot is blocked) instead of filled in.
 
 On SmolLM2 rollouts this took 10-20% off the time (docs/performance.md). Other architectures, LoRA variants
-(DoRA), and weights sharded by ZeRO-3 take transformers' forward (`unsupported` says why).
+(DoRA), weights sharded by ZeRO-3 and weights spread over several devices (a device map over GPUs, or offload)
+take transformers' forward (`unsupported` says why).
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def unsupported(model: nn.Module) -> str | None:
         return "a LoRA variant (DoRA, ...) is active"
     if any(hasattr(p, "ds_id") for p in model.parameters()):  # DeepSpeed ZeRO-3 partitions the weights
         return "ZeRO-3 partitioned weights"
+    # The step multiplies a layer's tensors where they lie: weights spread over devices by a device map (several
+    # GPUs, CPU and disk offload) need accelerate's hooks in each module's forward to move them.
+    placed = set((getattr(model, "hf_device_map", None) or {}).values())
+    devices = {p.device for p in model.parameters()}
+    if len(placed) > 1 or len(devices) > 1:
+        where = sorted(map(str, placed)) if len(placed) > 1 else sorted(map(str, devices))
+        return f"weights on more than one device ({', '.join(where)})"
     return None
 
 

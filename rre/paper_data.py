@@ -1,19 +1,19 @@
-"""The paper's data files, fetched from its public repository at a pinned commit and checked before they land.
+"""The paper's three data files, fetched from its public repository at a pinned commit and checked before they land.
 
     python -m rre.paper_data                 # download into data/ (scripts/get_paper_data.sh calls this)
     python -m rre.paper_data --from DIR      # copy from a local folder instead (an offline cluster)
 
-Each file is checked whole (a JSON list of records whose `qtype` is OPENENDED or CONSTRAINED, the record count,
-the qtype counts and, where pinned, the sha256) before anything is written; one failed check or download writes
-no file and ends with one `error: ...` line. Files are then written atomically into the destination.
+Each file is identified by its git blob id at the pinned commit (`git hash-object FILE` prints it), so a copy from
+anywhere is checked against the same bytes the paper's repository holds. Before that, each file is read as the
+project reads it (a JSON list of records, each with an instruction, a reference `output` and a `qtype` of OPENENDED
+or CONSTRAINED), and its qtype counts are checked where the paper's are known, so a wrong file says what is wrong
+with it. One failed check or download writes no file and ends with one `error: ...` line; then every file is
+written atomically into the destination.
 
-What is pinned, and what is not:
-- alpacafarm_val.json: 2,000 records (1067 CONSTRAINED / 933 OPENENDED); sha256 computed from the paper's file.
-- alpaca_eval.json: 805 records (433 CONSTRAINED / 372 OPENENDED); its sha256 is NOT pinned (no copy of the file
-  was at hand to hash), so only the counts are checked.
-- alpacafarm_train.json: the paper's README names it, but the paper's repository does not contain it at the
-  pinned commit (its data/ holds the two files above), so there is no URL: it is taken only from `--from DIR`,
-  checked for its format (counts and hash unpinned), and its absence is reported, not an error.
+| file | records (qtypes) | blob id | sha256 |
+| alpacafarm_train.json | not published: checked by blob id and record form | d715b1c3... | - |
+| alpacafarm_val.json | 2,000 (1067 CONSTRAINED / 933 OPENENDED) | 276c1191... | 9e569436... |
+| alpaca_eval.json | 805 (433 CONSTRAINED / 372 OPENENDED) | f77b0e7d... | 0345509e... |
 """
 
 from __future__ import annotations
@@ -29,24 +29,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rre.data import REPO, DataError, exit_on_data_error
+from rre.data import QTYPES, REPO, DataError, exit_on_data_error, parse_record
 from rre.files import atomic_write
 
 PAPER_REPO = "naver-ai/rethinking-proxy-reward"
 PAPER_COMMIT = "70f2ecf2b87a3c56d2ff50ac9213fb55ebdc9bd1"
 RAW_URL = f"https://raw.githubusercontent.com/{PAPER_REPO}/{PAPER_COMMIT}/data/{{name}}"
-QTYPES = ("CONSTRAINED", "OPENENDED")
 GET_HINT = "get the paper's data with `bash scripts/get_paper_data.sh` (or `--from DIR` for a local copy)"
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What one file must hold; None: not pinned. `published`: the paper's repository has it (a URL exists)."""
+    """What one file must be: its git blob id at the pinned commit, and where known its qtype counts and sha256."""
 
     name: str
-    qtypes: dict[str, int] | None
-    sha256: str | None
-    published: bool
+    blob: str
+    qtypes: dict[str, int] | None = None
+    sha256: str | None = None
 
     @property
     def records(self) -> int | None:
@@ -54,11 +53,19 @@ class Expected:
 
 
 EXPECTED = (
-    Expected("alpacafarm_val.json", {"CONSTRAINED": 1067, "OPENENDED": 933},
-             "9e5694362b9b42649a1ac92ccf2b9df929b9c4b7b6c277926b6f432f53837a98", True),
-    Expected("alpaca_eval.json", {"CONSTRAINED": 433, "OPENENDED": 372}, None, True),
-    Expected("alpacafarm_train.json", None, None, False),
+    Expected("alpacafarm_train.json", "d715b1c34579bee8002d73d921ca95d97cae091b"),
+    Expected("alpacafarm_val.json", "276c11915a76f01576aeacbca8d2cdf03c2aeaa2",
+             {"CONSTRAINED": 1067, "OPENENDED": 933},
+             "9e5694362b9b42649a1ac92ccf2b9df929b9c4b7b6c277926b6f432f53837a98"),
+    Expected("alpaca_eval.json", "f77b0e7d5e114ef6a220436b48b182d055647260",
+             {"CONSTRAINED": 433, "OPENENDED": 372},
+             "0345509e81f53cdb4240f0cc67c66e7b247012d9b0f8dc6c596f1710f0526c6a"),
 )
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives these bytes as a file (`git hash-object`): sha1 of a "blob <size>\\0" header and the bytes."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def check(data: bytes, expected: Expected, source: str) -> None:
@@ -70,14 +77,17 @@ def check(data: bytes, expected: Expected, source: str) -> None:
     if not isinstance(records, list):
         raise DataError(f"{source}: expected a JSON list of records")
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or rec.get("qtype") not in QTYPES:
-            raise DataError(f"{source}: record {i}: field 'qtype': expected OPENENDED or CONSTRAINED")
+        parse_record(rec, f"{source}: record {i}", require_qtype=True)
     counts = Counter(rec["qtype"] for rec in records)
     if expected.qtypes is not None and dict(counts) != expected.qtypes:
-        got = ", ".join(f"{counts.get(q, 0)} {q}" for q in QTYPES)
-        want = ", ".join(f"{expected.qtypes[q]} {q}" for q in QTYPES)
+        got = ", ".join(f"{counts.get(q, 0)} {q}" for q in sorted(QTYPES))
+        want = ", ".join(f"{expected.qtypes[q]} {q}" for q in sorted(QTYPES))
         raise DataError(f"{source}: {len(records)} records ({got}); the paper's {expected.name} has "
                         f"{expected.records} ({want})")
+    blob = git_blob_id(data)
+    if blob != expected.blob:
+        raise DataError(f"{source}: git blob id {blob} differs from the paper's {expected.blob} "
+                        f"({expected.name} at {PAPER_COMMIT[:7]}); not the paper's file")
     digest = hashlib.sha256(data).hexdigest()
     if expected.sha256 is not None and digest != expected.sha256:
         raise DataError(f"{source}: sha256 {digest} differs from the paper's {expected.sha256}")
@@ -93,28 +103,21 @@ def download(url: str, timeout: float = 60.0) -> bytes:
 
 
 def gather(source_dir: Path | None, expected: Sequence[Expected],
-           fetch: Callable[[str], bytes] = download) -> tuple[dict[str, bytes], list[str]]:
-    """Every file's bytes, checked; nothing is written here. Returns them and notes on what was skipped."""
+           fetch: Callable[[str], bytes] = download) -> dict[str, bytes]:
+    """Every file's bytes, checked; nothing is written here."""
     found: dict[str, bytes] = {}
-    notes: list[str] = []
     for exp in expected:
         if source_dir is not None:
             path = source_dir / exp.name
             if not path.is_file():
-                if exp.published:
-                    raise DataError(f"--from {source_dir}: no {exp.name}; nothing written")
-                notes.append(f"{exp.name}: not in {source_dir}; skipped (the paper's repository does not publish it)")
-                continue
+                raise DataError(f"--from {source_dir}: no {exp.name}; nothing written")
             data, where = path.read_bytes(), str(path)
-        elif exp.published:
+        else:
             where = RAW_URL.format(name=exp.name)
             data = fetch(where)
-        else:
-            notes.append(f"{exp.name}: not in {PAPER_REPO} at {PAPER_COMMIT[:7]}; pass --from DIR with a copy")
-            continue
         check(data, exp, where)
         found[exp.name] = data
-    return found, notes
+    return found
 
 
 def get_paper_data(dest: Path, source_dir: Path | None = None, expected: Sequence[Expected] = EXPECTED,
@@ -122,14 +125,12 @@ def get_paper_data(dest: Path, source_dir: Path | None = None, expected: Sequenc
     """Check every file first, then write each atomically into `dest`."""
     if source_dir is not None and not source_dir.is_dir():
         raise DataError(f"--from {source_dir}: no such folder")
-    found, notes = gather(source_dir, expected, fetch)
+    found = gather(source_dir, expected, fetch)
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for name, data in found.items():
         atomic_write(dest / name, data)
         written.append(dest / name)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     return written
 
 

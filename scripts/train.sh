@@ -3,8 +3,7 @@
 # environment variable; extra arguments are passed on to run_ppo.py (later flags win), e.g.
 #
 #   MODEL_NAME=path/to/sft10k scripts/train.sh                     # the paper's run (data: scripts/get_paper_data.sh)
-#   MODEL_NAME=path/to/sft10k NUM_PROCESSES=8 scripts/train.sh     # 8 GPUs (--batch_size is per process)
-#   NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=10.0.0.1 NUM_PROCESSES=16 scripts/train.sh   # node 0 of 2
+#   SEED=1 EXP_NAME=seed1 MODEL_NAME=path/to/sft10k scripts/train.sh  # one of several runs: scripts/launch_runs.py
 #   DATASET_PATH=data/train.json DEV_PATH=data/dev.json OVERALL_STEPS=30 scripts/train.sh --relevance_model minilm
 #
 # Checkpoints land in {OUTPUT_DIR}/{EXP_NAME}_step_N (OUTPUT_DIR "." and EXP_NAME alpaca_test, as the paper's
@@ -41,17 +40,19 @@ if [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
 fi
 for f in "$DATASET_PATH" "$DEV_PATH"; do
   if [[ ! -e "$f" ]]; then
-    echo "error: $f: no such file; get the paper's data with \`bash scripts/get_paper_data.sh\` (the train file" \
-         "with --from DIR), or set DATASET_PATH=data/train.json DEV_PATH=data/dev.json (offline examples)" >&2
+    echo "error: $f: no such file; get the paper's data with \`bash scripts/get_paper_data.sh\`" \
+         "(all three files; --from DIR for a local copy), or set DATASET_PATH=data/train.json DEV_PATH=data/dev.json (offline examples)" >&2
     exit 2
   fi
 done
 
 launch=(--num_machines "${NUM_MACHINES}" --num_processes "${NUM_PROCESSES}" --config_file "${ACCELERATE_CONFIG}")
-if [[ "${NUM_MACHINES}" -gt 1 ]]; then
+if [[ "${NUM_MACHINES}" -gt 1 ]]; then  # every node must dial the same fixed port
   launch+=(--machine_rank "${MACHINE_RANK:?set MACHINE_RANK (0 on the main node)}"
            --main_process_ip "${MAIN_PROCESS_IP:?set MAIN_PROCESS_IP (the main node)}"
            --main_process_port "${MAIN_PROCESS_PORT:-29500}")
+elif [[ -n "${MAIN_PROCESS_PORT:-}" ]]; then  # scripts/launch_runs.py gives each run its own
+  launch+=(--main_process_port "${MAIN_PROCESS_PORT}")
 fi
 optional=()
 [[ -n "${MODEL_NAME}" ]] && optional+=("--model_name=${MODEL_NAME}")

@@ -313,6 +313,31 @@ def test_models_the_step_does_not_write_out_take_transformers_forward(tiny_llama
     assert torch.equal(out, expected) and steps == []
 
 
+def test_a_model_spread_over_two_devices_takes_transformers_forward(tiny_llama_dir, tmp_path, monkeypatch):
+    """A model whose weights sit on two devices (a device map: one layer offloaded to disk, its weights on the
+    meta device until accelerate's hook brings them in, as a 7B spread over GPUs by device_map="auto") is refused
+    by the written-out step, with the reason named, and decodes through transformers' forward to the tokens the
+    model on one device gives."""
+    from transformers import AutoModelForCausalLM
+
+    one = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager").eval()
+    device_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+                  "model.layers.1": "disk", "model.norm": "cpu", "lm_head": "cpu"}
+    spread = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager", device_map=device_map,
+                                                  offload_folder=str(tmp_path / "offload")).eval()
+    assert {p.device.type for p in spread.parameters()} == {"cpu", "meta"}
+    assert unsupported(spread) == "weights on more than one device (cpu, disk)"
+    assert unsupported(one) is None
+    steps = counted_steps(monkeypatch)
+    ids, mask = left_pad([torch.tensor([3, 4, 5]), torch.tensor([6, 7])], 0)
+    ours = decode(spread, ids, mask, 6, 10**9, 0, sample=argmax)
+    assert steps == []
+    assert torch.equal(ours, decode(one, ids, mask, 6, 10**9, 0, sample=argmax, written_out=False))
+    # The map alone is enough to refuse: a model that says it spans two GPUs is never multiplied in one place.
+    one.hf_device_map = {"model.embed_tokens": 0, "model.layers": 0, "model.norm": 1, "lm_head": 1}
+    assert unsupported(one) == "weights on more than one device (0, 1)"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The distribution: per-token log-probabilities of the fast path against a plain full forward.
 

@@ -88,6 +88,37 @@ def test_merged_adapter_equals_the_peft_model(run_dir, tiny_llama_dir):
         torch.testing.assert_close(merged_bf16(ids).logits.float(), peft_logits, atol=0.05, rtol=0.05)
 
 
+def test_device_loads_the_whole_checkpoint_on_that_gpu(tiny_llama_dir, monkeypatch):
+    """--device is the paper's GPU index: the checkpoint goes whole onto that GPU (device_map={"": "cuda:1"}), never
+    spread by "auto"; an index no GPU has stops in one line. Two GPUs are stood in for (this machine has none):
+    the load is asked for cuda:1 and done on the CPU."""
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    asked, load = [], AutoModelForCausalLM.from_pretrained
+
+    def on_cpu(name, **kwargs):
+        asked.append(kwargs["device_map"])
+        return load(name, **{**kwargs, "device_map": {"": "cpu"}})
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", on_cpu)
+    model, _ = evaluation.load_policy(tiny_llama_dir, precision="float32", device=1)
+    assert asked == [{"": "cuda:1"}] and {p.device.type for p in model.parameters()} == {"cpu"}
+    with pytest.raises(evaluation.DataError, match=r"^--device 2: 2 CUDA device\(s\) visible \(0..1\)"):
+        evaluation.policy_device(2)
+
+
+def test_device_on_a_machine_without_cuda(tiny_llama_dir, tmp_path):
+    """Without CUDA the checkpoint loads on the CPU whatever the index; a negative index stops in one line."""
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    assert evaluation.policy_device(0) == evaluation.policy_device(3) == "cpu"
+    proc = run_cli("--base_model_name", tiny_llama_dir, "--device=-1", "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --device must be >= 0, got -1"
+    assert not (tmp_path / "out").exists()
+
+
 def test_outputs_are_alpaca_eval_files(evaluated):
     load_or_convert_to_dataframe = alpaca_eval_loader()
     examples = load_examples(evaluated / "eval.json")

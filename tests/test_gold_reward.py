@@ -93,6 +93,31 @@ def test_starling_truncates_from_the_left(starling, smollm2_dir):
     assert got == pytest.approx(expected, abs=1e-5)
 
 
+def test_starling_spans_the_visible_gpus_and_scores_the_same(starling, smollm2_dir, tmp_path, monkeypatch):
+    """Starling-RM-34B (68 GB in bf16) is loaded with device_map="auto", as the paper's code did, so it may span
+    several GPUs; scoring sends the inputs to the first layer's device and reads the head wherever it lies. A GPU
+    load is stood in for (this machine has none): asked for "auto", the model is placed over two devices (a layer
+    offloaded to disk, on the meta device until its hook brings it in), and scores as on one device."""
+    folder, _ = starling
+    one = load_gold_reward_model(folder, "starling", batch_size=2, device="cpu", dtype="float32",
+                                 tokenizer_name=smollm2_dir)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    asked, load = [], StarlingRewardModel.from_pretrained
+    spread = {"transformer.embed_tokens": "cpu", "transformer.rotary_emb": "cpu", "transformer.layers.0": "cpu",
+              "transformer.layers.1": "disk", "transformer.norm": "cpu", "v_head": "cpu"}
+
+    def over_two_devices(name, **kwargs):
+        asked.append(kwargs["device_map"])
+        return load(name, **{**kwargs, "device_map": spread, "offload_folder": str(tmp_path / "offload")})
+
+    monkeypatch.setattr(StarlingRewardModel, "from_pretrained", over_two_devices)
+    gold = load_gold_reward_model(folder, "starling", batch_size=2, device="auto", dtype="float32",
+                                  tokenizer_name=smollm2_dir)
+    assert asked == ["auto"] and {p.device.type for p in gold.model.parameters()} == {"cpu", "meta"}
+    assert gold.score(INSTRUCTIONS, RESPONSES, progress=False) == pytest.approx(
+        one.score(INSTRUCTIONS, RESPONSES, progress=False), abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory, smollm2_dir):
     return save_tiny_classifier(tmp_path_factory.mktemp("classifier") / "rm", smollm2_dir)

@@ -34,17 +34,32 @@ def good(tmp_path) -> Path:
 
 
 def expected_for(src: Path) -> tuple[paper_data.Expected, ...]:
-    """The real table, with the val file's pinned hash swapped for the fixture's (the real file is not here)."""
-    val = hashlib.sha256((src / "alpacafarm_val.json").read_bytes()).hexdigest()
-    return tuple(paper_data.Expected(e.name, e.qtypes, val if e.sha256 else None, e.published)
-                 for e in paper_data.EXPECTED)
+    """The real table, with the fixture files' blob ids and sha256 in place of the paper's (checked as the real
+    ones are)."""
+    table = []
+    for e in paper_data.EXPECTED:
+        data = (src / e.name).read_bytes()
+        sha = hashlib.sha256(data).hexdigest() if e.sha256 else None
+        table.append(paper_data.Expected(e.name, paper_data.git_blob_id(data), e.qtypes, sha))
+    return tuple(table)
 
 
-def test_the_table_holds_the_papers_counts():
+def test_the_table_holds_the_papers_blob_ids_counts_and_hashes():
     table = {e.name: e for e in paper_data.EXPECTED}
+    assert table["alpacafarm_train.json"].blob == "d715b1c34579bee8002d73d921ca95d97cae091b"
+    assert table["alpacafarm_val.json"].blob == "276c11915a76f01576aeacbca8d2cdf03c2aeaa2"
+    assert table["alpaca_eval.json"].blob == "f77b0e7d5e114ef6a220436b48b182d055647260"
+    assert table["alpaca_eval.json"].sha256 == "0345509e81f53cdb4240f0cc67c66e7b247012d9b0f8dc6c596f1710f0526c6a"
     assert table["alpacafarm_val.json"].qtypes == {"CONSTRAINED": 1067, "OPENENDED": 933}
     assert table["alpaca_eval.json"].qtypes == {"CONSTRAINED": 433, "OPENENDED": 372}
-    assert table["alpaca_eval.json"].records == 805 and len(table["alpacafarm_val.json"].sha256) == 64
+    assert table["alpaca_eval.json"].records == 805 and table["alpacafarm_train.json"].qtypes is None
+
+
+def test_the_blob_id_is_gits(good):
+    """git_blob_id gives what `git hash-object` prints for the same file."""
+    path = good / "alpaca_eval.json"
+    git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    assert paper_data.git_blob_id(path.read_bytes()) == git.stdout.strip()
 
 
 def test_good_files_are_written(good, tmp_path):
@@ -55,11 +70,20 @@ def test_good_files_are_written(good, tmp_path):
         assert p.read_bytes() == (good / p.name).read_bytes()
 
 
+def one_more_record(b: bytes) -> bytes:
+    """The same file with one more well-formed record: its form and (for train) unpublished counts still pass."""
+    recs = json.loads(b)
+    return json.dumps(recs + [{"input": "extra", "output": "c", "qtype": "OPENENDED"}]).encode()
+
+
 @pytest.mark.parametrize("name,damage,message", [
     ("alpaca_eval.json", lambda b: b[: len(b) // 2], "not valid JSON"),
     ("alpaca_eval.json", lambda b: records(433, 371), r"804 records .* has 805 \(433 CONSTRAINED, 372 OPENENDED\)"),
-    ("alpacafarm_val.json", lambda b: b.replace(b'"a"', b'"x"', 1), "sha256"),
+    ("alpacafarm_val.json", lambda b: b.replace(b'"a"', b'"x"', 1), "git blob id [0-9a-f]{40} differs"),
     ("alpacafarm_train.json", lambda b: b.replace(b"OPENENDED", b"OPEN", 1), "record 3: field 'qtype'"),
+    ("alpacafarm_train.json", lambda b: b.replace(b'"output": "b", ', b"", 1), "record 3: field 'output': missing"),
+    ("alpacafarm_train.json", one_more_record, "git blob id [0-9a-f]{40} differs from the paper's"),
+    ("alpacafarm_train.json", lambda b: b + b"\n", "git blob id"),
 ])
 def test_a_damaged_file_is_refused_in_one_line_and_nothing_is_written(good, tmp_path, name, damage, message):
     table = expected_for(good)
@@ -68,24 +92,27 @@ def test_a_damaged_file_is_refused_in_one_line_and_nothing_is_written(good, tmp_
     with pytest.raises(DataError, match=message) as err:
         paper_data.get_paper_data(dest, good, table)
     assert "\n" not in str(err.value) and name in str(err.value)
-    assert not dest.exists() or not any(dest.iterdir())
-
-
-def test_the_script_from_a_folder(good, tmp_path):
-    """The shell entry, end to end: the fixture val file is not the paper's (hash), so it is refused, nothing written;
-    the message is one line naming the file."""
-    dest = tmp_path / "data"
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "get_paper_data.sh"), "--from", str(good), "--dest",
-                           str(dest)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert proc.stderr.startswith("error: ") and "alpacafarm_val.json: sha256" in proc.stderr
     assert not dest.exists()
 
 
-def test_missing_published_file_in_from_folder(good, tmp_path):
-    (good / "alpaca_eval.json").unlink()
-    with pytest.raises(DataError, match="no alpaca_eval.json; nothing written"):
-        paper_data.get_paper_data(tmp_path / "data", good, expected_for(good))
+def test_the_script_from_a_folder_refuses_another_blob_in_one_line(good, tmp_path):
+    """The shell entry, end to end, against the real table: the fixture files are not the paper's, so the first
+    one read (the train file, well formed) is refused by its blob id in one line, exit 2, nothing written."""
+    dest = tmp_path / "data"
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "get_paper_data.sh"), "--from", str(good), "--dest",
+                           str(dest)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "alpacafarm_train.json: git blob id" in proc.stderr
+    assert "differs from the paper's d715b1c34579bee8002d73d921ca95d97cae091b" in proc.stderr
+    assert proc.stdout == "" and not dest.exists()
+
+
+def test_missing_file_in_from_folder(good, tmp_path):
+    table = expected_for(good)
+    (good / "alpacafarm_train.json").unlink()
+    with pytest.raises(DataError, match="no alpacafarm_train.json; nothing written"):
+        paper_data.get_paper_data(tmp_path / "data", good, table)
+    assert not (tmp_path / "data").exists()
 
 
 def test_download_failure_writes_nothing(tmp_path):
@@ -97,17 +124,35 @@ def test_download_failure_writes_nothing(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def test_download_path_checks_and_writes(good, tmp_path, capsys):
+def test_download_fetches_all_three_from_the_pinned_commit(good, tmp_path):
+    urls = []
+
     def fetch(url):
+        urls.append(url)
         return (good / url.rsplit("/", 1)[1]).read_bytes()
 
     written = paper_data.get_paper_data(tmp_path / "data", None, expected_for(good), fetch=fetch)
-    assert sorted(p.name for p in written) == ["alpaca_eval.json", "alpacafarm_val.json"]
-    assert "alpacafarm_train.json: not in naver-ai/rethinking-proxy-reward" in capsys.readouterr().err
+    assert sorted(p.name for p in written) == ["alpaca_eval.json", "alpacafarm_train.json", "alpacafarm_val.json"]
+    prefix = f"https://raw.githubusercontent.com/naver-ai/rethinking-proxy-reward/{paper_data.PAPER_COMMIT}/data/"
+    assert sorted(urls) == [prefix + n for n in ("alpaca_eval.json", "alpacafarm_train.json", "alpacafarm_val.json")]
 
 
-def test_the_shared_val_file_matches_the_pinned_hash():
-    shared = Path("/work/shared/data/alpacafarm_val.json")
+SHARED_VAL = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
+
+
+def test_the_shared_val_file_is_the_papers(tmp_path):
+    """The paper's val file, read in place (a link to it, not a copy), passes every check of the real table: blob
+    id, sha256, 2,000 records of the paper's qtypes; one changed byte is refused by its blob id."""
+    shared = SHARED_VAL
     if not shared.is_file():
-        pytest.skip("the paper's val file is not on this machine")
-    paper_data.check(shared.read_bytes(), paper_data.EXPECTED[0], str(shared))
+        pytest.skip(f"the paper's val file is not on this machine ({SHARED_VAL})")
+    val = next(e for e in paper_data.EXPECTED if e.name == "alpacafarm_val.json")
+    data = shared.read_bytes()
+    assert paper_data.git_blob_id(data) == val.blob
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / val.name).symlink_to(shared)
+    written = paper_data.get_paper_data(tmp_path / "data", src, (val,))
+    assert [p.name for p in written] == [val.name] and written[0].read_bytes() == data
+    with pytest.raises(DataError, match="git blob id"):
+        paper_data.check(data.replace(b'"output": "', b'"output": " ', 1), val, "x")

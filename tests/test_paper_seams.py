@@ -141,7 +141,7 @@ SMALL_RUN = ["--overall_steps=2", "--save_freq=1", "--output_max_length=8", "--b
              "--gradient_accumulation_steps=2", "--dev_max_examples=2", "--mixed_precision=no", "--rar_max_dot=1.0",
              "--max_prompt_length=256", "--relevance_model=minilm"]
 PAPER_EVAL = ("--base_model_name=$BASE --peft_model_name=./alpaca_test_step_$step --batch_size=16 "
-              "--baseline_model_file=$baseline_model_file --cache_dir=$CACHE_DIR --device=cuda")
+              "--baseline_model_file=$baseline_model_file --cache_dir=$CACHE_DIR --device=0")
 PAPER_MONOTONICITY = "--output_dir=. --model_prefix=alpaca_test"
 
 
