@@ -122,14 +122,23 @@ def gather(source_dir: Path | None, expected: Sequence[Expected],
 
 def get_paper_data(dest: Path, source_dir: Path | None = None, expected: Sequence[Expected] = EXPECTED,
                    fetch: Callable[[str], bytes] = download) -> list[Path]:
-    """Check every file first, then write each atomically into `dest`."""
+    """Check every file first, then write each atomically into `dest`. A file already there with the same bytes
+    (the `--from` folder being `dest` itself included) is left as it is; one with other bytes is never replaced
+    (it is not the paper's file, so it may be yours): that stops everything before anything is written."""
     if source_dir is not None and not source_dir.is_dir():
         raise DataError(f"--from {source_dir}: no such folder")
     found = gather(source_dir, expected, fetch)
+    for name, data in found.items():
+        target = dest / name
+        if target.is_file() and target.read_bytes() != data:
+            raise DataError(f"{target}: holds another file than the paper's {name} (blob "
+                            f"{git_blob_id(target.read_bytes())[:12]}); it is never replaced: move it away first; "
+                            "nothing written")
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for name, data in found.items():
-        atomic_write(dest / name, data)
+        if not (dest / name).is_file():
+            atomic_write(dest / name, data)
         written.append(dest / name)
     return written
 

@@ -156,3 +156,22 @@ def test_the_shared_val_file_is_the_papers(tmp_path):
     assert [p.name for p in written] == [val.name] and written[0].read_bytes() == data
     with pytest.raises(DataError, match="git blob id"):
         paper_data.check(data.replace(b'"output": "', b'"output": " ', 1), val, "x")
+
+
+def test_from_the_destination_itself_writes_nothing(good):
+    """`--from data` into data: every file is checked, and none is written onto itself."""
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in good.iterdir()}
+    written = paper_data.get_paper_data(good, good, expected_for(good))
+    assert len(written) == 3
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in good.iterdir()} == before
+
+
+def test_another_file_at_the_destination_is_never_replaced(good, tmp_path):
+    """A file of the user's where a paper file goes stops everything before anything is written."""
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "alpaca_eval.json").write_text("[]  # my edited copy")
+    with pytest.raises(DataError, match="alpaca_eval.json: holds another file than the paper's .* never replaced"):
+        paper_data.get_paper_data(dest, good, expected_for(good))
+    assert sorted(p.name for p in dest.iterdir()) == ["alpaca_eval.json"]
+    assert (dest / "alpaca_eval.json").read_text() == "[]  # my edited copy"
