@@ -20,6 +20,7 @@ from typing import Callable
 
 from rre.data import DataError
 from rre.files import OutputKind, replaceable, same_or_inside
+from rre.records import read_json
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -118,8 +119,6 @@ def existing_run(prefix: str | Path, config_name: str = "training_config.json") 
 def finished_run(prefix: str | Path, overall_steps: int) -> Path | None:
     """`{prefix}_final` when it is a complete checkpoint of a run of at least `overall_steps` steps (as its
     training_config.json records), else None."""
-    from rre.records import read_json
-
     final = Path(f"{str(prefix).rstrip('/')}_final")
     config = final / "training_config.json"
     if not is_complete(final) or not config.is_file():

@@ -255,8 +255,11 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path, tiny_llama_dir):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     result = run_script("--model_name", tiny_llama_dir, "--output_dir", str(out), "--max_pairs", "4")
-    assert result.returncode == 2 and "holds no finished reward model" in result.stderr
+    assert result.returncode == 2 and "holds 1 entry not written by this project (notes.txt)" in result.stderr
     assert (out / "notes.txt").read_text() == "keep me"
+    result = run_script("--model_name", tiny_llama_dir, "--output_dir", str(out), "--overwrite=true")
+    assert result.returncode == 2 and "it is not a gold stand-in folder" in result.stderr  # --overwrite or not
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
 def test_help_renders():
