@@ -197,7 +197,8 @@ def test_monotonicity_script_over_evaluated_checkpoints(evaluated, smollm2_dir, 
 def test_alpaca_eval_script(evaluated, tmp_path):
     script = ["bash", str(ROOT / "scripts" / "alpaca_eval.sh")]
     env = {k: v for k, v in ENV.items() if k not in ("OPENAI_API_KEY", "OPENAI_API_KEYS")}
-    env.update(OUTPUT_DIR=str(evaluated), PREFIX="alpaca_test", EVAL_PATH=str(evaluated / "eval.json"))
+    env.update(OUTPUT_DIR=str(evaluated), PREFIX="alpaca_test", EVAL_PATH=str(evaluated / "eval.json"),
+               ALPACA_EVAL_STEPS="1 2")
     proc = subprocess.run(script, env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "OPENAI_API_KEY is not set" in proc.stderr  # not run: printed to paste
     assert len([line for line in proc.stdout.splitlines() if line.startswith("alpaca_eval ")]) == 2
