@@ -3,8 +3,9 @@ model rise together?
 
     python eval_monotonicity.py --output_dir=. --model_prefix=alpaca_test
 
-For every `{output_dir}/{model_prefix}_step_N` folder (or `--steps`) that is a complete checkpoint or holds
-evaluation.py's outputs (checkpoints.list_checkpoints: a killed save is never taken for one), the AlpacaEval
+For the paper's steps 500, 1000, ..., 5000 (`--steps` for others; `--all_steps` for every
+`{output_dir}/{model_prefix}_step_N` folder that is a complete checkpoint or holds evaluation.py's outputs,
+checkpoints.list_checkpoints: a killed save is never taken for one), the AlpacaEval
 outputs that evaluation.py wrote are joined with the eval set (qtype, reference) and scored by the proxy (the
 same RewardConfig flags as training, all on by default) and by the gold model (Starling-RM-34B by default). The
 result is the Spearman correlation of the per-checkpoint means, printed as scipy returns it, with Kendall's tau
@@ -29,7 +30,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, resolve_rar_max_dot
 from rre import paper_data, validation
-from rre.checkpoints import find_outputs_file, is_complete, list_checkpoints
+from rre.checkpoints import PAPER_STEPS, find_outputs_file, is_complete, list_checkpoints
 from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
@@ -49,7 +50,11 @@ from rre.validation import given_flags, merge_repeated_flags
 class MonotonicityArguments(GoldArguments):
     output_dir: str = field(default=".", metadata={"help": "folder holding the {model_prefix}_step_N checkpoints"})
     model_prefix: str = field(default="alpaca_test", metadata={"help": "experiment name of the checkpoints"})
-    steps: list[int] | None = field(default=None, metadata={"help": "steps to use (default: every one found)"})
+    steps: list[int] = field(default_factory=lambda: list(PAPER_STEPS), metadata={
+        "help": "steps to check (default: the paper's 500 1000 ... 5000); a listed step without its folder is an error"})
+    all_steps: bool = field(default=False, metadata={
+        "help": "every {model_prefix}_step_N folder found (a complete checkpoint or evaluation.py's outputs) instead "
+                "of --steps"})
     eval_path: str = field(default=paper_data.PAPER_EVAL_PATH, metadata={
         "help": "annotated eval set (default: the paper's data/alpaca_eval.json, relative as in its code: "
                 "bash scripts/get_paper_data.sh; data/eval.json is the 30-instruction offline set)"})
@@ -107,7 +112,7 @@ def find_checkpoints(output_dir: str | Path, prefix: str, steps: Sequence[int] |
         missing = [str(root / f"{prefix}_step_{s}") for s in sorted(set(steps) - {n for n, _ in found})]
         if missing:
             raise DataError(f"--steps: checkpoint folder(s) not found (or holding neither an adapter nor outputs): "
-                            f"{', '.join(missing)}")
+                            f"{', '.join(missing)} (--steps N ... for other steps, --all_steps for every one found)")
     if len(found) < 2:
         raise DataError(f"--output_dir {root}: found {len(found)} {prefix}_step_N folder(s) (a checkpoint or its "
                         "outputs); a correlation needs at least 2")
@@ -314,6 +319,8 @@ def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     if args.base_outputs:
         validation.input_folder("base_outputs", args.base_outputs)
         validation.note_without(["base_outputs"], "--include_base", args.include_base)
+    if args.all_steps and args.steps != list(PAPER_STEPS):
+        raise DataError("--steps with --all_steps: give one (--all_steps takes every step found)")
     check_reward_flags(config, check_encoder=False)  # the encoder once the run's proxy is known (resolve_proxy)
     check_outputs(args)
 
@@ -361,7 +368,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
 def load_run(args: MonotonicityArguments, config: RewardConfig,
              explicit: set[str], encoder: RelevanceEncoder | None = None) -> tuple[ScoringProxy, list[Checkpoint]]:
     """The checkpoints (the base model's outputs first with --include_base) and the proxy they trained with."""
-    found = find_checkpoints(args.output_dir, args.model_prefix, args.steps)
+    found = find_checkpoints(args.output_dir, args.model_prefix, None if args.all_steps else args.steps)
     proxy = resolve_proxy(args, config, explicit, found, encoder)
     examples = load_examples(args.eval_path, require_qtype=proxy.config.needs_qtype)
     if args.include_base:

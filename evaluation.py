@@ -16,11 +16,14 @@ Super-NaturalInstructions alignment tax.
   batch, so an interrupted run resumes where it stopped; the final file is written atomically.
 - `superni` answers the first `--superni_max_instances` instances of every test task of a local
   allenai/natural-instructions checkout (default data/natural-instructions, where the paper cloned it) greedily and
-  scores them with ROUGE-L (see `superni_rouge_l`); it prints which source it scored (fixture or full repository).
+  scores them with ROUGE-L; it prints which source it scored (fixture or full repository). `--superni_protocol
+  paper` (the default) does what the paper's evaluation.py did (`superni_paper_answers`, `score_superni`);
+  `project` is this project's variant (best of all references, answers cut at stop strings, left truncation).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -54,6 +57,8 @@ from rre.validation import given_flags
 EVALUATIONS = ("alpaca", "superni")
 SUPERNI_URL = "https://github.com/allenai/natural-instructions"
 SUPERNI_FIXTURE = "data/superni-fixture"
+SUPERNI_PROTOCOLS = ("paper", "project")
+SUPERNI_MAX_PROMPT = 512  # the paper's tokenizer call: max_length=512, truncation on the tokenizer's own side
 
 
 
@@ -95,6 +100,11 @@ class EvalArguments:
     )
     superni_max_instances: int = field(default=100, metadata={"help": "instances per SuperNI test task"})
     superni_max_new_tokens: int = field(default=128, metadata={"help": "SuperNI answer length limit (greedy)"})
+    superni_protocol: str = field(default="paper", metadata={
+        "help": "paper: as the paper's evaluation.py (prompt truncated to 512 tokens on the tokenizer's default side, "
+                "the right; the answer is the decoded output minus the decoded prompt, uncut and unstripped; ROUGE-L "
+                "against the first reference) | project: ROUGE-L against the best of all references, answers cut at "
+                "stop strings and stripped, over-long prompts lose their beginning (docs/evaluation.md)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code from the hub"})
     # Flags of the paper's script that change nothing here; accepted so its command runs as written.
     baseline_model_file: str | None = field(
@@ -112,7 +122,7 @@ class EvalArguments:
 
 SAMPLERS = ("loop", "generate")
 ALPACA_ONLY = ("eval_path", "max_new_tokens", "temperature", "top_p", "top_k", "seed")
-SUPERNI_ONLY = ("superni_dir", "superni_max_instances", "superni_max_new_tokens")
+SUPERNI_ONLY = ("superni_dir", "superni_max_instances", "superni_max_new_tokens", "superni_protocol")
 NO_EFFECT_FLAGS = {
     "baseline_model_file": "AlpacaEval's comparison with a baseline's outputs is scripts/alpaca_eval.sh",
     "cache_dir": "models load from the Hugging Face cache (HF_HOME) or a folder",
@@ -400,25 +410,27 @@ def superni_prompt(task: SuperNITask, instance: dict[str, Any]) -> str:
 _ROUGE = None
 
 
-def superni_rouge_l(prediction: str, references: Sequence[str]) -> float:
-    """ROUGE-L F1 with Porter stemming (rouge-score), the best over the instance's references, as SuperNI's own
-    compute_metrics does (it reports the mean x 100)."""
+def superni_rouge_l(prediction: str, references: Sequence[str], first_only: bool = False) -> float:
+    """ROUGE-L F1 with Porter stemming (rouge-score). `first_only`: against the instance's first reference, as the
+    paper's evaluation.py scored; else the best over all its references, as SuperNI's own compute_metrics does."""
     global _ROUGE
     if _ROUGE is None:
         from rouge_score import rouge_scorer
 
         _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return max(_ROUGE.score(ref, prediction)["rougeL"].fmeasure for ref in references)
+    refs = references[:1] if first_only else references
+    return max(_ROUGE.score(ref, prediction)["rougeL"].fmeasure for ref in refs)
 
 
-def score_superni(tasks: Sequence[SuperNITask], predictions: Sequence[str]) -> dict[str, Any]:
-    """Mean ROUGE-L (x 100) over all instances, per-task means, and every prediction with its score.
-    `predictions` follow the order of the tasks' instances."""
+def score_superni(tasks: Sequence[SuperNITask], predictions: Sequence[str], first_only: bool = False) -> dict[str, Any]:
+    """Mean ROUGE-L (x 100) over all instances (the paper's figure is this mean / 100), per-task means, and every
+    prediction with its score. `predictions` follow the order of the tasks' instances; `first_only` as in
+    `superni_rouge_l`."""
     rows, per_task, k = [], {}, 0
     for task in tasks:
         scores = []
         for inst in task.instances:
-            score = superni_rouge_l(predictions[k], inst["output"])
+            score = superni_rouge_l(predictions[k], inst["output"], first_only)
             rows.append({"task": task.name, "id": inst.get("id"), "input": inst["input"], "prediction": predictions[k],
                          "references": inst["output"], "rougeL": 100 * score})
             scores.append(score)
@@ -430,16 +442,70 @@ def score_superni(tasks: Sequence[SuperNITask], predictions: Sequence[str]) -> d
             "tasks": per_task, "predictions": rows}
 
 
+def tokenizer_truncation_side(tokenizer) -> str:
+    """The side the tokenizer truncates on by its own configuration (right unless its files say otherwise): what
+    the paper's SuperNI call used, before load_policy sets left for the other evaluations."""
+    return tokenizer.init_kwargs.get("truncation_side") or "right"
+
+
+@torch.inference_mode()
+def superni_paper_answers(model, tokenizer, fmt: PromptFormat, prompts: Sequence[str], batch_size: int,
+                          max_new_tokens: int, desc: str = "superni", sampler: str = "loop") -> list[str]:
+    """Greedy answers as the paper's evaluation.py produced them.
+
+    Each prompt is tokenized to at most SUPERNI_MAX_PROMPT (512) tokens, truncated on the tokenizer's default side
+    (the right for Llama tokenizers: a long prompt loses its end, the response marker included), and left-padded;
+    up to `max_new_tokens` are decoded greedily, with no stop string (a row ends at EOS). The answer is the decoded
+    prompt-plus-answer minus the decoded prompt (`str.replace`, special tokens skipped in both), neither cut nor
+    stripped. Prompts are batched by length (the paper padded all prompts to the longest and kept file order:
+    other padding, the same tokens); `sampler` as in `generate_responses`.
+    """
+    add_special = fmt.name == "alpaca"  # the chat template carries its own special tokens
+    eos_ids = sorted(_eos_ids(model, tokenizer))
+    device = model.get_input_embeddings().weight.device
+    use_generate = sampler == "generate" or bool(extra_processors(model.generation_config))
+    side, tokenizer.truncation_side = tokenizer.truncation_side, tokenizer_truncation_side(tokenizer)
+    try:
+        lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=add_special, truncation=True,
+                                                 max_length=SUPERNI_MAX_PROMPT).input_ids]
+        cut = sum(1 for p in tokenizer(list(prompts), add_special_tokens=add_special).input_ids
+                  if len(p) > SUPERNI_MAX_PROMPT)
+        if cut:
+            print(f"note: {cut} SuperNI prompt(s) longer than {SUPERNI_MAX_PROMPT} tokens lose their "
+                  f"{tokenizer.truncation_side} end, as in the paper's evaluation", file=sys.stderr)
+        answers: list[str] = [""] * len(prompts)
+        with tqdm(total=len(prompts), desc=desc, unit="prompt") as bar:
+            for idx in sorted_batches(lengths, batch_size, longest_first=True):
+                enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                                max_length=SUPERNI_MAX_PROMPT, add_special_tokens=add_special).to(device)
+                if use_generate:
+                    out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                                         eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+                    new_tokens = out[:, enc["input_ids"].shape[1]:]
+                else:
+                    new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, eos_ids,
+                                        tokenizer.pad_token_id, Sampling(do_sample=False))
+                for i, prompt_ids, new in zip(idx, enc["input_ids"].tolist(), new_tokens.tolist()):
+                    whole = tokenizer.decode(prompt_ids + new, skip_special_tokens=True)
+                    answers[i] = whole.replace(tokenizer.decode(prompt_ids, skip_special_tokens=True), "")
+                bar.update(len(idx))
+    finally:
+        tokenizer.truncation_side = side
+    return answers
+
+
 def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir: Path, name: str) -> Path:
     tasks = load_superni(args.superni_dir, args.superni_max_instances)
     source = superni_source(args.superni_dir, tasks)
     print(f"SuperNI source: {source}")
     prompts = [fmt.build(superni_prompt(t, inst)) for t in tasks for inst in t.instances]
-    predictions = generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.superni_max_new_tokens,
-                                     do_sample=False, desc=f"superni {name}", sampler=args.sampler)
+    paper = args.superni_protocol == "paper"
+    answer = superni_paper_answers if paper else functools.partial(generate_responses, do_sample=False)
+    predictions = answer(model, tokenizer, fmt, prompts, args.batch_size, args.superni_max_new_tokens,
+                         desc=f"superni {name}", sampler=args.sampler)
     result = {"generator": name, "superni_dir": str(args.superni_dir), "source": source, "prompt_format": fmt.name,
-              "max_instances": args.superni_max_instances, "max_new_tokens": args.superni_max_new_tokens,
-              **score_superni(tasks, predictions)}
+              "protocol": args.superni_protocol, "max_instances": args.superni_max_instances,
+              "max_new_tokens": args.superni_max_new_tokens, **score_superni(tasks, predictions, first_only=paper)}
     path = out_dir / "superni_eval.json"
     write_json(path, result)
     print(f"SuperNI ROUGE-L {result['rougeL']:.2f} over {result['n_instances']} instances "
@@ -461,6 +527,7 @@ def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
     policy_device(args.device)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     validation.one_of("sampler", args.sampler, SAMPLERS)
+    validation.one_of("superni_protocol", args.superni_protocol, SUPERNI_PROTOCOLS)
     for flag in ("batch_size", "max_new_tokens", "superni_max_instances", "superni_max_new_tokens", "temperature"):
         validation.positive(flag, getattr(args, flag))
     if not 0 < args.top_p <= 1:

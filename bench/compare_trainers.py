@@ -119,7 +119,7 @@ def main() -> None:
                          f"--output_dir {o.gold}")
             run([py, "eval_monotonicity.py", f"--output_dir={folder}", "--model_prefix=policy",
                  f"--eval_path={eval_path}", f"--gold_model={o.gold}", "--gold_type=classifier",
-                 "--relevance_model=minilm", "--rar_max_dot=1.0",
+                 "--relevance_model=minilm", "--rar_max_dot=1.0", "--all_steps",
                  f"--tokenizer_name={o.model}"], folder / "monotonicity.log")
         mono = json.loads((folder / "monotonicity.json").read_text())
         results[trainer] = (rewards, times, mono)

@@ -7,6 +7,12 @@ weights); saves are built under a hidden temporary name and renamed into place o
 
     python -m rre.checkpoints runs/quickstart/policy      # prints the complete checkpoints, one per line
                                                           # (none: one error line saying why, exit code 2)
+    python -m rre.checkpoints ./alpaca_test --steps "500 1000"   # only these steps; a missing one: one error line
+    python -m rre.checkpoints ./alpaca_test --steps last --outputs  # the last step's alpaca-eval-*.json
+
+`--steps` is how the paper's chain scripts pick their checkpoints (their STEPS, ALPACA_EVAL_STEPS and SUPERNI_STEPS):
+step numbers, `all` (every complete one) or `last` (the highest). PAPER_STEPS is the paper's protocol: its
+README trains 10,000 steps saving every 500, and evaluates and checks monotonicity over steps 500 ... 5000.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from rre.files import OutputKind, replaceable, same_or_inside
 from rre.records import read_json
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+PAPER_STEPS = tuple(range(500, 5001, 500))  # the paper's eval_monotonicity.py: range(500, 5500, 500)
+PAPER_FINAL_STEP = 5000  # the checkpoint its README runs AlpacaEval and SuperNI on
 
 
 def is_complete(folder: Path) -> bool:
@@ -92,6 +100,33 @@ def why_none(prefix: str | Path) -> str:
             f"{' or '.join(ADAPTER_FILES)} (unfinished saves, or not this run's)")
 
 
+def has_outputs(folder: Path) -> bool:
+    """A step folder that holds evaluation.py's AlpacaEval outputs (its adapter may be gone)."""
+    return folder.is_dir() and any(p.suffix == ".json" for p in folder.glob("alpaca-eval-*.json"))
+
+
+def select_steps(prefix: str | Path, spec: str, accept: Callable[[Path], bool] = is_complete,
+                 name: str = "--steps") -> list[tuple[int, Path]]:
+    """The checkpoints `spec` names: step numbers (spaces or commas between them), `all` or `last`. A listed step
+    without its folder, a word that is not a step, or nothing found raises DataError naming `name`."""
+    words = spec.replace(",", " ").split()
+    if words in (["all"], ["last"]):
+        found = list_checkpoints(prefix, accept=accept)
+        if not found:
+            raise DataError(f"{name}={spec}: {why_none(prefix)}")
+        return found if words == ["all"] else found[-1:]
+    bad = [w for w in words if not w.isdigit()]
+    if bad or not words:
+        raise DataError(f"{name}={spec!r}: expected step numbers, all or last")
+    steps = sorted({int(w) for w in words})
+    found = list_checkpoints(prefix, steps, accept=accept)
+    missing = [f"{str(prefix).rstrip('/')}_step_{n}" for n in steps if n not in {k for k, _ in found}]
+    if missing:
+        what = "folder with alpaca-eval-*.json" if accept is has_outputs else "complete checkpoint"
+        raise DataError(f"{name}: no {what} {', '.join(missing)} (steps listed: {' '.join(map(str, steps))})")
+    return found
+
+
 # --- a run at a prefix ------------------------------------------------------------------------------------
 # A run at --output_dir (a prefix) is its folder's training_config.json and every sibling {prefix}_step_N or
 # {prefix}_final folder. A fresh training run never lands on one: it resumes when asked, or starts again with
@@ -154,17 +189,24 @@ def check_run_target(prefix: str, resume: str | None, overwrite: bool, kind: Out
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the complete checkpoints, one per line; none found is one `error:` line saying what was looked for,
-    and exit code 2 (scripts/evaluate.sh and the quickstart stop on it)."""
+    """Print the complete checkpoints (or with --steps the ones named), one per line; none found, or a listed step
+    missing, is one `error:` line saying what was looked for, and exit code 2 (scripts/evaluate.sh, superni.sh,
+    alpaca_eval.sh and the quickstart stop on it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("prefix", help="checkpoint prefix: the run's --output_dir (folders {prefix}_step_N)")
+    parser.add_argument("--steps", default="all", help="step numbers, all (default) or last")
+    parser.add_argument("--name", default="--steps", help="what to call the steps in an error line (a variable)")
+    parser.add_argument("--outputs", action="store_true",
+                        help="print each step's alpaca-eval-*.json instead (folders that hold one count)")
     args = parser.parse_args(argv)
-    found = list_checkpoints(args.prefix)
-    if not found:
-        print(f"error: {why_none(args.prefix)}", file=sys.stderr)
+    try:
+        found = select_steps(args.prefix, args.steps, has_outputs if args.outputs else is_complete, args.name)
+        lines = [find_outputs_file(path) if args.outputs else path for _, path in found]
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    for _, path in found:
-        print(path)
+    for line in lines:
+        print(line)
 
 
 if __name__ == "__main__":

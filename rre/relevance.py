@@ -5,6 +5,7 @@ it is the default. A sentence-transformers model (all-MiniLM-L6-v2, the offline 
 is used as its own modules define it; it normalizes, so its dot product is a cosine. Whether the encoder
 normalizes decides `--rar_max_dot auto` (3.5, the paper's value for Contriever's raw dot products; 1.0 for a
 cosine), read from the model's files before anything loads. Embeddings are cached: PPO revisits prompts every epoch.
+It runs in float32 on every device, as the paper's encoder did; `--reward_dtype auto|bfloat16` trades that for speed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from rre.records import read_json
 
 
 def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
-    """bf16 autocast where the device runs bf16 natively (precision.py's rule); None means plain float32."""
+    """The autocast dtype of `--reward_dtype`: float32 by default (None: plain float32, as the paper's encoder ran);
+    `auto` takes precision.py's rule (bf16 where native); an explicit bfloat16 always autocasts."""
     chosen = resolve_dtype(dtype, "cuda" if device.startswith("cuda") else "cpu", flag="--reward_dtype")
     return torch.bfloat16 if chosen == torch.bfloat16 else None
 
@@ -93,7 +95,7 @@ class RelevanceEncoder:
     """
 
     def __init__(self, name_or_path: str | None = PAPER_ENCODER, model_type: str = "auto", batch_size: int = 64,
-                 device: str = "auto", cache_size: int = 200_000, dtype: str = "auto", backend: str = "torch"):
+                 device: str = "auto", cache_size: int = 200_000, dtype: str = "float32", backend: str = "torch"):
         name_or_path = resolve_name(name_or_path)
         self.name = name_or_path
         self.device = resolve_device(device)

@@ -6,8 +6,11 @@
 #   OPENAI_API_KEY=... scripts/alpaca_eval.sh [outputs.json ...]   # runs alpaca_eval on each outputs file
 #   scripts/alpaca_eval.sh                                         # no key: prints the commands, ready to paste
 #
-# With no arguments it takes every {OUTPUT_DIR}/{EXP_NAME}_step_N/alpaca-eval-*.json (OUTPUT_DIR "." and EXP_NAME
-# alpaca_test, scripts/train.sh's defaults; PREFIX is the older name of EXP_NAME). EVAL_PATH picks the eval set
+# With no arguments it takes {OUTPUT_DIR}/{EXP_NAME}_step_N/alpaca-eval-*.json of each step N of ALPACA_EVAL_STEPS
+# (OUTPUT_DIR "." and EXP_NAME alpaca_test, scripts/train.sh's defaults; PREFIX is the older name of EXP_NAME).
+# ALPACA_EVAL_STEPS: the paper's 5000 by default (its README annotates step 5000's outputs); step numbers, `all`
+# (every step folder holding outputs) or `last`; a listed step without outputs is one error line (exit 2).
+# EVAL_PATH picks the eval set
 # (default the paper's data/alpaca_eval.json, the set scripts/evaluate.sh answered); DRY_RUN=1 prints the commands
 # even with a key. The reference outputs file is written either way. Without a key, the offline gold-reward-model
 # win rate is in scripts/monotonicity.sh's output.
@@ -20,11 +23,9 @@ REFERENCE="${REFERENCE_OUTPUTS:-$OUTPUT_DIR/reference-outputs-$(basename "${EVAL
 if [ "$#" -gt 0 ]; then
   OUTPUTS=("$@")
 else
-  mapfile -t OUTPUTS < <(ls "$OUTPUT_DIR/${PREFIX}"_step_*/alpaca-eval-*.json 2>/dev/null | grep -v '\.partial\.' || true)
-fi
-if [ "${#OUTPUTS[@]}" -eq 0 ]; then
-  echo "error: no outputs files $OUTPUT_DIR/${PREFIX}_step_N/alpaca-eval-*.json; run scripts/evaluate.sh first" >&2
-  exit 2
+  LISTED="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -m rre.checkpoints "$OUTPUT_DIR/$PREFIX" --outputs \
+    --steps "${ALPACA_EVAL_STEPS:-5000}" --name ALPACA_EVAL_STEPS)" || exit 2
+  mapfile -t OUTPUTS <<< "$LISTED"
 fi
 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -c 'import sys
 from rre.data import exit_on_data_error

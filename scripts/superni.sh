@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The alignment tax: Super-NaturalInstructions ROUGE-L of one checkpoint (default: the last PPO step), written
-# to superni_eval.json in the checkpoint folder. Compare with the same run on the SFT model (CKPT=none).
+# The alignment tax: Super-NaturalInstructions ROUGE-L of the checkpoints of SUPERNI_STEPS (default 5000, the step
+# the paper's README scores), written to superni_eval.json in each checkpoint folder. Compare with the same run on
+# the SFT model (CKPT=none). SUPERNI_STEPS: step numbers, `all` or `last` (the highest complete checkpoint); a listed
+# step without a complete checkpoint is one error line naming it (exit 2). CKPT=folder scores that folder instead.
 #
 #   scripts/superni.sh [extra evaluation.py flags]           # after scripts/train.sh, from the repository root
 #
@@ -12,27 +14,29 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX="${PREFIX:-${EXP_NAME:-alpaca_test}}"
 OUTPUT_DIR="${OUTPUT_DIR:-.}"
 SUPERNI_DIR="${SUPERNI_DIR:-$ROOT/data/natural-instructions}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if [ -n "${CKPT:-}" ]; then
+  CKPTS=("$CKPT")
+else  # the complete checkpoints of SUPERNI_STEPS (rre/checkpoints.py); a missing one: one error line, exit 2
+  LISTED="$(python -m rre.checkpoints "$OUTPUT_DIR/$PREFIX" --steps "${SUPERNI_STEPS:-5000}" --name SUPERNI_STEPS)" \
+    || exit 2
+  mapfile -t CKPTS <<< "$LISTED"
+fi
+PEFT_ARGS=()
+if [ "${CKPTS[0]}" != "none" ]; then
+  PEFT_ARGS=(--peft_model_name "${CKPTS[@]}")
+  if [ -z "${BASE:-}" ]; then
+    BASE="$(python -c 'import sys
+from rre.data import exit_on_data_error
+from rre.records import adapter_base_model
+with exit_on_data_error():
+    print(adapter_base_model(sys.argv[1]))' "${CKPTS[0]}")" || exit 2
+  fi
+fi
+: "${BASE:?set BASE to the base model}"
 if [ ! -f "$SUPERNI_DIR/splits/default/test_tasks.txt" ]; then
   echo "cloning https://github.com/allenai/natural-instructions into $SUPERNI_DIR"
   git clone --depth 1 https://github.com/allenai/natural-instructions "$SUPERNI_DIR"
 fi
-if [ -z "${CKPT:-}" ]; then  # the checkpoint with the largest step number
-  CKPT="$(for d in "$OUTPUT_DIR/${PREFIX}"_step_*/; do
-    [ -f "$d/adapter_config.json" ] && printf '%s\t%s\n' "$(basename "$d" | sed 's/.*_step_//')" "${d%/}"
-  done | sort -n | tail -n 1 | cut -f2-)"
-  [ -n "$CKPT" ] || { echo "error: no checkpoint $OUTPUT_DIR/${PREFIX}_step_N; set CKPT" >&2; exit 2; }
-fi
-PEFT_ARGS=()
-if [ "$CKPT" != "none" ]; then
-  PEFT_ARGS=(--peft_model_name="$CKPT")
-  if [ -z "${BASE:-}" ]; then
-    BASE="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -c 'import sys
-from rre.data import exit_on_data_error
-from rre.records import adapter_base_model
-with exit_on_data_error():
-    print(adapter_base_model(sys.argv[1]))' "$CKPT")" || exit 2
-  fi
-fi
-: "${BASE:?set BASE to the base model}"
 python "$ROOT/evaluation.py" --base_model_name="$BASE" "${PEFT_ARGS[@]}" --batch_size="${BATCH_SIZE:-16}" \
   --evaluations superni --superni_dir "$SUPERNI_DIR" "$@"

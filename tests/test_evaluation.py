@@ -54,7 +54,8 @@ def evaluated(run_dir, tiny_llama_dir):
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "evaluate.sh"), "--eval_path", str(run_dir / "eval.json"),
          "--max_new_tokens", "8"],
-        env={**ENV, "BASE": tiny_llama_dir, "OUTPUT_DIR": str(run_dir), "PREFIX": "alpaca_test", "BATCH_SIZE": "2"},
+        env={**ENV, "BASE": tiny_llama_dir, "OUTPUT_DIR": str(run_dir), "PREFIX": "alpaca_test", "BATCH_SIZE": "2",
+             "STEPS": "1 2"},
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -213,7 +214,7 @@ def test_monotonicity_script_over_evaluated_checkpoints(evaluated, smollm2_dir, 
         ["bash", str(ROOT / "scripts" / "monotonicity.sh"), "--eval_path", str(evaluated / "eval.json"),
          "--gold_device", "cpu", "--bootstrap_samples", "100", "--relevance_model", "minilm"],
         env={**ENV, "OUTPUT_DIR": str(evaluated), "PREFIX": "alpaca_test", "GOLD_MODEL": gold_dir,
-             "GOLD_TOKENIZER": smollm2_dir},
+             "GOLD_TOKENIZER": smollm2_dir, "STEPS": "1 2"},
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -227,7 +228,8 @@ def test_monotonicity_script_over_evaluated_checkpoints(evaluated, smollm2_dir, 
 def test_alpaca_eval_script(evaluated, tmp_path):
     script = ["bash", str(ROOT / "scripts" / "alpaca_eval.sh")]
     env = {k: v for k, v in ENV.items() if k not in ("OPENAI_API_KEY", "OPENAI_API_KEYS")}
-    env.update(OUTPUT_DIR=str(evaluated), PREFIX="alpaca_test", EVAL_PATH=str(evaluated / "eval.json"))
+    env.update(OUTPUT_DIR=str(evaluated), PREFIX="alpaca_test", EVAL_PATH=str(evaluated / "eval.json"),
+               ALPACA_EVAL_STEPS="1 2")
     proc = subprocess.run(script, env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "OPENAI_API_KEY is not set" in proc.stderr  # not run: printed to paste
     assert len([line for line in proc.stdout.splitlines() if line.startswith("alpaca_eval ")]) == 2
@@ -280,11 +282,12 @@ def test_superni_fixture_with_planted_predictions():
 
 
 def test_superni_script_on_the_fixture(run_dir, tiny_llama_dir):
-    """scripts/superni.sh -> evaluation.py --evaluations superni on the last checkpoint, greedy."""
+    """scripts/superni.sh -> evaluation.py --evaluations superni on the last checkpoint, greedy, the paper's
+    protocol (ROUGE-L against the first reference)."""
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "superni.sh"), "--superni_max_new_tokens", "8"],
         env={**ENV, "BASE": tiny_llama_dir, "OUTPUT_DIR": str(run_dir), "PREFIX": "alpaca_test",
-             "SUPERNI_DIR": str(FIXTURE)},
+             "SUPERNI_DIR": str(FIXTURE), "SUPERNI_STEPS": "last"},
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -294,8 +297,8 @@ def test_superni_script_on_the_fixture(run_dir, tiny_llama_dir):
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    recomputed = [max(scorer.score(ref, p["prediction"])["rougeL"].fmeasure for ref in p["references"])
-                  for p in result["predictions"]]
+    assert result["protocol"] == "paper"
+    recomputed = [scorer.score(p["references"][0], p["prediction"])["rougeL"].fmeasure for p in result["predictions"]]
     assert result["rougeL"] == pytest.approx(100 * sum(recomputed) / len(recomputed))
 
 

@@ -222,7 +222,8 @@ CASES = [
          "--gold_tokenizer ./tok: no such folder", make(MODEL)),
     Case("mono-bogus-gold-type", "eval_monotonicity", (*MONO, "--gold_type", "oracle"),
          "--gold_type must be one of starling, classifier; got 'oracle'", make(MODEL)),
-    Case("mono-one-checkpoint", "eval_monotonicity", (*MONO, "--model_prefix", "p"), "a correlation needs at least 2",
+    Case("mono-one-checkpoint", "eval_monotonicity", (*MONO, "--model_prefix", "p", "--all_steps"),
+         "a correlation needs at least 2",
          make({**MODEL, **MONO_STEP})),
     Case("mono-missing-step", "eval_monotonicity", (*MONO, "--model_prefix", "p", "--steps", "1", "7"),
          "--steps: checkpoint folder(s) not found", make({**MODEL, **MONO_STEP})),
@@ -407,7 +408,7 @@ CASES = [
          make(MODEL)),
     Case("trm-model-only-config", "train_reward_model", (*TRAIN_DATA, *TRM_MODEL, "--output_dir", "rm"),
          "--model_name model: cannot load it", make(MODEL)),
-    Case("mono-policy-tokenizer-unloadable", "eval_monotonicity", (*MONO, "--model_prefix", "p"),
+    Case("mono-policy-tokenizer-unloadable", "eval_monotonicity", (*MONO, "--model_prefix", "p", "--steps", "1", "2"),
          "the policy tokenizer model: cannot load it", make({**MODEL, **MONO_STEP, **MONO_STEP_2,
                                                            "p_step_1/adapter_config.json": '{"base_model_name_or_path": "model"}'})),
     Case("eval-overwrite-base-unloadable", "evaluation", (*ALPACA_DATA, "--base_model_name", "model", "--evaluations", "alpaca",
@@ -598,7 +599,7 @@ def test_base_outputs_without_include_base_says_it_has_no_effect(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
         eval_monotonicity.main([*(a.replace("{root}", str(ROOT)) for a in MONO), "--model_prefix", "p",
-                                "--base_outputs", "base"])
+                                "--base_outputs", "base", "--all_steps"])
     err = capsys.readouterr().err.splitlines()
     assert "note: --base_outputs has no effect without --include_base" in err
     assert err[-1].startswith("error: ") and "a correlation needs at least 2" in err[-1]
@@ -720,7 +721,7 @@ def test_evaluate_sh_fails_in_one_line(name, tmp_path):
     make(fixtures)(tmp_path)
     before = listing(tmp_path)
     env = {**os.environ, "PREFIX": "p", "OUTPUT_DIR": "nowhere" if name == "output-dir-missing" else "run",
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "STEPS": "all"}
     env.pop("BASE", None)
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "evaluate.sh")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)

@@ -77,7 +77,8 @@ def test_sigkill_then_resume(moment, tiny_llama_dir, tmp_path):
     eval_file = tmp_path / "eval.json"
     eval_file.write_text(json.dumps([{"instruction": "Name a color.", "output": "Blue."},
                                      {"instruction": "Say hi.", "output": "Hi."}]))
-    env = {**ENV, "BASE": tiny_llama_dir, "PREFIX": "run", "OUTPUT_DIR": str(tmp_path), "BATCH_SIZE": "2"}
+    env = {**ENV, "BASE": tiny_llama_dir, "PREFIX": "run", "OUTPUT_DIR": str(tmp_path), "BATCH_SIZE": "2",
+           "STEPS": "all"}
     proc = subprocess.run(["bash", "scripts/evaluate.sh", f"--eval_path={eval_file}", "--max_new_tokens=4",
                            "--precision=float32"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -66,7 +66,7 @@ def cli_args(root: Path, gold_dir: str, smollm2_dir: str, *extra: str) -> list[s
     return ["--output_dir", str(root), "--model_prefix", "alpaca_test", "--eval_path", str(root / "eval.json"),
             "--gold_model", gold_dir, "--gold_type", "starling", "--gold_tokenizer", smollm2_dir,
             "--gold_batch_size", "4", "--gold_device", "cpu", "--gold_dtype", "float32", "--bootstrap_samples", "200",
-            "--relevance_model=minilm", *extra]
+            "--relevance_model=minilm", "--all_steps", *extra]  # the planted steps, not the paper's 500 ... 5000
 
 
 def test_offline_win_rate_matches_hand_computation():

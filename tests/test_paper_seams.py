@@ -180,7 +180,8 @@ def paper_pipeline(tmp_path_factory, tiny_llama_dir, smollm2_dir):
         evals.append(run_in(work, [sys.executable, str(ROOT / "evaluation.py"), *flags, "--max_new_tokens=8",
                                    "--superni_max_new_tokens=8", "--superni_max_instances=2"]))
     gold = save_tiny_starling(work / "starling", smollm2_dir)[0]
-    gold_flags = ["--gold_model", gold, "--gold_tokenizer", smollm2_dir, "--bootstrap_samples=50"]
+    gold_flags = ["--gold_model", gold, "--gold_tokenizer", smollm2_dir, "--bootstrap_samples=50",
+                  "--steps", "1", "2"]  # this run's steps (the paper's default: 500 ... 5000)
     mono = run_in(work, [sys.executable, str(ROOT / "eval_monotonicity.py"), *paper_flags(PAPER_MONOTONICITY),
                          *gold_flags])
     return work, train, evals, mono, gold_flags

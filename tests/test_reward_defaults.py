@@ -57,6 +57,24 @@ def test_defaults_are_the_papers():
     assert config.relevance_model == PAPER_ENCODER == "facebook/contriever" and config.rar_max_dot == "auto"
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_encoder_runs_float32_by_default_on_every_device(raw_dot_encoder, device, monkeypatch, capsys):
+    """The paper's encoder ran in float32; bf16 autocast only when --reward_dtype asks (auto: where native)."""
+    import rre.precision
+    from rre.relevance import RelevanceEncoder, resolve_autocast_dtype
+
+    monkeypatch.setattr(rre.precision, "native_bf16", lambda device="cpu": True)  # a device that runs bf16 natively
+    monkeypatch.setattr(rre.precision, "_announced", set())  # the choice is printed once per process
+    assert RewardConfig().reward_dtype == "float32"
+    assert resolve_autocast_dtype(RewardConfig().reward_dtype, device) is None
+    assert resolve_autocast_dtype("auto", device) == torch.bfloat16  # the speed setting still follows the rule
+    encoder = ReversedEngineeredRewardForInference(RewardConfig(relevance_model=raw_dot_encoder,
+                                                                reward_device="cpu")).encoder
+    assert encoder.autocast_dtype is None and RelevanceEncoder(raw_dot_encoder, device="cpu").autocast_dtype is None
+    assert "relevance encoder precision: float32 on cpu (requested)" in capsys.readouterr().out
+    assert encoder.encode(["one text"]).dtype == torch.float32
+
+
 @pytest.mark.parametrize("which,normalized,value", [("raw_dot_encoder", False, 3.5), ("cosine_encoder", True, 1.0)])
 def test_auto_rar_max_dot_follows_the_encoder(request, which, normalized, value, capsys):
     folder = request.getfixturevalue(which)
