@@ -89,12 +89,12 @@ def test_sigkill_then_resume(moment, tiny_llama_dir, tmp_path):
 
 def test_cleanup_removes_only_this_runs_leftovers(tmp_path):
     """A start removes its own killed saves, never those of a run whose name merely begins the same way."""
-    from rre.files import clean_partials
+    from rre.files import PPO_CHECKPOINT, clean_partials
 
     for name in (".partial-run_step_2", ".partial-run_final", ".partial-old-run_step_1", "run_step_1",
                  ".partial-run_b_step_3"):
         (tmp_path / name).mkdir()
-    removed = clean_partials(tmp_path, "run_step_", "run_final")
+    removed = clean_partials(tmp_path, PPO_CHECKPOINT, "run_step_", "run_final")
     assert sorted(p.name for p in removed) == [".partial-old-run_step_1", ".partial-run_final", ".partial-run_step_2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".partial-run_b_step_3", "run_step_1"]
 
@@ -103,11 +103,11 @@ def test_a_kill_between_the_two_renames_of_a_replace_keeps_the_old_folder(tmp_pa
     """replace_dir moves the old folder aside, then renames the new one in: killed between the two, the next
     start finds no `X`, the old complete version as `.partial-old-X` and the new one as `.partial-X`. It keeps
     the old version (the new one may be incomplete) instead of deleting both."""
-    from rre.files import clean_partials
+    from rre.files import PPO_CHECKPOINT, clean_partials
 
     (tmp_path / ".partial-old-run_final").mkdir()
     (tmp_path / ".partial-old-run_final" / "adapter_model.safetensors").write_bytes(b"old")
     (tmp_path / ".partial-run_final").mkdir()
-    removed = clean_partials(tmp_path, "run_final")
+    removed = clean_partials(tmp_path, PPO_CHECKPOINT, "run_final")
     assert [p.name for p in removed] == [".partial-run_final"]
     assert (tmp_path / "run_final" / "adapter_model.safetensors").read_bytes() == b"old"
