@@ -56,7 +56,14 @@ from rre.precision import mixed_precision_for  # noqa: E402
 from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.records import read_json  # noqa: E402
-from rre.training import TrainingArguments, policy_and_format, process_settings, tokenize_prompts  # noqa: E402
+from rre.training import (  # noqa: E402
+    TrainingArguments,
+    policy_and_format,
+    policy_folder,
+    process_settings,
+    prompt_and_response,
+    tokenize_prompts,
+)
 from rre.validation import parse_flags  # noqa: E402
 
 STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
@@ -132,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
 def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
     v.finite_flags(args, ppo_config)
+    v.range_flags(args, ppo_config)
     v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
@@ -156,6 +164,7 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
         raise DataError(str(err)) from None
     check_reward_flags(reward_config)
     v.training_paths(args)
+    v.fits_context("model_name", policy_folder(args), prompt_and_response(args, ppo_config.output_max_length))
     if args.dev_prompt_path and args.save_freq:
         v.input_data("dev_prompt_path", args.dev_prompt_path)
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":

@@ -48,7 +48,7 @@ from rre.batching import length_batches, right_pad  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.files import atomic_dir, write_json  # noqa: E402
 from rre.loading import load_errors  # noqa: E402
-from rre.offline_models import smollm2_path  # noqa: E402
+from rre.offline_models import smollm2_folder, smollm2_path  # noqa: E402
 from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
 from rre.records import read_json, require_key  # noqa: E402
 from rre.standin import (  # noqa: E402
@@ -313,6 +313,7 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
     """Flags, files and the output folder, before the base model loads and training starts (a save path that
     cannot be written used to show only after the training)."""
     validation.finite_flags(cfg)
+    validation.range_flags(cfg)
     for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
         if getattr(cfg, name) < 1:
             raise DataError(f"--{name}={getattr(cfg, name)}: must be at least 1")
@@ -330,6 +331,7 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
     validation.output_folder("output_dir", cfg.output_dir)
     if cfg.model_name:
         validation.model("model_name", cfg.model_name)
+    validation.fits_context("model_name", cfg.model_name or str(smollm2_folder()), {"max_length": cfg.max_length})
 
 
 def main(argv: list[str] | None = None) -> None:
