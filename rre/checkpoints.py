@@ -19,12 +19,21 @@ from pathlib import Path
 from typing import Callable
 
 from rre.data import DataError
+from rre.validation import safetensors_file
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def is_complete(folder: Path) -> bool:
-    return folder.is_dir() and all((folder / f).is_file() for f in ADAPTER_FILES)
+    """A folder whose adapter loads: both files there, the weights a safetensors file with a readable header and
+    every tensor inside the file (a 0-byte or cut copy, as a full disk leaves, is not a checkpoint)."""
+    if not (folder.is_dir() and all((folder / f).is_file() for f in ADAPTER_FILES)):
+        return False
+    try:
+        safetensors_file("checkpoint", folder / ADAPTER_FILES[1])
+    except DataError:
+        return False
+    return True
 
 
 def list_checkpoints(prefix: str | Path, steps: list[int] | None = None,
@@ -87,7 +96,7 @@ def why_none(prefix: str | Path) -> str:
     if not named:
         return f"{looked}: {parent} holds no folder named {prefix.name}_step_N"
     return (f"{looked}: {len(named)} folder(s) named so ({', '.join(sorted(named)[:3])}) lack "
-            f"{' or '.join(ADAPTER_FILES)} (unfinished saves, or not this run's)")
+            f"{' or '.join(ADAPTER_FILES)}, or hold unreadable weights (unfinished saves, or not this run's)")
 
 
 def main(argv: list[str] | None = None) -> None:
