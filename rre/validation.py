@@ -318,9 +318,12 @@ def safetensors_file(flag: str, path: Path) -> None:
         meta = json.loads(header.decode("utf-8")) if header else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         meta = None
-    if not isinstance(meta, dict):
+    tensors = [t for k, t in meta.items() if k != "__metadata__"] if isinstance(meta, dict) else None
+    if tensors is None or not all(isinstance(t, dict) and isinstance(t.get("data_offsets"), list)
+                                  and len(t["data_offsets"]) == 2 and all(type(o) is int for o in t["data_offsets"])
+                                  for t in tensors):
         raise DataError(f"--{flag} {path}: not a safetensors file (unreadable header)")
-    end = max((t["data_offsets"][1] for k, t in meta.items() if k != "__metadata__"), default=0)
+    end = max((t["data_offsets"][1] for t in tensors), default=0)
     if 8 + n + end > size:
         raise DataError(f"--{flag} {path}: truncated ({size} bytes; its header needs {8 + n + end})")
 

@@ -313,10 +313,10 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
     """Flags, files and the output folder, before the base model loads and training starts (a save path that
     cannot be written used to show only after the training)."""
     validation.finite_flags(cfg)
-    validation.range_flags(cfg)
     for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
         if getattr(cfg, name) < 1:
             raise DataError(f"--{name}={getattr(cfg, name)}: must be at least 1")
+    validation.range_flags(cfg)
     if not 0 <= cfg.heldout_fraction < 1:
         raise DataError(f"--heldout_fraction={cfg.heldout_fraction}: must be in [0, 1)")
     validation.positive("learning_rate", cfg.learning_rate)

@@ -64,6 +64,11 @@ def outputs_file(surrogate: bool = False) -> str:
     return json.dumps(rows)
 
 
+def header_only(header: bytes) -> bytes:
+    """A file with safetensors' framing (an 8-byte length, then the JSON header) around `header`."""
+    return len(header).to_bytes(8, "little") + header
+
+
 def mono_run(eval_json: str = ANNOTATIONS, outputs: str | None = None) -> dict:
     """Two evaluated checkpoints of prefix p (outputs only) and an eval file, for eval_monotonicity.py."""
     rows = json.loads(outputs_file())
@@ -199,6 +204,12 @@ CASES = [
          make({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": safetensors_bytes(3)})),
     Case("checkpoints-adapter-not-safetensors", "rre.checkpoints", ("run/p",), "or hold unreadable weights",
          make({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": b"PK\x03\x04 a zip"})),
+    Case("checkpoints-adapter-header-no-offsets", "rre.checkpoints", ("run/p",), "or hold unreadable weights",
+         make({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": header_only(b'{"w": 3}')})),
+    Case("eval-adapter-header-no-offsets", "evaluation", (*EVAL_DATA, "--base_model_name", "model",
+                                                          "--peft_model_name", "a"),
+         "--peft_model_name a/adapter_model.safetensors: not a safetensors file (unreadable header)",
+         make({**MODEL, **ADAPTER_AT("a"), "a/adapter_model.safetensors": header_only(b'{"w": {"dtype": "F32"}}')})),
 ]
 
 
@@ -325,7 +336,7 @@ def test_outputs_join_a_repeated_instruction_record_by_record():
 
 
 def test_prescreen_screens_a_file_that_repeats_an_instruction(tmp_path, monkeypatch, capsys):
-    """Each occurrence keeps its own answer (the reader used to give the second one no answer and stop)."""
+    """Each occurrence of the instruction keeps its own answer, and the whole screen runs."""
     import prescreen
 
     records = repeated_annotations()
