@@ -140,6 +140,7 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
     """Every flag that can be checked without loading a model (validation.py)."""
     v.finite_flags(args, ppo_config)
     v.range_flags(args, ppo_config)
+    v.seed("seed", args.seed, processes=int(os.environ.get("WORLD_SIZE", "1")))  # each process seeds seed + rank
     v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:

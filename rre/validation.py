@@ -63,10 +63,16 @@ def finite_flags(*parsed: Any) -> None:
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; torch takes more, but a run seeds both from one flag
 
 
-def seed(flag: str, value: int | None) -> None:
-    """A seed numpy and torch both accept: 0 to 2**32-1 (a negative one crashes only after the model loads)."""
-    if value is not None and not 0 <= value <= SEED_MAX:
+def seed(flag: str, value: int | None, processes: int = 1) -> None:
+    """A seed numpy and torch both accept: 0 to 2**32-1 (a negative one crashes only after the model loads). With
+    several `processes`, each seeding `value + rank`, the last one's seed must be accepted too."""
+    if value is None:
+        return
+    if not 0 <= value <= SEED_MAX:
         raise DataError(f"--{flag} {value}: a seed must be within 0..{SEED_MAX} (what numpy and torch accept)")
+    if value + processes - 1 > SEED_MAX:
+        raise DataError(f"--{flag} {value}: with {processes} processes, each seeding --{flag} + its rank, the seeds "
+                        f"reach {value + processes - 1}; a seed must be within 0..{SEED_MAX}")
 
 
 def range_flags(*parsed: Any) -> None:

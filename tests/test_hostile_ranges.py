@@ -258,6 +258,15 @@ def test_a_default_policy_folder_is_read_for_its_context(tmp_path, monkeypatch, 
     assert code == 2 and len(err) == 1 and case.expect in err[0], err
 
 
+def test_ppo_seeds_of_every_process_are_in_range(tmp_path, monkeypatch, capsys):
+    """Under `accelerate launch` each process seeds --seed + its rank: the last rank's seed must be accepted too."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    case = Case("ppo-seed-last-rank", "run_ppo", (*PPO, f"--seed={SEED_MAX}"),
+                f"--seed {SEED_MAX}: with 2 processes, each seeding --seed + its rank, the seeds reach {SEED_MAX + 1}")
+    code, err = run_bytes_case(case, tmp_path, monkeypatch, capsys)
+    assert code == 2 and len(err) == 1 and case.expect in err[0], err
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The edges of the ranges pass.
 
@@ -268,6 +277,10 @@ def test_seeds_at_either_end_and_lengths_that_just_fit_pass(tmp_path):
 
     for ok in (0, SEED_MAX, None):
         validation.seed("seed", ok)
+    validation.seed("seed", SEED_MAX - 1, processes=2)
+    with pytest.raises(DataError, match=f"--seed {SEED_MAX}: with 2 processes, each seeding --seed \\+ its rank, "
+                                        f"the seeds reach {SEED_MAX + 1}"):
+        validation.seed("seed", SEED_MAX, processes=2)
     make(CTX_MODEL)(tmp_path)
     model = tmp_path / "model"
     validation.fits_context("model_name", model, {"output_max_length": 512, "max_prompt_length": 512})
