@@ -69,6 +69,7 @@ def check_flags(args: AnnotateArguments) -> None:
     for name in ("batch_size", "reference_max_new_tokens"):
         validation.positive(name, getattr(args, name))
     validation.non_negative("l2", args.l2)
+    validation.range_flags(args)
     if args.cv_folds < 2:
         raise DataError(f"--cv_folds must be >= 2, got {args.cv_folds}")
     resolve_dtype(args.dtype, "cpu", "--dtype")
@@ -99,6 +100,9 @@ def check_flags(args: AnnotateArguments) -> None:
     for flag in ("judge_model", "reference_model"):
         if getattr(args, flag):
             validation.model(flag, getattr(args, flag))
+    if args.reference_model:  # an answer needs room beside its prompt (of at least one token)
+        validation.fits_context("reference_model", args.reference_model,
+                                {"reference_max_new_tokens": args.reference_max_new_tokens}, prompt_room=1)
 
 
 def check_labeller(args: AnnotateArguments):
@@ -230,7 +234,7 @@ def settings_key(args: AnnotateArguments, records: list[dict[str, Any]]) -> dict
     elif args.classifier_dir and not args.train_path:
         weights = Path(args.classifier_dir) / CLASSIFIER_WEIGHTS
         labeller["classifier_sha256"] = sha256_file(weights) if weights.is_file() else None
-    else:
+    elif args.train_path:
         labeller.update(train_path=args.train_path, encoder=args.encoder, l2=args.l2,
                         train_sha256=sha256_file(args.train_path) if Path(args.train_path).is_file() else None)
     reference = None if not args.reference_model else {

@@ -304,6 +304,7 @@ def plot(steps: list[int], proxy: list[float], gold: list[float], title: str, pa
 def check_args(args: MonotonicityArguments, config: RewardConfig) -> None:
     """Flags, files and models named on the command line, before anything is read, scored or loaded."""
     validation.finite_flags(args)
+    validation.range_flags(args)
     validation.input_folder("output_dir", args.output_dir)
     validation.output_folder("output_dir", args.output_dir, must_exist=True)  # monotonicity.json goes there
     paper_data.eval_file("eval_path", args.eval_path)

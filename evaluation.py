@@ -520,6 +520,7 @@ def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
     """Every flag and file, before any model loads; returns (adapter, generator name, output folder) for each
     checkpoint to evaluate (folders not created here)."""
     validation.finite_flags(args)
+    validation.range_flags(args)
     for e in args.evaluations:
         validation.one_of("evaluations", e, EVALUATIONS)
     resolve_dtype(args.precision)
@@ -534,6 +535,9 @@ def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
         raise DataError(f"--top_p must be in (0, 1], got {args.top_p}")
     validation.non_negative("top_k", args.top_k)
     validation.model("base_model_name", args.base_model_name)
+    for flag, evaluation in (("max_new_tokens", "alpaca"), ("superni_max_new_tokens", "superni")):
+        if evaluation in args.evaluations:  # an answer needs room beside its prompt (of at least one token)
+            validation.fits_context("base_model_name", args.base_model_name, {flag: getattr(args, flag)}, prompt_room=1)
     adapters: list[str | None] = list(args.peft_model_name or [None])
     for adapter in adapters:
         if adapter is not None:

@@ -47,7 +47,7 @@ from reward_model import (
 )
 from rre import validation
 from rre.checkpoints import find_outputs_file
-from rre.data import REPO, DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
+from rre.data import REPO, DataError, Example, exit_on_data_error, load_examples, load_outputs, match_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import FeatureFn, Sample, check_features_module, load_features_module
 from rre.files import check_output_file, json_object_with, png_file, refuse_inputs, save_figure, write_json
@@ -139,15 +139,14 @@ def load_system(name: str, path: Path, examples: list[Example], stop_strings: Se
                 do_strip: bool) -> System:
     """The system's responses in the annotated file's order; every annotated instruction must be answered."""
     outputs = load_outputs(path)
-    joined = join_outputs(outputs, examples, path)
-    answer: dict[int, str] = {}
-    for ex, rec in zip(joined, outputs):
-        answer.setdefault(id(ex), rec["output"])
-    missing = [ex for ex in examples if id(ex) not in answer]
+    answer: dict[int, str] = {}  # position in `examples` -> the output (a repeated instruction: one per record)
+    for k, rec in zip(match_outputs(outputs, examples, path), outputs):
+        answer.setdefault(k, rec["output"])
+    missing = [ex for k, ex in enumerate(examples) if k not in answer]
     if missing:
         raise DataError(f"system {name!r} ({path}): no output for {len(missing)} of {len(examples)} annotated "
                         f"instructions (first: {missing[0].seed_input[:60]!r})")
-    raw = [answer[id(ex)] for ex in examples]
+    raw = [answer[k] for k in range(len(examples))]
     return System(name, path, [clean_response(r, tuple(stop_strings)) if do_strip else r for r in raw])
 
 
@@ -340,6 +339,7 @@ def slug(name: str) -> str:
 def check_args(args: PrescreenArguments, config: RewardConfig) -> None:
     """Flags, files and models named on the command line, before anything is read, scored or created."""
     validation.finite_flags(args)
+    validation.range_flags(args)
     if not args.gold_model and not args.gold_csv:
         raise DataError("no gold: pass --gold_model (a reward model) and/or --gold_csv (per-system scores)")
     if not args.systems:

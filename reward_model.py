@@ -293,6 +293,7 @@ def check_reward_flags(cfg: RewardConfig, check_encoder: bool = True) -> None:
     """RewardConfig's flags (shared by every script that scores with the proxy). `check_encoder=False`: the
     encoder is checked later, once a run's recorded proxy has replaced the flag's default (eval_monotonicity.py)."""
     validation.finite_flags(cfg)
+    validation.range_flags(cfg)
     validation.positive("max_sequence_length", cfg.max_sequence_length)
     validation.positive("reward_model_batch_size", cfg.reward_model_batch_size)
     validation.one_of("relevance_model_type", cfg.relevance_model_type, RELEVANCE_MODEL_TYPES)

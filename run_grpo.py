@@ -49,7 +49,9 @@ from rre.records import read_json, require_key  # noqa: E402
 from rre.training import (  # noqa: E402
     TrainingArguments,
     policy_and_format,
+    policy_folder,
     process_settings,
+    prompt_and_response,
     run_inputs,
     start_run_folder,
     tokenize_prompts,
@@ -123,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArgum
 def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig, argv) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
     v.finite_flags(args, trl_args)
+    v.range_flags(args, trl_args)
     v.one_of("trainer", args.trainer, TRAINERS)
     v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
@@ -150,6 +153,7 @@ def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: Re
         raise DataError("--loss_type applies to --trainer=grpo only")
     check_reward_flags(reward_config)
     v.training_paths(args)
+    v.fits_context("model_name", policy_folder(args), prompt_and_response(args, trl_args.output_max_length))
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         if not (Path(args.resume_from_checkpoint) / TRAINER_STATE).is_file():
             raise DataError(f"--resume_from_checkpoint {args.resume_from_checkpoint}: not a {args.output_dir}_step_N "

@@ -58,7 +58,9 @@ from rre.records import read_json  # noqa: E402
 from rre.training import (  # noqa: E402
     TrainingArguments,
     policy_and_format,
+    policy_folder,
     process_settings,
+    prompt_and_response,
     run_inputs,
     start_run_folder,
     tokenize_prompts,
@@ -138,6 +140,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
 def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
     v.finite_flags(args, ppo_config)
+    v.range_flags(args, ppo_config)
+    v.seed("seed", args.seed, processes=int(os.environ.get("WORLD_SIZE", "1")))  # each process seeds seed + rank
     v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
     v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
@@ -162,6 +166,7 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
         raise DataError(str(err)) from None
     check_reward_flags(reward_config)
     v.training_paths(args)
+    v.fits_context("model_name", policy_folder(args), prompt_and_response(args, ppo_config.output_max_length))
     if args.dev_prompt_path and args.save_freq:
         v.input_data("dev_prompt_path", args.dev_prompt_path)
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":

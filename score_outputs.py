@@ -81,7 +81,7 @@ def print_summary(rows, extra: list[str], title: str) -> None:
 def check_args(args: ScoreArguments) -> None:
     """The script's own flags and files, before anything is read or scored."""
     validation.finite_flags(args)
-    validation.positive("batch_size", args.batch_size)
+    validation.range_flags(args)
     validation.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS)
     validation.input_data("annotations_path", args.annotations_path)
     if args.outputs_path:

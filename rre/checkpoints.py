@@ -27,6 +27,7 @@ from typing import Callable
 from rre.data import DataError
 from rre.files import OutputKind, replaceable, same_or_inside
 from rre.records import read_json
+from rre.validation import safetensors_file
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 PAPER_STEPS = tuple(range(500, 5001, 500))  # the paper's eval_monotonicity.py: range(500, 5500, 500)
@@ -34,7 +35,15 @@ PAPER_FINAL_STEP = 5000  # the checkpoint its README runs AlpacaEval and SuperNI
 
 
 def is_complete(folder: Path) -> bool:
-    return folder.is_dir() and all((folder / f).is_file() for f in ADAPTER_FILES)
+    """A folder whose adapter loads: both files there, the weights a safetensors file with a readable header and
+    every tensor inside the file (a 0-byte or cut copy, as a full disk leaves, is not a checkpoint)."""
+    if not (folder.is_dir() and all((folder / f).is_file() for f in ADAPTER_FILES)):
+        return False
+    try:
+        safetensors_file("checkpoint", folder / ADAPTER_FILES[1])
+    except DataError:
+        return False
+    return True
 
 
 def list_checkpoints(prefix: str | Path, steps: list[int] | None = None,
@@ -97,7 +106,7 @@ def why_none(prefix: str | Path) -> str:
     if not named:
         return f"{looked}: {parent} holds no folder named {prefix.name}_step_N"
     return (f"{looked}: {len(named)} folder(s) named so ({', '.join(sorted(named)[:3])}) lack "
-            f"{' or '.join(ADAPTER_FILES)} (unfinished saves, or not this run's)")
+            f"{' or '.join(ADAPTER_FILES)}, or hold unreadable weights (unfinished saves, or not this run's)")
 
 
 def has_outputs(folder: Path) -> bool:

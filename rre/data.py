@@ -63,6 +63,36 @@ def exit_on_data_error() -> Iterator[None]:
         sys.exit(2)
 
 
+def lone_surrogate(value: Any) -> tuple[str, int] | None:
+    """(the surrogate, its character index) of the first string in `value` (a JSON value: dict keys, list items,
+    nested) that is not valid Unicode: JSON's "\\ud800" escape without its pair decodes to a lone surrogate, which
+    no UTF-8 file, tokenizer or encoder can take. None when every string is valid."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return value[err.start], err.start
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = lone_surrogate(key) if isinstance(key, str) else None
+        found = found or lone_surrogate(item)
+        if found:
+            return found
+    return None
+
+
+def check_unicode(rec: dict[str, Any], where: str) -> None:
+    """Every field of a record is valid Unicode text, or one line naming the record and the field."""
+    for name, value in rec.items():
+        found = lone_surrogate(name) or lone_surrogate(value)
+        if found:
+            char, index = found
+            label = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise DataError(f"{where}: field '{label}': not valid Unicode (a lone surrogate \\u{ord(char):04x} at "
+                            f"character {index}, from a JSON escape without its pair)")
+
+
 def _field(rec: dict[str, Any], name: str, where: str) -> str:
     value = rec.get(name)
     if value is None:
@@ -75,6 +105,7 @@ def _field(rec: dict[str, Any], name: str, where: str) -> str:
 def parse_record(rec: Any, where: str, require_qtype: bool = False, require_reference: bool = True) -> Example:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    check_unicode(rec, where)
     if "instruction" in rec:
         instruction, inp = _field(rec, "instruction", where), _field(rec, "input", where)
         field = "instruction"
@@ -177,6 +208,7 @@ def load_outputs(path: str | Path) -> list[dict[str, str]]:
     for where, rec in read_records(path):
         if not isinstance(rec, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        check_unicode(rec, where)
         for name in ("instruction", "output"):
             if not isinstance(rec.get(name), str):
                 raise DataError(f"{where}: field '{name}': missing or not a string")
@@ -186,21 +218,34 @@ def load_outputs(path: str | Path) -> list[dict[str, str]]:
     return out
 
 
-def join_outputs(outputs: list[dict[str, str]], examples: list[Example], outputs_path: str | Path) -> list[Example]:
-    """Match each output to its annotated instruction (qtype, reference) by the instruction text.
+def match_outputs(outputs: list[dict[str, str]], examples: list[Example], outputs_path: str | Path) -> list[int]:
+    """For each output, the position of its annotated instruction (qtype, reference) in `examples`, matched by the
+    instruction text.
 
     alpaca_eval outputs carry the instruction either in the seed single-field form or as the bare
-    instruction; both are accepted.
+    instruction; both are accepted. An instruction the annotated file holds several times (AlpacaEval repeats
+    some) is matched occurrence by occurrence: the k-th output of that text goes to the k-th record of it (each
+    with its own reference and qtype); outputs beyond its last record go to that last one.
     """
-    index: dict[str, Example] = {}
-    for ex in examples:
-        index.setdefault(ex.seed_input, ex)
-        index.setdefault(ex.query, ex)
-    joined = []
+    index: dict[str, list[int]] = {}
+    for k, ex in enumerate(examples):
+        for key in dict.fromkeys((ex.seed_input, ex.query)):
+            index.setdefault(key, []).append(k)
+    seen: dict[str, int] = {}
+    matched = []
     for i, rec in enumerate(outputs):
         key = rec["instruction"]
-        ex = index.get(key) or index.get(" ".join(key.replace(SEED_INPUT_SEPARATOR, " ").split()))
-        if ex is None:
-            raise DataError(f"{outputs_path}: record {i}: field 'instruction': not found in the annotated file ({key[:60]!r})")
-        joined.append(ex)
-    return joined
+        if key not in index:
+            key = " ".join(key.replace(SEED_INPUT_SEPARATOR, " ").split())
+        if key not in index:
+            raise DataError(f"{outputs_path}: record {i}: field 'instruction': not found in the annotated file "
+                            f"({rec['instruction'][:60]!r})")
+        positions = index[key]
+        matched.append(positions[min(seen.get(key, 0), len(positions) - 1)])
+        seen[key] = seen.get(key, 0) + 1
+    return matched
+
+
+def join_outputs(outputs: list[dict[str, str]], examples: list[Example], outputs_path: str | Path) -> list[Example]:
+    """The annotated example of each output (`match_outputs`): these very objects, in the outputs' order."""
+    return [examples[k] for k in match_outputs(outputs, examples, outputs_path)]

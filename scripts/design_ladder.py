@@ -30,12 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python scripts/design_ladder.py`
 
 from reward_model import RewardConfig, check_reward_flags  # noqa: E402
-from rre import ladder  # noqa: E402
+from rre import ladder, validation  # noqa: E402
 from rre.checkpoints import is_complete, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.files import LADDER, atomic_write, mark_dir, replaceable, write_json  # noqa: E402
 from rre.gold import GOLD_TYPES  # noqa: E402
-from rre.offline_models import smollm2_path  # noqa: E402
+from rre.offline_models import smollm2_folder, smollm2_path  # noqa: E402
 from rre.records import read_json  # noqa: E402
 
 ENV = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
@@ -145,6 +145,12 @@ def check_args(a: argparse.Namespace) -> None:
             raise DataError(f"--{flag} must be >= 1, got {getattr(a, flag)}")
     if a.checkpoints < 2:
         raise DataError(f"--checkpoints must be >= 2 (a correlation across checkpoints), got {a.checkpoints}")
+    for seed in int_list("seeds", a.seeds):
+        validation.seed("seeds", seed)
+    policy = a.model_name or str(smollm2_folder())
+    validation.fits_context("model_name", policy, {"max_prompt_length": a.max_prompt_length,
+                                                   "new_tokens": a.new_tokens})
+    validation.fits_context("model_name", policy, {"eval_tokens": a.eval_tokens}, prompt_room=1)
     for path in a.features_module:
         if not Path(path).is_file():
             raise DataError(f"--features_module {path}: no such file")

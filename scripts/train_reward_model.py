@@ -48,7 +48,7 @@ from rre.batching import length_batches, right_pad  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.files import GOLD_STANDIN, atomic_dir, refuse_inputs, replaceable, write_json  # noqa: E402
 from rre.loading import load_errors  # noqa: E402
-from rre.offline_models import smollm2_path  # noqa: E402
+from rre.offline_models import smollm2_folder, smollm2_path  # noqa: E402
 from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
 from rre.records import read_json, require_key  # noqa: E402
 from rre.standin import (  # noqa: E402
@@ -315,6 +315,7 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
     for name in ("epochs", "batch_size", "max_length", "pairs_per_example"):
         if getattr(cfg, name) < 1:
             raise DataError(f"--{name}={getattr(cfg, name)}: must be at least 1")
+    validation.range_flags(cfg)
     if not 0 <= cfg.heldout_fraction < 1:
         raise DataError(f"--heldout_fraction={cfg.heldout_fraction}: must be in [0, 1)")
     validation.positive("learning_rate", cfg.learning_rate)
@@ -332,6 +333,7 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
     refuse_inputs("output_dir", cfg.output_dir, {"pairs_path": cfg.pairs_path or None, "data_path": cfg.data_path,
                                                  "model_name": cfg.model_name}, folder=True)
     replaceable("output_dir", cfg.output_dir, GOLD_STANDIN)  # --overwrite replaces only a stand-in
+    validation.fits_context("model_name", cfg.model_name or str(smollm2_folder()), {"max_length": cfg.max_length})
 
 
 def main(argv: list[str] | None = None) -> None:

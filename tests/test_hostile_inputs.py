@@ -691,7 +691,7 @@ def test_any_load_failure_is_one_line_naming_the_flag():
 def test_checkpoints_cli_still_lists_complete_checkpoints(tmp_path, capsys):
     from rre import checkpoints
 
-    make({**{f"run/p_step_{n}/{f}": "{}" for n in (2, 10) for f in checkpoints.ADAPTER_FILES},
+    make({**ADAPTER_AT("run/p_step_2"), **ADAPTER_AT("run/p_step_10"),
           "run/p_step_5/adapter_config.json": "{}"})(tmp_path)
     checkpoints.main([str(tmp_path / "run" / "p")])
     assert capsys.readouterr().out.split() == [str(tmp_path / "run" / f"p_step_{n}") for n in (2, 10)]

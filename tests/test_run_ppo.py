@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -357,8 +357,9 @@ def test_latest_checkpoint_ignores_incomplete_saves(tmp_path):
                            ("other_step_40", True)):
         (tmp_path / name).mkdir()
         if complete:
-            for f in ("training_state.json", "adapter_config.json", "adapter_model.safetensors"):
+            for f in ("training_state.json", "adapter_config.json"):
                 (tmp_path / name / f).write_text("{}")
+            save_file({"w": torch.zeros(2)}, str(tmp_path / name / "adapter_model.safetensors"))
     assert latest_checkpoint(str(out), STATE_JSON) == tmp_path / "run_step_10"
     assert latest_checkpoint(str(tmp_path / "none"), STATE_JSON) is None
 
