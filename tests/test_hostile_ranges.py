@@ -187,7 +187,7 @@ CASES = [
          f"ann.json: record 2: field 'output': {SURROGATE}",
          make({**LB, "ann.json": surrogate_records("output", 2), "sa/alpaca-eval-sa.json": outputs_file(),
                "sb/alpaca-eval-sb.json": outputs_file()})),
-    Case("mono-outputs-lone-surrogate", "eval_monotonicity", (*MONO, "--model_prefix", "p", "--prompt_format",
+    Case("mono-outputs-lone-surrogate", "eval_monotonicity", (*MONO, "--model_prefix", "p", "--all_steps", "--prompt_format",
                                                               "alpaca", "--eval_path", "eval.json", "--rar_max_dot=1"),
          f"p_step_1/alpaca-eval-p_step_1.json: record 2: field 'output': {SURROGATE}",
          make(mono_run(outputs=outputs_file(surrogate=True)))),
