@@ -38,7 +38,16 @@ class Example:
 
     @property
     def query(self) -> str:
-        """The raw query the relevance feature compares with: instruction and input, whitespace collapsed."""
+        """The query text the relevance feature compares with, taken from the user message as the paper's reward
+        took it (`prompts.reward_query`: instruction and input, markers and end colons dropped, whitespace
+        collapsed)."""
+        from rre.prompts import reward_query  # prompts builds on this module
+
+        return reward_query(self.seed_input)
+
+    @property
+    def loose_key(self) -> str:
+        """Instruction and input, whitespace collapsed: how an outputs file's instruction is matched loosely."""
         return " ".join(f"{self.instruction} {self.input}".split())
 
     @property
@@ -195,7 +204,7 @@ def join_outputs(outputs: list[dict[str, str]], examples: list[Example], outputs
     index: dict[str, Example] = {}
     for ex in examples:
         index.setdefault(ex.seed_input, ex)
-        index.setdefault(ex.query, ex)
+        index.setdefault(ex.loose_key, ex)
     joined = []
     for i, rec in enumerate(outputs):
         key = rec["instruction"]
