@@ -21,10 +21,9 @@ from transformers import LlamaModel, LlamaPreTrainedModel
 
 from rre import validation
 from rre.batching import right_pad, sorted_batches
-from rre.data import DataError
+from rre.data import DataError, gold_query
 from rre.loading import load_errors
 from rre.precision import announce, resolve_device, resolve_dtype
-from rre.prompts import gold_query
 from rre.score_cache import content_hash
 
 GOLD_TYPES = ("starling", "classifier")
@@ -115,7 +114,7 @@ class GoldRewardModel:
 
 def paper_instruction(instruction: str) -> str:
     """The instruction (single-field form) as the paper passed it to Starling: its input marker made a space,
-    newlines, spaces and colons stripped from both ends (`prompts.gold_query`)."""
+    newlines, spaces and colons stripped from both ends (`data.gold_query`)."""
     return gold_query(instruction)
 
 

@@ -1,5 +1,4 @@
-"""Prompt formats, the reward's query text and the response clean-up rule shared by the reward, PPO rollouts and
-evaluation.
+"""Prompt formats and the response clean-up rule shared by the reward, PPO rollouts and evaluation.
 
 Formats, chosen by `--prompt_format` (or the paper's `--chat_template_name`):
 - `alpaca` and the other templates the paper's code picks by name (`vicuna_v1.1`, `llama-2`, `tulu`, `zephyr`,
@@ -21,15 +20,11 @@ post-processing and evaluation all cut at the same places.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rre.data import SEED_INPUT_SEPARATOR, DataError
+from rre.data import ALPACA_SYSTEM, SEED_INPUT_SEPARATOR, DataError
 
-ALPACA_SYSTEM = ("Below is an instruction that describes a task. "
-                 "Write a response that appropriately completes the request.")
-ALPACA_ROLES = ("### Instruction", "### Response")
 ALPACA_ROLE_MARKERS = ("### Instruction:", "### Response:")
 VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -47,31 +42,25 @@ RESPONSE_POSTPROCESS = ("paper", "clean")
 
 @dataclass(frozen=True)
 class Template:
-    """One of the paper's named prompt templates: how one user message becomes a prompt, the text before the
-    message (`system`), the two role names, the markers a response is cut at (each role, with a colon where the
-    template writes one), and the template's own answer stop string (evaluation cuts there in `paper` mode)."""
+    """One of the paper's named prompt templates: how one user message becomes a prompt, the markers a response is
+    cut at (each role, with a colon where the template writes one), and the template's own answer stop string
+    (evaluation cuts there under `--response_postprocess paper`)."""
 
     name: str
     render: Callable[[str], str]
-    system: str
-    roles: tuple[str, str]
     role_markers: tuple[str, str]
     answer_stop: str | None = None
 
 
 TEMPLATES = {t.name: t for t in (
-    Template("alpaca", lambda m: f"{ALPACA_SYSTEM}\n\n### Instruction:\n{m}\n\n### Response:", ALPACA_SYSTEM,
-             ALPACA_ROLES, ALPACA_ROLE_MARKERS),
-    Template("vicuna_v1.1", lambda m: f"{VICUNA_SYSTEM} USER: {m} ASSISTANT:", VICUNA_SYSTEM,
-             ("USER", "ASSISTANT"), ("USER:", "ASSISTANT:")),
-    Template("llama-2", lambda m: f"{LLAMA2_SYSTEM}{m}[/INST]", LLAMA2_SYSTEM, ("[INST]", "[/INST]"),
-             ("[INST]", "[/INST]")),
-    Template("tulu", lambda m: f"<|user|>\n{m}\n<|assistant|>\n", "", ("<|user|>", "<|assistant|>"),
-             ("<|user|>", "<|assistant|>")),
-    Template("zephyr", lambda m: f"<|user|>\n{m}</s>\n<|assistant|>\n", "", ("<|user|>", "<|assistant|>"),
-             ("<|user|>", "<|assistant|>"), answer_stop="</s>"),
-    Template("almost", lambda m: f"\n\nHuman: {m}\n\nAssistant: ", "", ("\n\nHuman", "\n\nAssistant"),
-             ("\n\nHuman:", "\n\nAssistant:"), answer_stop="\nHuman:"),
+    Template("alpaca", lambda m: f"{ALPACA_SYSTEM}\n\n### Instruction:\n{m}\n\n### Response:", ALPACA_ROLE_MARKERS),
+    Template("vicuna_v1.1", lambda m: f"{VICUNA_SYSTEM} USER: {m} ASSISTANT:", ("USER:", "ASSISTANT:")),
+    Template("llama-2", lambda m: f"{LLAMA2_SYSTEM}{m}[/INST]", ("[INST]", "[/INST]")),
+    Template("tulu", lambda m: f"<|user|>\n{m}\n<|assistant|>\n", ("<|user|>", "<|assistant|>")),
+    Template("zephyr", lambda m: f"<|user|>\n{m}</s>\n<|assistant|>\n", ("<|user|>", "<|assistant|>"),
+             answer_stop="</s>"),
+    Template("almost", lambda m: f"\n\nHuman: {m}\n\nAssistant: ", ("\n\nHuman:", "\n\nAssistant:"),
+             answer_stop="\nHuman:"),
 )}
 PROMPT_FORMATS = ("alpaca", "chat", *(n for n in TEMPLATES if n != "alpaca"))
 
@@ -80,32 +69,6 @@ def user_message(instruction: str, input: str = "") -> str:
     """The one user message of a prompt: the instruction, then its input after "\\n\\n### Input:\\n" (the paper's
     single-field form, in which its data files hold every record)."""
     return f"{instruction}{SEED_INPUT_SEPARATOR}{input}" if input else instruction
-
-
-def reward_query(message: str, template: Template | None = None) -> str:
-    """The query text QR compares a response with, taken from the user message as the paper's reward took it from
-    the prompt: the template's system text removed, the text between each user role and the next assistant role
-    kept, its input marker turned into a space, `</s>` dropped, ' : ' made one space, newlines, spaces and colons
-    stripped from both ends, the pieces joined and every whitespace run made one space."""
-    t = template or TEMPLATES["alpaca"]
-    text = message.replace(t.system, "") if t.system else message
-    pieces = []
-    for part in text.split(t.roles[0]):
-        if not part.strip():
-            continue
-        part = part.split(t.roles[1])[0]
-        part = part.replace(SEED_INPUT_SEPARATOR.lstrip("\n"), " ").replace("</s>", "").replace("\n ", "\n")
-        pieces.append(part.replace(" : ", " ").strip("\n: "))
-    return re.sub(r"\s+", " ", " ".join(pieces) + " ").strip()
-
-
-def gold_query(message: str) -> str:
-    """The user text the paper's Starling call read: the alpaca template's system text removed, its role names and
-    the input marker each turned into a space, "\\n " made "\\n", and newlines, spaces and colons stripped from
-    both ends (its whitespace otherwise kept)."""
-    text = message.replace(ALPACA_SYSTEM, "").replace(ALPACA_ROLES[0], " ")
-    text = text.replace(SEED_INPUT_SEPARATOR.lstrip("\n"), " ").replace("\n ", "\n")
-    return text.replace(ALPACA_ROLES[1], " ").strip("\n: ")
 
 
 def clean_response(text: str, stop_strings: tuple[str, ...]) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from rre.data import load_examples, parse_record
+from rre.data import gold_query, load_examples, parse_record, reward_query
 from rre.gold import starling_text
-from rre.prompts import PROMPT_FORMATS, TEMPLATES, get_prompt_format, gold_query, reward_query, user_message
+from rre.prompts import PROMPT_FORMATS, TEMPLATES, get_prompt_format, user_message
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CODE = ROOT.parent / "shared" / "paper-code"
