@@ -171,3 +171,30 @@ def test_superni_answers_follow_the_mode(scripted_dir):
                                                    sampler=sampler, postprocess=mode)
                for mode in ("paper", "clean")}
         assert got == {"paper": [ANSWER], "clean": [CUT]}, sampler
+
+
+def test_quickstart_and_ladder_pass_their_mode_to_every_stage(tmp_path):
+    """The quickstart and the design ladder keep `clean` (their figures were measured with it) and say so to the
+    trainer, the answering and the scoring alike; the quickstart's POSTPROCESS and the ladder's flag switch it."""
+    from rre import ladder
+
+    script = (ROOT / "scripts" / "quickstart.sh").read_text()
+    assert "POSTPROCESS=${POSTPROCESS:-clean}" in script
+    stages = [line for line in script.splitlines() if line.startswith(("  accelerate launch", "python evaluation.py",
+                                                                       "python eval_monotonicity.py"))]
+    assert len(stages) == 4
+    joined = script.replace("\\\n", " ")
+    for stage in ("run_ppo.py", "--evaluations alpaca", "eval_monotonicity.py", "--evaluations superni"):
+        command = next(line for line in joined.splitlines() if stage in line and not line.startswith("#"))
+        assert "--response_postprocess=$POSTPROCESS" in command, stage
+
+    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "scripts" / "design_ladder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for argv, mode in (([], "clean"), (["--response_postprocess", "paper"], "paper")):
+        a = module.parse_args([*argv, "--ladder_dir", str(tmp_path)])
+        run = module.Ladder(a, ladder.build_designs(["li"]), [1], "model", ["gold"], ["classifier"],
+                            tmp_path / "eval.json", 2)
+        design = run.designs[0]
+        for command in (run.train_command(design, 1), run.answer_command(1, []), run.score_command(design, 1)):
+            assert f"--response_postprocess={mode}" in command
