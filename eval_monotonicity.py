@@ -28,7 +28,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, resolve_rar_max_dot
+from reward_model import (ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, cut_before_scoring,
+                          resolve_rar_max_dot)
 from rre import paper_data, validation
 from rre.checkpoints import PAPER_STEPS, find_outputs_file, is_complete, list_checkpoints
 from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
@@ -122,8 +123,9 @@ def find_checkpoints(output_dir: str | Path, prefix: str, steps: Sequence[int] |
 def load_checkpoints(found: list[tuple[int, Path]], examples: list[Example], stop_strings: Sequence[str],
                      do_strip: bool) -> list[Checkpoint]:
     """Outputs of every checkpoint joined with the eval set. Every checkpoint must answer the same instructions
-    (the bootstrap resamples instructions across checkpoints); responses are cleaned as the proxy cleans them,
-    so both reward models judge the same text."""
+    (the bootstrap resamples instructions across checkpoints). With `do_strip` (true under
+    `--response_postprocess clean`) responses are cut here, so every feature and the gold judge the cut text;
+    otherwise the gold reads them as written and the proxy cuts them for LI and RP itself, as the paper's check."""
     position = {id(ex): k for k, ex in enumerate(examples)}  # join_outputs returns these very objects
     checkpoints = []
     for step, folder in found:
@@ -374,7 +376,7 @@ def load_run(args: MonotonicityArguments, config: RewardConfig,
     examples = load_examples(args.eval_path, require_qtype=proxy.config.needs_qtype)
     if args.include_base:
         found = [base_checkpoint(args, found)] + found
-    return proxy, load_checkpoints(found, examples, proxy.stop_strings, proxy.config.do_strip)
+    return proxy, load_checkpoints(found, examples, proxy.stop_strings, cut_before_scoring(proxy.config))
 
 
 def proxy_scorers(args: MonotonicityArguments, proxy: ScoringProxy, encoder: RelevanceEncoder | None) -> LazyScorers:

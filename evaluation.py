@@ -50,7 +50,7 @@ from rre.files import (
 )
 from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
-from rre.prompts import PROMPT_FORMATS, PromptFormat, resolve_prompt_format
+from rre.prompts import PROMPT_FORMATS, RESPONSE_POSTPROCESS, PromptFormat, resolve_prompt_format
 from rre.records import read_json, read_text
 from rre.validation import given_flags
 
@@ -81,8 +81,13 @@ class EvalArguments:
         default=None, metadata={"help": "where results go (default: the adapter folder, else ./eval_outputs)"}
     )
     prompt_format: str = field(
-        default="auto", metadata={"help": "chat | alpaca | auto (chat when the tokenizer has a chat template)"}
+        default="auto", metadata={"help": "auto (chat when the tokenizer has a chat template, else alpaca) | chat | "
+                                  "a template of the paper's by name: alpaca, vicuna_v1.1, llama-2, tulu, zephyr, almost"}
     )
+    response_postprocess: str = field(default="paper", metadata={
+        "help": "paper (as the paper's evaluation: decode to EOS or the token limit, no stop strings; the answer is "
+                "cut only at the template's own stop string and stripped) | clean (a row stops once its text holds a "
+                "stop string; the answer is cut at the first one)"})
     max_new_tokens: int = field(default=512, metadata={"help": "AlpacaEval answer length limit"})
     temperature: float = field(default=0.7, metadata={"help": "AlpacaEval sampling temperature"})
     top_p: float = field(default=1.0, metadata={"help": "AlpacaEval nucleus sampling"})
@@ -201,19 +206,21 @@ def _eos_ids(model, tokenizer) -> set[int]:
 def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[str], batch_size: int,
                        max_new_tokens: int, do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
                        top_k: int = 0, on_batch: Callable[[list[int], list[str]], None] | None = None,
-                       desc: str = "generate", sampler: str = "loop") -> list[str]:
-    """Answer every prompt; returns the cleaned responses in prompt order.
+                       desc: str = "generate", sampler: str = "loop", postprocess: str = "paper") -> list[str]:
+    """Answer every prompt; returns the responses in prompt order.
 
     Prompts are sorted by token length (longest first, so an out-of-memory error shows at once) and batched with
     left padding, then answered through `rre.decode.decode`, the PPO rollouts' decode path, with these sampling
     settings (HF generate with `sampler="generate"`, or for a model whose generation config adds other logits
-    processors). A row stops at an EOS id or, checked every few tokens, once its text holds a stop string; each
-    answer is cut at the first EOS id, then `fmt.clean` strips it and cuts it at the first stop string.
+    processors). Each answer is cut at the first EOS id. `postprocess="paper"` (the paper's evaluation): a row
+    runs to EOS or `max_new_tokens`, the answer is decoded without special tokens and `fmt.paper_answer` keeps it
+    (cut only at the template's own stop string). `"clean"`: a row also stops, checked every few tokens, once its
+    text holds a stop string, and `fmt.clean` strips the answer and cuts it at the first stop string.
     `on_batch(positions, responses)` runs after every batch with the batch's positions in `prompts` (the alpaca
     evaluation appends them to its partial file).
     """
-    # The chat template already contains its special tokens; the Alpaca template is plain text.
-    add_special = fmt.name == "alpaca"
+    # The chat template already contains its special tokens; a named template is plain text.
+    add_special = fmt.add_special_tokens
     max_positions = getattr(model.config, "max_position_embeddings", None)
     max_prompt = max_positions - max_new_tokens if max_positions and max_positions > max_new_tokens else None
     lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=add_special).input_ids]
@@ -228,7 +235,7 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     if others and sampler != "generate":
         print(f"note: the model's generation config sets {', '.join(others)}; answering with HF generate, which "
               "applies them (slower)", file=sys.stderr)
-    stops = tuple(fmt.stop_strings)
+    stops = tuple(fmt.stop_strings) if postprocess == "clean" else ()
     generate_kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample \
         else {"do_sample": False}
 
@@ -242,8 +249,9 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
                             add_special_tokens=add_special, truncation=max_prompt is not None,
                             max_length=max_prompt).to(device)
             if use_generate:
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, stop_strings=list(stops),
-                                     tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+                stop_kwargs = {"stop_strings": list(stops), "tokenizer": tokenizer} if stops else {}
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                     **stop_kwargs, **generate_kwargs)
                 new_tokens = out[:, enc["input_ids"].shape[1]:]
             else:
                 new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, sorted(eos_ids),
@@ -251,7 +259,10 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
             texts = []
             for row in new_tokens.tolist():
                 cut = next((k for k, t in enumerate(row) if t in eos_ids), len(row))  # the rest is EOS/padding
-                texts.append(fmt.clean(tokenizer.decode(row[:cut], skip_special_tokens=False)))
+                if postprocess == "clean":
+                    texts.append(fmt.clean(tokenizer.decode(row[:cut], skip_special_tokens=False)))
+                else:
+                    texts.append(fmt.paper_answer(tokenizer.decode(row[:cut], skip_special_tokens=True)))
             for i, text in zip(idx, texts):
                 responses[i] = text
             if on_batch is not None:
@@ -331,7 +342,7 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
             prompts = [fmt.build(examples[i].instruction, examples[i].input) for i in todo]
             generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.max_new_tokens, do_sample=True,
                                temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, on_batch=append,
-                               desc=f"alpaca {name}", sampler=args.sampler)
+                               desc=f"alpaca {name}", sampler=args.sampler, postprocess=args.response_postprocess)
     finally:
         for f in opened:
             f.close()
@@ -460,7 +471,7 @@ def superni_paper_answers(model, tokenizer, fmt: PromptFormat, prompts: Sequence
     stripped. Prompts are batched by length (the paper padded all prompts to the longest and kept file order:
     other padding, the same tokens); `sampler` as in `generate_responses`.
     """
-    add_special = fmt.name == "alpaca"  # the chat template carries its own special tokens
+    add_special = fmt.add_special_tokens
     eos_ids = sorted(_eos_ids(model, tokenizer))
     device = model.get_input_embeddings().weight.device
     use_generate = sampler == "generate" or bool(extra_processors(model.generation_config))
@@ -500,12 +511,14 @@ def run_superni(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_di
     print(f"SuperNI source: {source}")
     prompts = [fmt.build(superni_prompt(t, inst)) for t in tasks for inst in t.instances]
     paper = args.superni_protocol == "paper"
-    answer = superni_paper_answers if paper else functools.partial(generate_responses, do_sample=False)
+    answer = (superni_paper_answers if paper
+              else functools.partial(generate_responses, do_sample=False, postprocess=args.response_postprocess))
     predictions = answer(model, tokenizer, fmt, prompts, args.batch_size, args.superni_max_new_tokens,
                          desc=f"superni {name}", sampler=args.sampler)
     result = {"generator": name, "superni_dir": str(args.superni_dir), "source": source, "prompt_format": fmt.name,
-              "protocol": args.superni_protocol, "max_instances": args.superni_max_instances,
-              "max_new_tokens": args.superni_max_new_tokens, **score_superni(tasks, predictions, first_only=paper)}
+              "protocol": args.superni_protocol, "response_postprocess": args.response_postprocess,
+              "max_instances": args.superni_max_instances, "max_new_tokens": args.superni_max_new_tokens,
+              **score_superni(tasks, predictions, first_only=paper)}
     path = out_dir / "superni_eval.json"
     write_json(path, result)
     print(f"SuperNI ROUGE-L {result['rougeL']:.2f} over {result['n_instances']} instances "
@@ -529,6 +542,7 @@ def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     validation.one_of("sampler", args.sampler, SAMPLERS)
     validation.one_of("superni_protocol", args.superni_protocol, SUPERNI_PROTOCOLS)
+    validation.one_of("response_postprocess", args.response_postprocess, RESPONSE_POSTPROCESS)
     for flag in ("batch_size", "max_new_tokens", "superni_max_instances", "superni_max_new_tokens", "temperature"):
         validation.positive(flag, getattr(args, flag))
     if not 0 < args.top_p <= 1:

@@ -42,6 +42,7 @@ from reward_model import (
     ReversedEngineeredRewardForInference,
     RewardConfig,
     check_reward_flags,
+    cut_before_scoring,
     resolve_rar_max_dot,
     tokenize,
 )
@@ -382,6 +383,7 @@ class Screen:
     examples: list[Example]
     systems: list[System]
     folder: dict[str, Path]  # system name -> its cache folder
+    stop_strings: tuple[str, ...] = ()  # where the reward cuts a response (--prompt_format)
 
     def inputs(self, s: System) -> list[list[Any]]:
         """What a system's scores are computed from (part of every cache key)."""
@@ -426,12 +428,14 @@ def load_screen(args: PrescreenArguments, config: RewardConfig) -> tuple[Screen,
         with load_errors("tokenizer_name", args.tokenizer_name):
             tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
     stop_strings = resolve_prompt_format(args.prompt_format, tokenizer).stop_strings
-    systems = [load_system(n, p, examples, stop_strings, config.do_strip) for n, p in found]
+    # Under `clean` every feature and the gold read the cut text, so it is cut once here; under `paper` the gold and
+    # QR/RAR read the raw text and the reward cuts it for LI and RP itself.
+    systems = [load_system(n, p, examples, stop_strings, cut_before_scoring(config)) for n, p in found]
     cache = Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "cache"
     folder = {s.name: cache / f"{slug(s.name)}-{content_hash(str(s.path.resolve()))[:8]}" for s in systems}
     for f in folder.values():
         f.mkdir(parents=True, exist_ok=True)
-    return Screen(examples, systems, folder), gold_csv
+    return Screen(examples, systems, folder, tuple(stop_strings)), gold_csv
 
 
 def system_features(screen: Screen, config: RewardConfig,
@@ -443,8 +447,11 @@ def system_features(screen: Screen, config: RewardConfig,
 
     def features_of(s: System) -> list[dict[str, float | None]]:
         if not scorer:
-            # Responses are cleaned already (load_system), so the scorer does not clean them again.
-            scorer.append(ReversedEngineeredRewardForInference(replace(all_on, do_strip=False), encoder=encoder))
+            if config.response_postprocess == "clean":
+                # Responses are cut already (load_screen), so the scorer does not cut them again.
+                scorer.append(ReversedEngineeredRewardForInference(replace(all_on, do_strip=False), encoder=encoder))
+            else:
+                scorer.append(ReversedEngineeredRewardForInference(all_on, screen.stop_strings, encoder=encoder))
         _, feats = scorer[0].score_examples(screen.examples, s.responses, return_features=True, progress=False)
         return [numeric_features(f) for f in feats]
 

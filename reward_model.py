@@ -14,7 +14,8 @@
        reward = score x RP                                 when RP is on
 
    Tokens are `nltk.wordpunct_tokenize` of the cleaned response (stripped, cut at the prompt format's role
-   markers and the stop strings). e(.) is the relevance encoder (`rre/relevance.py`); a researcher's own
+   markers and the stop strings). The response e(.) reads is the raw one under `--response_postprocess paper`
+   (the paper's reward) and the cut one under `clean`. e(.) is the relevance encoder (`rre/relevance.py`); a researcher's own
    features plug in through `rre/features.py`. The gold reward models that judge this proxy are in `rre/gold.py`.
 """
 
@@ -34,7 +35,7 @@ from rre.data import DataError, Example
 from rre.features import BUILTIN_FEATURES, CombineFn, FeatureFn, Sample, load_features_module, user_number
 from rre.onnx_encoder import BACKENDS
 from rre.precision import CHOICES as PRECISION_CHOICES
-from rre.prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, clean_response
+from rre.prompts import ALPACA_ROLE_MARKERS, RESPONSE_POSTPROCESS, STOP_STRINGS, clean_response
 from rre.relevance import (
     OFFLINE_ALIAS,
     PAPER_ENCODER,
@@ -55,7 +56,13 @@ class RewardConfig:
     reward_branching: bool = field(
         default=True, metadata={"help": "CONSTRAINED instructions score RAR against the reference instead"}
     )
-    do_strip: bool = field(default=True, metadata={"help": "strip and cut responses at role markers/stop strings"})
+    do_strip: bool = field(default=True, metadata={
+        "help": "cut responses at role markers/stop strings before scoring (which features read the cut text: "
+                "--response_postprocess); false: every feature reads the text as given"})
+    response_postprocess: str = field(default="paper", metadata={
+        "help": "paper (as the paper's code did: LI and RP read the cut text, QR and RAR the raw response; rollouts "
+                "uncut, no EOS appended; evaluation without stop strings) | clean (every feature, the gold, rollouts "
+                "and evaluation answers cut at the first stop string, rollouts end with EOS)"})
     max_sequence_length: int = field(
         default=512, metadata={"help": "top of the RAR interpolation range is max_sequence_length/100"}
     )
@@ -210,6 +217,8 @@ class ReversedEngineeredRewardForInference:
         if not (len(queries) == n == len(references) == len(qtypes)):
             raise ValueError("queries, responses, references and qtypes must have the same length")
         cleaned = [clean_response(r, self.stop_strings) if self.config.do_strip else r for r in responses]
+        # The relevance encoder reads the raw response under `paper`, as the paper's reward did.
+        encoded = cleaned if self.config.response_postprocess == "clean" else list(responses)
         tokens = [tokenize(r) for r in cleaned]
         branches = [self._branch(q) for q in qtypes]
         qr = [math.nan] * n
@@ -221,7 +230,7 @@ class ReversedEngineeredRewardForInference:
             every = return_features or self.combine is not None
             need_qr = [i for i in range(n) if every or branches[i] == "LIxQR"]
             need_rar = [i for i in range(n) if branches[i] == "RAR" or (every and references[i])]
-            texts = [cleaned[i] for i in range(n)] + [queries[i] for i in need_qr] + [references[i] for i in need_rar]
+            texts = [encoded[i] for i in range(n)] + [queries[i] for i in need_qr] + [references[i] for i in need_rar]
             emb = self.encoder.encode(texts)
             resp, rest = emb[:n], emb[n:]
             if need_qr:
@@ -278,6 +287,13 @@ class ReversedEngineeredRewardForInference:
         return (rewards, features) if return_features else rewards
 
 
+def cut_before_scoring(config: RewardConfig) -> bool:
+    """Whether a scoring script cuts responses before both reward models read them: under `clean` (with
+    --do_strip) the proxy's every feature and the gold judge the cut text; under `paper` the gold reads the text as
+    written and the proxy cuts it for LI and RP itself, as the paper's check did."""
+    return config.do_strip and config.response_postprocess == "clean"
+
+
 def training_reward(config: RewardConfig, stop_strings: Sequence[str], features_module: str | None,
                     device: object) -> tuple[RewardConfig, ReversedEngineeredRewardForInference]:
     """The proxy a trainer (run_ppo.py, run_grpo.py) scores with: with --reward_device auto, each process scores
@@ -299,6 +315,7 @@ def check_reward_flags(cfg: RewardConfig, check_encoder: bool = True) -> None:
     validation.one_of("relevance_model_type", cfg.relevance_model_type, RELEVANCE_MODEL_TYPES)
     validation.one_of("reward_dtype", cfg.reward_dtype, PRECISION_CHOICES)
     validation.one_of("relevance_backend", cfg.relevance_backend, BACKENDS)
+    validation.one_of("response_postprocess", cfg.response_postprocess, RESPONSE_POSTPROCESS)
     if cfg.uses_relevance and check_encoder:
         check_relevance_model(cfg.relevance_model)
     if cfg.rar_max_dot != "auto":

@@ -52,7 +52,7 @@ from rre.ppo import (  # noqa: E402
     trainable_named_parameters,
 )
 from rre.precision import mixed_precision_for  # noqa: E402
-from rre.prompts import PROMPT_FORMATS  # noqa: E402
+from rre.prompts import PROMPT_FORMATS, TEMPLATES  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.records import read_json  # noqa: E402
 from rre.training import (  # noqa: E402
@@ -108,7 +108,8 @@ class ScriptArguments(TrainingArguments):
         default=None, metadata={"help": "the paper's flag; no effect (the proxy is the white-box reward)"}
     )
     chat_template_name: str | None = field(
-        default=None, metadata={"help": "the paper's flag; no effect (see --prompt_format)"}
+        default=None, metadata={"help": "the paper's flag: a template by name (alpaca, vicuna_v1.1, llama-2, tulu, "
+                                "zephyr, almost), the same as --prompt_format NAME (default: --prompt_format)"}
     )
     load_in_8bit: bool = field(default=False, metadata={"help": "the paper's flag; no effect (only false is supported)"})
 
@@ -117,7 +118,6 @@ class ScriptArguments(TrainingArguments):
 NO_EFFECT_FLAGS = {
     "batched_gen": "generation is always batched here",
     "reward_model_name": "the proxy is the white-box reward (its encoder is --relevance_model)",
-    "chat_template_name": "the prompt format is --prompt_format (auto: the tokenizer's chat template, else alpaca)",
     "load_in_8bit": "the policy loads in its --mixed_precision dtype",
 }
 
@@ -134,7 +134,28 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
         print(f"note: --{name} has no effect here: {NO_EFFECT_FLAGS[name]}", file=sys.stderr)
     with exit_on_data_error():
         check_flags(args, ppo_config, reward_config)
+        apply_paper_spellings(args, ppo_config, reward_config, argv)
     return args, ppo_config, reward_config
+
+
+def apply_paper_spellings(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig,
+                          argv: list[str]) -> None:
+    """The paper's flags mapped onto this project's: `--chat_template_name NAME` is `--prompt_format NAME`, and
+    under `--response_postprocess paper` `--rollout_postprocessing=false` turns the reward's cut off, as the
+    paper's script passed that flag to its reward as `do_strip`."""
+    if args.chat_template_name is not None:
+        if args.chat_template_name not in TEMPLATES:
+            raise DataError(f"--chat_template_name must be one of {', '.join(TEMPLATES)}; got "
+                            f"{args.chat_template_name!r}")
+        if v.flag_given(argv, "prompt_format") and args.prompt_format != args.chat_template_name:
+            raise DataError(f"--chat_template_name {args.chat_template_name} and --prompt_format "
+                            f"{args.prompt_format} name two prompt formats; give one")
+        args.prompt_format = args.chat_template_name
+    if reward_config.response_postprocess == "paper" and not ppo_config.rollout_postprocessing:
+        if v.flag_given(argv, "do_strip") and reward_config.do_strip:
+            raise DataError("--rollout_postprocessing=false under --response_postprocess paper turns the reward's "
+                            "cut off (as the paper's script did); --do_strip=true asks for it: give one")
+        reward_config.do_strip = False
 
 
 def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:
@@ -485,7 +506,8 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     model, optimizer = prepare_policy(args, ppo_config, model_name, accelerator, is_ds, chunk, accumulation)
     reward_config, rer, reward_fn = build_reward(args, reward_config, prompt_format, accelerator)
     trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
-                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation)
+                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation,
+                         response_postprocess=reward_config.response_postprocess)
     register_run_state(accelerator, trainer, stream)
     if resume_path:
         restore(accelerator, resume_path, is_ds, trainer, stream)
@@ -494,6 +516,8 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
     fmt_name = prompt_format.name
     config_record = {"script": asdict(args), "ppo": asdict(ppo_config), "reward": asdict(reward_config),
                      "resolved": {"model_name": model_name, "prompt_format": fmt_name,
+                                  "response_postprocess": reward_config.response_postprocess,
+                                  "rollouts_cut_with_eos": trainer.cut_rollouts,
                                   "num_processes": accelerator.num_processes,
                                   "distributed_type": str(accelerator.distributed_type),
                                   "mixed_precision": accelerator.mixed_precision,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,37 @@ from typing import Any, Iterator
 REPO = Path(__file__).resolve().parents[1]  # the checkout: default data paths are relative to it
 QTYPES = ("OPENENDED", "CONSTRAINED")
 SEED_INPUT_SEPARATOR = "\n\n### Input:\n"
+# The paper's alpaca template's system line and role names (rre/prompts.py builds the prompts from them): the
+# reward's query and the gold's user text are taken from a record's text by removing them, as the paper's code did.
+ALPACA_SYSTEM = ("Below is an instruction that describes a task. "
+                 "Write a response that appropriately completes the request.")
+ALPACA_ROLES = ("### Instruction", "### Response")
+INPUT_MARKER = SEED_INPUT_SEPARATOR.lstrip("\n")
+
+
+def reward_query(message: str, system: str = ALPACA_SYSTEM, roles: tuple[str, str] = ALPACA_ROLES) -> str:
+    """The query text QR compares a response with, taken from the user message as the paper's reward took it from
+    its prompt: the template's system text removed, the text between each user role and the next assistant role
+    kept, its input marker made a space, `</s>` dropped, ' : ' made one space, newlines, spaces and colons stripped
+    from both ends, the pieces joined and every whitespace run made one space."""
+    text = message.replace(system, "") if system else message
+    pieces = []
+    for part in text.split(roles[0]):
+        if not part.strip():
+            continue
+        part = part.split(roles[1])[0]
+        part = part.replace(INPUT_MARKER, " ").replace("</s>", "").replace("\n ", "\n")
+        pieces.append(part.replace(" : ", " ").strip("\n: "))
+    return re.sub(r"\s+", " ", " ".join(pieces) + " ").strip()
+
+
+def gold_query(message: str) -> str:
+    """The user text the paper's Starling call read: the alpaca system line removed, its role names and the input
+    marker each made a space, "\\n " made "\\n", and newlines, spaces and colons stripped from both ends (inner
+    whitespace kept)."""
+    text = message.replace(ALPACA_SYSTEM, "").replace(ALPACA_ROLES[0], " ")
+    text = text.replace(INPUT_MARKER, " ").replace("\n ", "\n")
+    return text.replace(ALPACA_ROLES[1], " ").strip("\n: ")
 
 
 class DataError(ValueError):
@@ -38,7 +70,13 @@ class Example:
 
     @property
     def query(self) -> str:
-        """The raw query the relevance feature compares with: instruction and input, whitespace collapsed."""
+        """The query text the relevance feature compares with, taken from the user message as the paper's reward
+        took it (`reward_query`: instruction and input, markers and end colons dropped, whitespace collapsed)."""
+        return reward_query(self.seed_input)
+
+    @property
+    def loose_key(self) -> str:
+        """Instruction and input, whitespace collapsed: how an outputs file's instruction is matched loosely."""
         return " ".join(f"{self.instruction} {self.input}".split())
 
     @property
@@ -229,7 +267,7 @@ def match_outputs(outputs: list[dict[str, str]], examples: list[Example], output
     """
     index: dict[str, list[int]] = {}
     for k, ex in enumerate(examples):
-        for key in dict.fromkeys((ex.seed_input, ex.query)):
+        for key in dict.fromkeys((ex.seed_input, ex.loose_key)):
             index.setdefault(key, []).append(k)
     seen: dict[str, int] = {}
     matched = []

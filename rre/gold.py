@@ -21,7 +21,7 @@ from transformers import LlamaModel, LlamaPreTrainedModel
 
 from rre import validation
 from rre.batching import right_pad, sorted_batches
-from rre.data import DataError
+from rre.data import DataError, gold_query
 from rre.loading import load_errors
 from rre.precision import announce, resolve_device, resolve_dtype
 from rre.score_cache import content_hash
@@ -113,8 +113,9 @@ class GoldRewardModel:
 
 
 def paper_instruction(instruction: str) -> str:
-    """The instruction as the paper passed it to Starling: trailing/leading newlines, spaces and colons stripped."""
-    return instruction.strip("\n: ")
+    """The instruction (single-field form) as the paper passed it to Starling: its input marker made a space,
+    newlines, spaces and colons stripped from both ends (`data.gold_query`)."""
+    return gold_query(instruction)
 
 
 def starling_text(instruction: str, response: str, gold_prompt: str = "paper") -> str:

@@ -88,7 +88,10 @@ class PPOConfig:
     target_kl: float = field(default=0.1, metadata={"help": "early stopping at 1.5 x target_kl"})
     output_max_length: int = field(default=512, metadata={"help": "maximum new tokens per response"})
     rollout_postprocessing: bool = field(
-        default=True, metadata={"help": "cut responses at stop strings, re-tokenize, end them with EOS"}
+        default=True, metadata={"help": "the paper's flag. Under --response_postprocess clean: cut rollouts at the "
+                                "first stop string, re-tokenize them and end them with EOS. Under paper, as the "
+                                "paper's code: rollouts stay as generated either way, and false also turns the "
+                                "reward's cut off (the paper passed this flag to its reward as do_strip)"}
     )
     value_head_dropout: float = field(default=0.1, metadata={"help": "dropout before the value head"})
     train_dropout: bool = field(
@@ -508,8 +511,11 @@ class PPOTrainer:
 
     def __init__(self, config: PPOConfig, accelerator, model, optimizer, tokenizer, prompt_format,
                  reward_fn: Callable[[Sequence, list[str]], list[float]], warmup_steps: float = 0.0,
-                 accumulation_steps: int | None = None):
+                 accumulation_steps: int | None = None, response_postprocess: str = "paper"):
         config.validate()
+        # `paper`: the rollouts the policy generated are the ones it is trained on, as in the paper's run (its
+        # clean-up raised inside a blanket except and returned them unchanged); `clean`: cut and ended with EOS.
+        self.cut_rollouts = config.rollout_postprocessing and response_postprocess == "clean"
         self.config, self.accelerator, self.model, self.optimizer = config, accelerator, model, optimizer
         # Mini-batches per optimizer step: --gradient_accumulation_steps unless the launch decided otherwise
         # (see run_ppo.optimizer_accumulation: the paper's launch made it 1).
@@ -584,7 +590,7 @@ class PPOTrainer:
             lengths, done = response_lengths(generated, self.tokenizer.eos_token_id)
             responses += [generated[i, :max(n, 1)] for i, n in enumerate(lengths)]
             ended += done
-        if self.config.rollout_postprocessing:
+        if self.cut_rollouts:
             return postprocess_responses(responses, ended, self.tokenizer, self.prompt_format.clean,
                                          self.prompt_format.stop_strings, self.config.output_max_length)
         return responses, self.tokenizer.batch_decode(responses, skip_special_tokens=True)

@@ -20,7 +20,8 @@ from rre.records import read_json, require_key
 TRAINING_CONFIG = "training_config.json"
 # RewardConfig fields that change a score (batch size and device do not).
 PROXY_FIELDS = ("length_incentive", "repetition_penalty", "relevance_scaling", "reward_branching", "do_strip",
-                "max_sequence_length", "rar_max_dot", "relevance_model", "relevance_model_type", "reward_dtype")
+                "response_postprocess", "max_sequence_length", "rar_max_dot", "relevance_model",
+                "relevance_model_type", "reward_dtype")
 # Flags that select the proxy; when given, they override what the run's training_config.json records.
 PROXY_FLAGS = (*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module")
 

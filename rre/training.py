@@ -124,7 +124,7 @@ def policy_and_format(args: TrainingArguments) -> tuple[str, Any, PromptFormat]:
 
 def tokenize_prompts(examples, prompt_format, tokenizer, max_length: int):
     """Prompt token ids of each example; examples with longer prompts are dropped (count printed)."""
-    add_special = prompt_format.name == "alpaca"  # a chat template already writes the special tokens
+    add_special = prompt_format.add_special_tokens
     kept, prompts = [], []
     for ex in examples:
         ids = tokenizer(prompt_format.build(ex.instruction, ex.input), add_special_tokens=add_special)["input_ids"]

@@ -76,6 +76,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="launch training with `accelerate launch --config_file` (configs/zero2-bf16.yaml on GPUs, "
                         "configs/zero2-cpu.yaml as the quickstart; default: one plain python process)")
     p.add_argument("--num_processes", type=int, default=1, help="with --accelerate_config" + d)
+    p.add_argument("--response_postprocess", default="clean", choices=("paper", "clean"),
+                   help="passed to training, answering and scoring (--response_postprocess of run_ppo.py): clean cuts "
+                   "every rollout, answer and scored text at the first stop string, as the ladder's figures in "
+                   "docs/ladder.md were measured; paper is the paper's post-processing" + d)
     p.add_argument("--extra_train_args", default="", help="more flags for run_ppo.py / run_grpo.py (later wins)")
     p.add_argument("--eval_path", default=None,
                    help=f"eval instructions (default: {PAPER_EVAL}; or the AlpacaFarm validation file)")
@@ -267,7 +271,8 @@ class Ladder:
                  f"--output_max_length={a.new_tokens}", f"--batch_size={a.batch_size}",
                  f"--mini_batch_size={a.mini_batch_size}", f"--learning_rate={a.learning_rate}",
                  f"--relevance_model={a.relevance_model}", f"--rar_max_dot={a.rar_max_dot}", "--log_with=none",
-                 "--resume_from_checkpoint=latest", *design.train_flags()]
+                 "--resume_from_checkpoint=latest", f"--response_postprocess={a.response_postprocess}",
+                 *design.train_flags()]
         if a.trainer == "ppo":  # the ladder answers its own eval set at every checkpoint: no dev pass in training
             flags += [f"--gradient_accumulation_steps={a.gradient_accumulation_steps}", "--dev_prompt_path="]
         else:
@@ -285,14 +290,15 @@ class Ladder:
             f"--output_dir={self.base_dir(seed)}"]
         return [self.py, "evaluation.py", f"--base_model_name={self.model}", *where, "--evaluations=alpaca",
                 f"--eval_path={self.eval_path}", f"--max_new_tokens={a.eval_tokens}",
-                f"--batch_size={a.eval_batch_size}", f"--seed={seed}"]
+                f"--batch_size={a.eval_batch_size}", f"--seed={seed}", f"--response_postprocess={a.response_postprocess}"]
 
     def score_command(self, design: ladder.Design, seed: int) -> list[str]:
         golds = [f"--gold_model={g}" for g in self.golds] + [f"--gold_type={t}" for t in self.gold_types]
         return [self.py, "eval_monotonicity.py", f"--output_dir={self.run_dir(design, seed)}", "--model_prefix=policy",
                 f"--eval_path={self.eval_path}", *golds, f"--gold_device={self.a.gold_device}",
                 f"--gold_batch_size={self.a.gold_batch_size}", "--include_base",
-                f"--base_outputs={self.base_dir(seed)}", "--win_rate=false", "--steps",
+                f"--base_outputs={self.base_dir(seed)}", "--win_rate=false",
+                f"--response_postprocess={self.a.response_postprocess}", "--steps",
                 *[str(s) for s in self.steps[1:]]]
 
     # --- phase states ---

@@ -25,6 +25,10 @@ case "$PROFILE" in
            GOLD_ARGS=(--max_pairs 64 --max_length 128) SUPERNI_INSTANCES=2 ;;
   *) echo "error: PROFILE must be default or smoke, got '$PROFILE'" >&2; exit 2 ;;
 esac
+# What is done with a response after it is generated (--response_postprocess of run_ppo.py, evaluation.py and
+# eval_monotonicity.py): clean cuts every rollout, answer and scored text at the first stop string, as the figures
+# in README and docs/performance.md were measured; POSTPROCESS=paper runs the paper's post-processing instead.
+POSTPROCESS=${POSTPROCESS:-clean}
 mkdir -p "$RUN_DIR"
 # Each phase's wall time goes to $RUN_DIR/phase_times.tsv (this run's; a reused phase takes seconds), which the
 # summary prints.
@@ -56,7 +60,7 @@ else
     --output_max_length=$NEW_TOKENS --max_prompt_length=256 --batch_size=$BATCH --mini_batch_size=$MINI_BATCH \
     --gradient_accumulation_steps=$GRAD_ACC --learning_rate=$LR --lora_r=8 --lora_alpha=16 --lora_dropout=0.05 \
     --length_incentive=true --repetition_penalty=true --relevance_scaling=true --reward_branching=true \
-    --relevance_model minilm --rar_max_dot=1.0 --resume_from_checkpoint=latest
+    --relevance_model minilm --rar_max_dot=1.0 --response_postprocess=$POSTPROCESS --resume_from_checkpoint=latest
 fi
 
 phase "4/7 answer the eval set with every checkpoint"
@@ -64,15 +68,17 @@ LISTED="$(python -m rre.checkpoints "$RUN_DIR/policy")"  # complete checkpoints,
 mapfile -t CKPTS <<< "$LISTED"
 # One process answers them all in turn, each exactly as a process of its own would.
 python evaluation.py --base_model_name="$POLICY" --peft_model_name "${CKPTS[@]}" --batch_size=16 \
-  --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42
+  --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42 \
+  --response_postprocess=$POSTPROCESS
 
 phase "5/7 monotonicity: proxy vs gold across checkpoints"
 python eval_monotonicity.py --output_dir="$RUN_DIR" --model_prefix=policy --eval_path data/eval.json \
-  --gold_model "$RUN_DIR/gold_standin" --gold_type classifier --all_steps  # every checkpoint of this short run
+  --gold_model "$RUN_DIR/gold_standin" --gold_type classifier --all_steps --response_postprocess=$POSTPROCESS
 
 phase "6/7 SuperNI ROUGE-L of the final policy (shipped fixture)"
 python evaluation.py --base_model_name="$POLICY" --peft_model_name="$RUN_DIR/policy_final" --batch_size=16 \
-  --evaluations superni --superni_dir data/superni-fixture --superni_max_instances=$SUPERNI_INSTANCES --seed=42
+  --evaluations superni --superni_dir data/superni-fixture --superni_max_instances=$SUPERNI_INSTANCES --seed=42 \
+  --response_postprocess=$POSTPROCESS
 
 phase ""  # closes phase 6
 mv "$TIMES.partial" "$TIMES"

@@ -3,7 +3,6 @@ says which in one line, and checks after installing that torch sees the GPU."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

@@ -86,9 +86,12 @@ def test_chat_format_markers_come_from_the_template(smollm2_dir):
 
 
 def test_alpaca_prompt_with_and_without_input():
+    """The paper's alpaca prompt: one system line, the input inline after '### Input:', no newline at the end."""
     fmt = get_prompt_format("alpaca")
-    assert fmt.build("Add.", "2 and 3").endswith("### Instruction:\nAdd.\n\n### Input:\n2 and 3\n\n### Response:\n")
-    assert "### Input:" not in fmt.build("Add 2 and 3.")
+    system = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+              "request.\n\n")
+    assert fmt.build("Add.", "2 and 3") == system + "### Instruction:\nAdd.\n\n### Input:\n2 and 3\n\n### Response:"
+    assert fmt.build("Add 2 and 3.") == system + "### Instruction:\nAdd 2 and 3.\n\n### Response:"
     assert fmt.stop_strings == ALPACA_ROLE_MARKERS + STOP_STRINGS
 
 
@@ -140,13 +143,17 @@ def test_rar_max_dot_and_max_sequence_length_flags():
     assert rer(["q"], [RESPONSE], ["ref"], ["CONSTRAINED"]) == pytest.approx([3.0])
 
 
-def test_short_and_empty_responses():
-    vectors = {"q": [1.0, 0.0], "ref": [0.0, 2.0], "Yes": [0.2, 0.0], "": [0.0, 0.0]}
-    rer = ReversedEngineeredRewardForInference(RewardConfig(), encoder=DictEncoder(vectors))
+@pytest.mark.parametrize("mode,qr", [("clean", [0.2, 0.0]), ("paper", [0.3, 0.5])])
+def test_short_and_empty_responses(mode, qr):
+    """LI and RP read the cut text in both modes; QR reads the cut text under clean, the raw one under paper."""
+    vectors = {"q": [1.0, 0.0], "ref": [0.0, 2.0], "Yes": [0.2, 0.0], "": [0.0, 0.0],
+               "  Yes \n": [0.3, 0.0], "\n\n### Response:\nrest": [0.5, 0.0]}
+    rer = ReversedEngineeredRewardForInference(RewardConfig(response_postprocess=mode), encoder=DictEncoder(vectors))
     rewards, feats = rer(["q", "q"], ["  Yes \n", "\n\n### Response:\nrest"], ["ref", "ref"],
                          ["OPENENDED", "OPENENDED"], return_features=True)
     assert feats[0]["RP"] == 1.0 and feats[0]["LI"] == pytest.approx(0.01)
-    assert rewards[0] == pytest.approx(0.01 * 0.2)
+    assert [f["QR"] for f in feats] == pytest.approx(qr)
+    assert rewards[0] == pytest.approx(0.01 * qr[0])
     assert feats[1]["LI"] == 0.0 and rewards[1] == 0.0  # cut at the role marker: nothing left
 
 
