@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
 from rre import validation as v  # noqa: E402
-from rre.checkpoints import check_run_target, checkpoint_path, finished_run, latest_checkpoint  # noqa: E402
+from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module  # noqa: E402
 from rre.files import GRPO_CHECKPOINT, new_partial_dir, partial_path, remove_trainer_leftovers, replace_dir  # noqa: E402,E501
@@ -48,6 +48,7 @@ from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E4
 from rre.records import read_json, require_key  # noqa: E402
 from rre.training import (  # noqa: E402
     TrainingArguments,
+    finished,
     policy_and_format,
     policy_folder,
     process_settings,
@@ -419,11 +420,9 @@ def train(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardCo
 def main(argv: list[str] | None = None) -> None:
     args, trl_args, reward_config = parse_args(argv)
     process_settings(args.num_threads)
-    if args.resume_from_checkpoint == "latest" and (final := finished_run(args.output_dir, args.overall_steps)):
-        print(f"{final}: the run is finished ({args.overall_steps} steps); nothing to do (--overwrite=true to train "
-              "it again)", file=sys.stderr)
-        return
     with exit_on_data_error():
+        if finished(args):
+            return
         train(args, trl_args, reward_config)
 
 

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
 from rre import validation as v  # noqa: E402
-from rre.checkpoints import check_run_target, checkpoint_path, finished_run, latest_checkpoint  # noqa: E402
+from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module  # noqa: E402
 from rre.files import PPO_CHECKPOINT, new_partial_dir, partial_path, replace_dir, write_json  # noqa: E402
@@ -57,6 +57,7 @@ from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E4
 from rre.records import read_json  # noqa: E402
 from rre.training import (  # noqa: E402
     TrainingArguments,
+    finished,
     policy_and_format,
     policy_folder,
     process_settings,
@@ -451,11 +452,9 @@ def format_step_line(step: int, total: int, s: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args, ppo_config, reward_config = parse_args(argv)
     process_settings(args.num_threads)
-    if args.resume_from_checkpoint == "latest" and (final := finished_run(args.output_dir, args.overall_steps)):
-        print(f"{final}: the run is finished ({args.overall_steps} steps); nothing to do (--overwrite=true to train "
-              "it again)", file=sys.stderr)
-        return
     with exit_on_data_error():
+        if finished(args):
+            return
         try:
             train(args, ppo_config, reward_config)
         except FloatingPointError as err:  # too many NaN/inf steps in a row

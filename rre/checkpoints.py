@@ -167,7 +167,8 @@ def finished_run(prefix: str | Path, overall_steps: int) -> Path | None:
     config = final / "training_config.json"
     if not is_complete(final) or not config.is_file():
         return None
-    script = read_json(config).get("script")
+    record = read_json(config)
+    script = record.get("script") if isinstance(record, dict) else None
     steps = script.get("overall_steps") if isinstance(script, dict) else None
     return final if isinstance(steps, int) and steps >= overall_steps else None
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from rre.checkpoints import check_run_target
+from rre.checkpoints import check_run_target, finished_run
 from rre.files import OutputKind, clean_partials, mark_dir, remove_own
 from rre.loading import load_errors
 from rre.offline_models import smollm2_folder, smollm2_path
@@ -96,6 +96,16 @@ def prompt_and_response(args: TrainingArguments, output_max_length: int) -> dict
     the longest response."""
     prompt = args.max_prompt_length or (output_max_length, "its default: --output_max_length")
     return {"output_max_length": output_max_length, "max_prompt_length": prompt}
+
+
+def finished(args: TrainingArguments) -> bool:
+    """With --resume_from_checkpoint=latest, a run at --output_dir that already reached --overall_steps is
+    finished: say so (nothing is loaded or written) and let the script exit 0."""
+    final = finished_run(args.output_dir, args.overall_steps) if args.resume_from_checkpoint == "latest" else None
+    if final is not None:
+        print(f"{final}: the run is finished ({args.overall_steps} steps); nothing to do (--overwrite=true to train "
+              "it again)", file=sys.stderr)
+    return final is not None
 
 
 def process_settings(num_threads: int | None) -> None:

@@ -164,6 +164,8 @@ CASES = [
      "--output_dir run: a run is already there (run/training_config.json, run_final)"),
     ("ppo-overwrite-and-resume", "run_ppo", (*PPO, "--overwrite=true", "--resume_from_checkpoint=latest"),
      FINISHED_RUN, "--overwrite starts the run again; it cannot be combined with --resume_from_checkpoint"),
+    ("ppo-latest-over-a-broken-final-config", "run_ppo", (*PPO, "--resume_from_checkpoint=latest"),
+     {**FINISHED_RUN, "run_final/training_config.json": "{not json"}, "run_final/training_config.json"),
     ("grpo-overwrite-and-resume", "run_grpo", (*GRPO, "--overwrite=true", "--resume_from_checkpoint=latest"),
      GRPO_FINISHED, "--overwrite starts the run again"),
     # Item 4: every check before the first byte (the ladder and annotate made files before some checks).
