@@ -35,7 +35,7 @@ from rre.checkpoints import PAPER_STEPS, find_outputs_file, is_complete, list_ch
 from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
-from rre.files import check_output_file, json_object_with, png_file, refuse_inputs, save_figure, write_json
+from rre.files import check_outputs_in, json_object_with, png_file, save_figure, write_json
 from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
 from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
@@ -336,10 +336,7 @@ def check_outputs(args: MonotonicityArguments) -> None:
     """What the check writes beside the checkpoints is none of its inputs, and replaces only its own files."""
     inputs = {"eval_path": args.eval_path, "features_module": args.features_module,
               "base_outputs": args.base_outputs, **{f"gold_model {g}": g for g in args.gold_model}}
-    for name, (owns, what) in OUTPUT_FILES.items():
-        path = Path(args.output_dir) / name
-        refuse_inputs("output_dir", path, inputs)
-        check_output_file("output_dir", path, owns, what)
+    check_outputs_in("output_dir", args.output_dir, OUTPUT_FILES, inputs)
 
 
 def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEncoder | None = None,

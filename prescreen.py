@@ -51,7 +51,7 @@ from rre.checkpoints import find_outputs_file
 from rre.data import REPO, DataError, Example, exit_on_data_error, load_examples, load_outputs, match_outputs, read_text
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import FeatureFn, Sample, check_features_module, load_features_module
-from rre.files import check_output_file, json_object_with, png_file, refuse_inputs, save_figure, write_json
+from rre.files import check_outputs_in, json_object_with, png_file, save_figure, write_json
 from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
 from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
@@ -370,10 +370,7 @@ def check_outputs(args: PrescreenArguments) -> None:
     """What prescreen writes into --output_dir is none of its inputs, and replaces only its own files."""
     inputs = {"annotations_path": args.annotations_path, "gold_csv": args.gold_csv,
               **{f"systems {s}": s for s in args.systems}, **{f"features_module {m}": m for m in args.features_module or []}}
-    for name, (owns, what) in OUTPUT_FILES.items():
-        path = Path(args.output_dir) / name
-        refuse_inputs("output_dir", path, inputs)
-        check_output_file("output_dir", path, owns, what)
+    check_outputs_in("output_dir", args.output_dir, OUTPUT_FILES, inputs)
 
 
 @dataclass

@@ -230,6 +230,16 @@ def check_output_file(flag: str, path: str | Path, owns: Callable[[Path], bool],
         raise DataError(f"--{flag} {p}: holds a file that is not {what}; it is never replaced: choose another --{flag}")
 
 
+def check_outputs_in(flag: str, folder: str | Path, outputs: Mapping[str, tuple[Callable[[Path], bool], str]],
+                     inputs: Mapping[str, str | Path | None]) -> None:
+    """The named files a command writes into `folder` ({name: (recogniser, what it is)}): none is one of
+    `inputs`, and each replaces only a file of its own kind."""
+    for name, (owns, what) in outputs.items():
+        path = Path(folder) / name
+        refuse_inputs(flag, path, inputs)
+        check_output_file(flag, path, owns, what)
+
+
 def json_rows_with(*keys: str) -> Callable[[Path], bool]:
     """A recogniser for `check_output_file`: the file is a JSON list of objects that each hold `keys` (the
     content type of a command's per-row output)."""
