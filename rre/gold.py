@@ -25,6 +25,7 @@ from rre.data import DataError, gold_query
 from rre.loading import load_errors
 from rre.precision import announce, resolve_device, resolve_dtype
 from rre.score_cache import content_hash
+from rre.slow_tokenizer import SENTENCEPIECE_FILE, SlowLlamaTokenizer, has_sentencepiece_model
 
 GOLD_TYPES = ("starling", "classifier")
 STARLING_TOKENIZER = "01-ai/Yi-34B-Chat"  # Starling-RM-34B was fine-tuned from Yi-34B-Chat and uses its tokenizer
@@ -138,15 +139,29 @@ def pad_read_positions(ids: torch.Tensor, lengths: torch.Tensor, pad_id: int) ->
     return torch.where(first > 0, first - 1, lengths - 1)
 
 
+def load_starling_tokenizer(name_or_path: str, use_fast: bool = False):
+    """The paper loaded Starling's tokenizer slow (sentencepiece, rre/slow_tokenizer.py); `use_fast` loads the
+    tokenizers form, which splits some texts otherwise. A tokenizer with no sentencepiece model has one form only."""
+    from transformers import AutoTokenizer
+
+    if use_fast:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    if not has_sentencepiece_model(name_or_path):
+        print(f"note: gold tokenizer {name_or_path} has no sentencepiece model ({SENTENCEPIECE_FILE}); "
+              "loaded as it is (--gold_use_fast applies to sentencepiece tokenizers such as Starling's)")
+        return AutoTokenizer.from_pretrained(name_or_path)
+    return SlowLlamaTokenizer.from_pretrained(name_or_path)
+
+
 class StarlingGoldReward(GoldRewardModel):
     """`gold_prompt="paper"` (default) reproduces the paper's scoring: its text, tokenized without special tokens,
     right padding with 0, left truncation at 2,048, the score read before the first pad id.
-    `gold_prompt="model_card"`: the model card's text, the tokenizer's special tokens, read at the last token."""
+    `gold_prompt="model_card"`: the model card's text, the tokenizer's special tokens, read at the last token.
+    The tokenizer is loaded slow (sentencepiece) as the paper's was, unless `use_fast`."""
 
     def __init__(self, name_or_path: str, batch_size: int = 8, device: str = "auto", tokenizer_name: str | None = None,
-                 max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper", dtype: str = "auto"):
-        from transformers import AutoTokenizer
-
+                 max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper", dtype: str = "auto",
+                 use_fast: bool = False):
         if gold_prompt not in GOLD_PROMPTS:
             raise DataError(f"--gold_prompt must be one of {' / '.join(GOLD_PROMPTS)}, got {gold_prompt!r}")
         self.gold_prompt = gold_prompt
@@ -157,7 +172,7 @@ class StarlingGoldReward(GoldRewardModel):
             has_tokenizer = (Path(name_or_path) / "tokenizer_config.json").exists()
             tokenizer_name = name_or_path if has_tokenizer else STARLING_TOKENIZER
         self.name, self.batch_size, self.max_length = name_or_path, batch_size, max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+        self.tokenizer = load_starling_tokenizer(tokenizer_name, use_fast)
         self.model = StarlingRewardModel.from_pretrained(name_or_path, use_safetensors=True,
                                                          **_gold_load_kwargs(device, dtype)).eval()
         if not device.startswith("cuda"):
@@ -227,14 +242,16 @@ class ClassifierGoldReward(GoldRewardModel):
 def load_gold_reward_model(name_or_path: str, gold_type: str = "starling", batch_size: int = 8, device: str = "auto",
                            tokenizer_name: str | None = None, trust_remote_code: bool = False,
                            max_length: int = GOLD_MAX_LENGTH, gold_prompt: str = "paper",
-                           dtype: str = "auto") -> GoldRewardModel:
+                           dtype: str = "auto", use_fast: bool = False) -> GoldRewardModel:
     """The gold judge: `starling` (Starling-RM-34B layout) or `classifier` (one-label sequence classifier).
     The result's `score(instructions, responses)` returns one float per pair. `dtype`: precision.py's rule
-    (`auto`: bf16 where native) or an explicit bfloat16/float32."""
+    (`auto`: bf16 where native) or an explicit bfloat16/float32. `use_fast`: Starling's tokenizers form instead of
+    the paper's slow sentencepiece tokenizer."""
     if gold_type == "starling":
         if trust_remote_code:
             raise DataError("--trust_remote_code applies to --gold_type=classifier only (Starling is defined here)")
-        return StarlingGoldReward(name_or_path, batch_size, device, tokenizer_name, max_length, gold_prompt, dtype)
+        return StarlingGoldReward(name_or_path, batch_size, device, tokenizer_name, max_length, gold_prompt, dtype,
+                                  use_fast)
     if gold_type == "classifier":
         return ClassifierGoldReward(name_or_path, batch_size, device, tokenizer_name, trust_remote_code, max_length,
                                     dtype)
@@ -251,6 +268,7 @@ class GoldSpec:
     display: str | None = None  # the name in tables and plots (default: the model's basename)
     prompt: str = "paper"  # Starling's input (--gold_prompt)
     dtype: str = "float32"  # the resolved compute dtype (--gold_dtype)
+    use_fast: bool = False  # Starling's tokenizer: the paper's slow sentencepiece form unless true (--gold_use_fast)
 
     @property
     def slug(self) -> str:
@@ -260,6 +278,8 @@ class GoldSpec:
             ident.append(self.prompt)  # (model_card keeps the names of caches written before this flag)
         if self.dtype != "float32":  # the old fixed choice keeps its old name
             ident.append(f"torch.{self.dtype}")
+        if self.type == "starling" and not self.use_fast:
+            ident.append("slow-tokenizer")
         return f"{re.sub(r'[^A-Za-z0-9._-]+', '-', Path(self.model).name)}-{content_hash(ident)[:8]}"
 
     @property
@@ -274,7 +294,7 @@ class GoldSpec:
 
 
 def gold_specs(models: Sequence[str], types: Sequence[str], tokenizers: Sequence[str] | None,
-               prompt: str = "paper", dtype: str = "float32") -> list[GoldSpec]:
+               prompt: str = "paper", dtype: str = "float32", use_fast: bool = False) -> list[GoldSpec]:
     """Pair every `--gold_model` with its type and tokenizer: one value for all golds, or one per gold."""
     def per_gold(values: Sequence[Any] | None, flag: str, default: Any) -> list[Any]:
         values = list(values) if values else [default]
@@ -288,12 +308,12 @@ def gold_specs(models: Sequence[str], types: Sequence[str], tokenizers: Sequence
     for k in kinds:
         if k not in GOLD_TYPES:
             raise DataError(f"--gold_type: unknown value {k!r} (expected {' / '.join(GOLD_TYPES)})")
-    specs = [GoldSpec(m, t, tok, None, prompt, dtype)
+    specs = [GoldSpec(m, t, tok, None, prompt, dtype, use_fast)
              for m, t, tok in zip(models, kinds, per_gold(tokenizers, "--gold_tokenizer", None))]
     if len(set(specs)) != len(specs):
         raise DataError("--gold_model: the same gold is given twice")
     if len({s.short for s in specs}) != len(specs):  # two folders named alike: name them by their unique slug
-        specs = [GoldSpec(s.model, s.type, s.tokenizer, s.slug, s.prompt, s.dtype) for s in specs]
+        specs = [GoldSpec(s.model, s.type, s.tokenizer, s.slug, s.prompt, s.dtype, s.use_fast) for s in specs]
     return specs
 
 
@@ -302,7 +322,7 @@ def load_gold(spec: GoldSpec, batch_size: int, device: str, trust_remote_code: b
             "download it or pass --gold_model (a folder or hub name) and --gold_type")
     with load_errors("gold_model", spec.model, hint):  # any failure, not only a missing download: one line
         return load_gold_reward_model(spec.model, spec.type, batch_size, device, spec.tokenizer, trust_remote_code,
-                                      gold_prompt=spec.prompt, dtype=spec.dtype)
+                                      gold_prompt=spec.prompt, dtype=spec.dtype, use_fast=spec.use_fast)
 
 
 @dataclass
@@ -319,6 +339,9 @@ class GoldArguments:
         metadata={"help": "Starling's input: paper (the paper's Human/Assistant wrapping of the stripped instruction, "
                   "no special tokens added) | model_card (the model card's chat string)"},
     )
+    gold_use_fast: bool = field(
+        default=False, metadata={"help": "Starling's tokenizer: false loads it slow (its sentencepiece model), as the "
+                                 "paper did; true loads the tokenizers form, which splits some texts otherwise"})
     gold_batch_size: int = field(default=8, metadata={"help": "responses per gold forward pass"})
     gold_device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
     gold_dtype: str = field(
@@ -333,7 +356,7 @@ def gold_specs_from_flags(args: GoldArguments, models: Sequence[str]) -> list[Go
     """The golds the flags name, in the dtype `--gold_dtype` resolves to on `--gold_device`."""
     kind = "cuda" if resolve_device(args.gold_device).startswith("cuda") else "cpu"
     gold_dtype = str(resolve_dtype(args.gold_dtype, kind, flag="--gold_dtype")).removeprefix("torch.")
-    return gold_specs(models, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype)
+    return gold_specs(models, args.gold_type, args.gold_tokenizer, args.gold_prompt, gold_dtype, args.gold_use_fast)
 
 
 def check_gold_flags(args: Any) -> None:
