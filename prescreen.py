@@ -269,15 +269,15 @@ class Gold:
 # Statistics.
 
 
-def design_stats(P: np.ndarray, gold: Gold, args: PrescreenArguments) -> dict[str, Any]:
-    means = P.mean(1)
+def design_stats(proxy_scores: np.ndarray, gold: Gold, args: PrescreenArguments) -> dict[str, Any]:
+    means = proxy_scores.mean(1)
     s, k = spearmanr(means, gold.system_scores), kendalltau(means, gold.system_scores)
     gold_scores = gold.per_sample if gold.per_sample is not None else gold.system_scores
     out = {"spearman": correlation(s), "kendall": correlation(k),
-           "bootstrap": bootstrap_spearman(P, gold_scores, args.bootstrap_samples, args.bootstrap_seed),
+           "bootstrap": bootstrap_spearman(proxy_scores, gold_scores, args.bootstrap_samples, args.bootstrap_seed),
            "per_sample_spearman": None}
     if gold.per_sample is not None:
-        out["per_sample_spearman"] = number(spearmanr(P.ravel(), gold.per_sample.ravel()).statistic)
+        out["per_sample_spearman"] = number(spearmanr(proxy_scores.ravel(), gold.per_sample.ravel()).statistic)
     return out
 
 
@@ -395,12 +395,12 @@ def run(args: PrescreenArguments, config: RewardConfig, encoder: RelevanceEncode
     designs = all_designs(args, config)
     screen, gold_csv = load_screen(args, config)
     features = system_features(screen, config, encoder)
-    P = design_scores(screen, designs, features)
+    proxy_scores = design_scores(screen, designs, features)
     golds = model_golds(screen, specs, args)
     if gold_csv is not None:
         golds.append(Gold(Path(args.gold_csv).stem, np.array([gold_csv[s.name] for s in screen.systems], dtype=float),
                           None))
-    return report(args, config, screen, designs, features, P, golds)
+    return report(args, config, screen, designs, features, proxy_scores, golds)
 
 
 def all_designs(args: PrescreenArguments, config: RewardConfig) -> list[Design]:
@@ -460,7 +460,7 @@ def system_features(screen: Screen, config: RewardConfig,
 def design_scores(screen: Screen, designs: Sequence[Design],
                   features: dict[str, list[dict[str, float | None]]]) -> dict[str, np.ndarray]:
     """Step 2: every design's reward of every sample, (systems, instructions) per design, cached per (file, design)."""
-    P: dict[str, np.ndarray] = {}
+    proxy_scores: dict[str, np.ndarray] = {}
     with tqdm(total=len(designs) * len(screen.systems), desc="designs (per system x design)", unit="score") as bar:
         for d in designs:
             rows = []
@@ -470,8 +470,8 @@ def design_scores(screen: Screen, designs: Sequence[Design],
                     [screen.inputs(s), d.ident],
                     lambda d=d, s=s: score_design(d, features[s.name], screen.examples, s.responses, s.name)))
                 bar.update()
-            P[d.name] = np.array(rows, dtype=float)
-    return P
+            proxy_scores[d.name] = np.array(rows, dtype=float)
+    return proxy_scores
 
 
 def model_golds(screen: Screen, specs: Sequence[GoldSpec], args: PrescreenArguments) -> list[Gold]:
@@ -487,12 +487,12 @@ def model_golds(screen: Screen, specs: Sequence[GoldSpec], args: PrescreenArgume
                 loaded.append(load_gold(spec, args.gold_batch_size, args.gold_device, args.trust_remote_code))
             return loaded[0].score(instructions, s.responses, progress=False)
 
-        M = np.array([cached_scores(screen.folder[s.name] / f"gold-{spec.slug}.json", [instructions, s.responses],
-                                    lambda s=s: monotonicity_cache(s, spec, [instructions, s.responses])
-                                    or gold_scores(s))
-                      for s in tqdm(screen.systems, desc=f"gold {spec.short} (per system)", unit="system")],
-                     dtype=float)
-        golds.append(Gold(spec.short, M.mean(1), M))
+        gold_matrix = np.array(
+            [cached_scores(screen.folder[s.name] / f"gold-{spec.slug}.json", [instructions, s.responses],
+                           lambda s=s: monotonicity_cache(s, spec, [instructions, s.responses]) or gold_scores(s))
+             for s in tqdm(screen.systems, desc=f"gold {spec.short} (per system)", unit="system")],
+            dtype=float)
+        golds.append(Gold(spec.short, gold_matrix.mean(1), gold_matrix))
         loaded.clear()
     return golds
 
@@ -526,11 +526,12 @@ def systems_feature_view(screen: Screen, designs: Sequence[Design], features: di
 
 
 def report(args: PrescreenArguments, config: RewardConfig, screen: Screen, designs: Sequence[Design],
-           features: dict[str, list[dict]], P: dict[str, np.ndarray], golds: list[Gold]) -> dict[str, Any]:
+           features: dict[str, list[dict]], proxy_scores: dict[str, np.ndarray], golds: list[Gold]) -> dict[str, Any]:
     """Statistics, the ranking, the gold agreement and the per-feature view: printed, written and plotted."""
     systems = screen.systems
-    results = [{"design": d.name, "system_means": dict(zip([s.name for s in systems], P[d.name].mean(1).tolist())),
-                "golds": {g.name: design_stats(P[d.name], g, args) for g in golds}} for d in designs]
+    results = [{"design": d.name,
+                "system_means": dict(zip([s.name for s in systems], proxy_scores[d.name].mean(1).tolist())),
+                "golds": {g.name: design_stats(proxy_scores[d.name], g, args) for g in golds}} for d in designs]
     primary = golds[0].name
     ranked = sorted(results, key=lambda r: -(r["golds"][primary]["spearman"]["statistic"]
                                               if r["golds"][primary]["spearman"]["statistic"] is not None else -2))

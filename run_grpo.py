@@ -35,7 +35,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
-from rre import validation as v  # noqa: E402
+from rre import validation  # noqa: E402
 from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module  # noqa: E402
@@ -47,7 +47,7 @@ from rre.prompts import PROMPT_FORMATS  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.records import read_json, require_key  # noqa: E402
 from rre.training import (  # noqa: E402
-    TrainingArguments,
+    SharedTrainingFlags,
     finished,
     policy_and_format,
     policy_folder,
@@ -63,7 +63,7 @@ TRAINER_STATE = "trainer_state.json"  # TRL/transformers' own state file: marks 
 
 
 @dataclass
-class ScriptArguments(TrainingArguments):
+class ScriptArguments(SharedTrainingFlags):
     """Run flags; the names are run_ppo.py's (the paper's), plus --trainer and --precision."""
 
     trainer: str = field(default="grpo", metadata={"help": "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)"})
@@ -114,9 +114,9 @@ class TRLArguments:
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArguments, RewardConfig]:
     """Flags, checked before anything loads: a bad one ends the run with one `error:` line and exit code 2."""
     argv = sys.argv[1:] if argv is None else argv
-    args, trl_args, reward_config = v.parse_flags((ScriptArguments, TRLArguments, RewardConfig), argv,
+    args, trl_args, reward_config = validation.parse_flags((ScriptArguments, TRLArguments, RewardConfig), argv,
                                                   __doc__.split("\n")[0])
-    if not v.flag_given(argv, "max_sequence_length"):  # as run_ppo.py: RAR tops at output length
+    if not validation.flag_given(argv, "max_sequence_length"):  # as run_ppo.py: RAR tops at output length
         reward_config.max_sequence_length = trl_args.output_max_length
     with exit_on_data_error():
         check_flags(args, trl_args, reward_config, argv)
@@ -125,23 +125,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, TRLArgum
 
 def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: RewardConfig, argv) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
-    v.finite_flags(args, trl_args)
-    v.range_flags(args, trl_args)
-    v.one_of("trainer", args.trainer, TRAINERS)
-    v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
-    v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
+    validation.finite_flags(args, trl_args)
+    validation.range_flags(args, trl_args)
+    validation.one_of("trainer", args.trainer, TRAINERS)
+    validation.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
+    validation.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
         raise DataError("--log_with=wandb needs the wandb package (pip install wandb)")
-    v.one_of("precision", args.precision, PRECISION_CHOICES)
-    v.positive("overall_steps", args.overall_steps)
-    v.non_negative("save_freq", args.save_freq, allow_none=True)
+    validation.one_of("precision", args.precision, PRECISION_CHOICES)
+    validation.positive("overall_steps", args.overall_steps)
+    validation.non_negative("save_freq", args.save_freq, allow_none=True)
     for name in ("max_prompt_length", "num_threads"):
-        v.positive(name, getattr(args, name), allow_none=True)
+        validation.positive(name, getattr(args, name), allow_none=True)
     for name in ("lora_r", "lora_alpha"):
-        v.positive(name, getattr(args, name))
+        validation.positive(name, getattr(args, name))
     for name in ("batch_size", "mini_batch_size", "learning_rate", "output_max_length", "num_iterations",
                  "temperature"):
-        v.positive(name, getattr(trl_args, name))
+        validation.positive(name, getattr(trl_args, name))
     if trl_args.num_generations < 2:
         raise DataError("--num_generations must be >= 2 (the group baseline compares responses to one prompt)")
     if trl_args.batch_size % trl_args.num_generations:
@@ -150,11 +150,11 @@ def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: Re
     if trl_args.batch_size % trl_args.mini_batch_size:
         raise DataError(f"--batch_size ({trl_args.batch_size}) must be a multiple of --mini_batch_size "
                         f"({trl_args.mini_batch_size})")
-    if args.trainer == "rloo" and v.flag_given(argv, "loss_type"):
+    if args.trainer == "rloo" and validation.flag_given(argv, "loss_type"):
         raise DataError("--loss_type applies to --trainer=grpo only")
     check_reward_flags(reward_config)
-    v.training_paths(args)
-    v.fits_context("model_name", policy_folder(args), prompt_and_response(args, trl_args.output_max_length))
+    validation.training_paths(args)
+    validation.fits_context("model_name", policy_folder(args), prompt_and_response(args, trl_args.output_max_length))
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         if not (Path(args.resume_from_checkpoint) / TRAINER_STATE).is_file():
             raise DataError(f"--resume_from_checkpoint {args.resume_from_checkpoint}: not a {args.output_dir}_step_N "
@@ -178,12 +178,12 @@ class WhiteBoxReward:
 
     __name__ = "white_box"  # TRL names the reward's metrics after the function
 
-    def __init__(self, rer: ReversedEngineeredRewardForInference):
-        self.rer = rer
+    def __init__(self, white_box_reward: ReversedEngineeredRewardForInference):
+        self.white_box_reward = white_box_reward
 
     def __call__(self, prompts: list, completions: list, query: list[str], reference: list[str],
                  qtype: list[str | None], log_metric=None, **_) -> list[float]:
-        rewards, features = self.rer(query, completions, reference, qtype, return_features=True)
+        rewards, features = self.white_box_reward(query, completions, reference, qtype, return_features=True)
         if log_metric is not None:
             for name, value in feature_means(rewards, features).items():
                 log_metric(name, value)
@@ -266,7 +266,8 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
     dataset = prompt_dataset(args, trl_args, reward_config, tokenizer, prompt_format, world_size, main_proc)
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     model, dtype, lora = load_policy(args, model_name, device, main_proc)
-    reward_config, rer = training_reward(reward_config, prompt_format.stop_strings, args.features_module, device)
+    reward_config, white_box_reward = training_reward(reward_config, prompt_format.stop_strings,
+                                                      args.features_module, device)
     Config, Trainer, common = trl_config(args, trl_args, world_size, device, main_proc)
     config = Config(**common)
     state = PartialState()
@@ -281,7 +282,7 @@ def build_trainer(args: ScriptArguments, trl_args: TRLArguments, reward_config: 
                                   | ({"loss_type": trl_args.loss_type} if args.trainer == "grpo" else {})},
                      # What eval_monotonicity.py and score_outputs.py rebuild the trained proxy from.
                      "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
-    trainer = Trainer(model=model, reward_funcs=[WhiteBoxReward(rer)], args=config, train_dataset=dataset,
+    trainer = Trainer(model=model, reward_funcs=[WhiteBoxReward(white_box_reward)], args=config, train_dataset=dataset,
                       processing_class=tokenizer, peft_config=lora,
                       callbacks=make_callbacks(args.output_dir, config_record, args.overall_steps))
     return trainer, tokenizer, config_record

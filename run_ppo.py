@@ -36,7 +36,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 import torch  # noqa: E402
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
-from rre import validation as v  # noqa: E402
+from rre import validation  # noqa: E402
 from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint  # noqa: E402
 from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
 from rre.features import check_features_module  # noqa: E402
@@ -56,7 +56,7 @@ from rre.prompts import PROMPT_FORMATS, TEMPLATES  # noqa: E402
 from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
 from rre.records import read_json  # noqa: E402
 from rre.training import (  # noqa: E402
-    TrainingArguments,
+    SharedTrainingFlags,
     finished,
     policy_and_format,
     policy_folder,
@@ -74,7 +74,7 @@ VALUE_HEAD = "value_head.safetensors"
 
 
 @dataclass
-class ScriptArguments(TrainingArguments):
+class ScriptArguments(SharedTrainingFlags):
     """Run flags; names follow the paper's `ScriptArguments`. PPO and reward flags are listed separately."""
 
     exp_name: str = field(default="ppo", metadata={"help": "experiment name (tensorboard/wandb run name)"})
@@ -129,9 +129,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, PPOConfi
     args, ppo_config, reward_config = parse_flags((ScriptArguments, PPOConfig, RewardConfig), argv,
                                                   __doc__.split("\n")[0])
     # The paper's reward ranges up to output_max_length / 100 for CONSTRAINED answers.
-    if not v.flag_given(argv, "max_sequence_length"):
+    if not validation.flag_given(argv, "max_sequence_length"):
         reward_config.max_sequence_length = ppo_config.output_max_length
-    for name in sorted(v.given_flags(argv, NO_EFFECT_FLAGS)):
+    for name in sorted(validation.given_flags(argv, NO_EFFECT_FLAGS)):
         print(f"note: --{name} has no effect here: {NO_EFFECT_FLAGS[name]}", file=sys.stderr)
     with exit_on_data_error():
         check_flags(args, ppo_config, reward_config)
@@ -148,12 +148,12 @@ def apply_paper_spellings(args: ScriptArguments, ppo_config: PPOConfig, reward_c
         if args.chat_template_name not in TEMPLATES:
             raise DataError(f"--chat_template_name must be one of {', '.join(TEMPLATES)}; got "
                             f"{args.chat_template_name!r}")
-        if v.flag_given(argv, "prompt_format") and args.prompt_format != args.chat_template_name:
+        if validation.flag_given(argv, "prompt_format") and args.prompt_format != args.chat_template_name:
             raise DataError(f"--chat_template_name {args.chat_template_name} and --prompt_format "
                             f"{args.prompt_format} name two prompt formats; give one")
         args.prompt_format = args.chat_template_name
     if reward_config.response_postprocess == "paper" and not ppo_config.rollout_postprocessing:
-        if v.flag_given(argv, "do_strip") and reward_config.do_strip:
+        if validation.flag_given(argv, "do_strip") and reward_config.do_strip:
             raise DataError("--rollout_postprocessing=false under --response_postprocess paper turns the reward's "
                             "cut off (as the paper's script did); --do_strip=true asks for it: give one")
         reward_config.do_strip = False
@@ -161,36 +161,36 @@ def apply_paper_spellings(args: ScriptArguments, ppo_config: PPOConfig, reward_c
 
 def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:
     """Every flag that can be checked without loading a model (validation.py)."""
-    v.finite_flags(args, ppo_config)
-    v.range_flags(args, ppo_config)
-    v.seed("seed", args.seed, processes=int(os.environ.get("WORLD_SIZE", "1")))  # each process seeds seed + rank
-    v.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
-    v.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
+    validation.finite_flags(args, ppo_config)
+    validation.range_flags(args, ppo_config)
+    validation.seed("seed", args.seed, processes=int(os.environ.get("WORLD_SIZE", "1")))  # each process seeds seed + rank
+    validation.one_of("prompt_format", args.prompt_format, PROMPT_FORMATS + ("auto",))
+    validation.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
         raise DataError("--log_with=wandb needs the wandb package (pip install wandb)")
     if args.mixed_precision is not None:  # None: accelerate's config, else the precision rule
-        v.one_of("mixed_precision", args.mixed_precision, ("auto", "no", "bf16", "fp16"))
-    v.one_of("attn_implementation", args.attn_implementation, ("auto", "eager", "sdpa", "flash_attention_2"))
+        validation.one_of("mixed_precision", args.mixed_precision, ("auto", "no", "bf16", "fp16"))
+    validation.one_of("attn_implementation", args.attn_implementation, ("auto", "eager", "sdpa", "flash_attention_2"))
     if args.adafactor:
         raise DataError("--adafactor=true is not supported (the optimizer is Adam, as in the paper's command)")
     if args.load_in_8bit:
         raise DataError("--load_in_8bit=true is not supported (LoRA trains on the full-precision base)")
-    v.non_negative("overall_steps", args.overall_steps)
-    v.non_negative("save_freq", args.save_freq, allow_none=True)
-    v.non_negative("eval_table_rows", args.eval_table_rows)
+    validation.non_negative("overall_steps", args.overall_steps)
+    validation.non_negative("save_freq", args.save_freq, allow_none=True)
+    validation.non_negative("eval_table_rows", args.eval_table_rows)
     for name in ("dev_max_examples", "max_prompt_length", "num_threads"):
-        v.positive(name, getattr(args, name), allow_none=True)
+        validation.positive(name, getattr(args, name), allow_none=True)
     for name in ("lora_r", "lora_alpha"):
-        v.positive(name, getattr(args, name))
+        validation.positive(name, getattr(args, name))
     try:
         ppo_config.validate()
     except ValueError as err:
         raise DataError(str(err)) from None
     check_reward_flags(reward_config)
-    v.training_paths(args)
-    v.fits_context("model_name", policy_folder(args), prompt_and_response(args, ppo_config.output_max_length))
+    validation.training_paths(args)
+    validation.fits_context("model_name", policy_folder(args), prompt_and_response(args, ppo_config.output_max_length))
     if args.dev_prompt_path and args.save_freq:
-        v.input_data("dev_prompt_path", args.dev_prompt_path)
+        validation.input_data("dev_prompt_path", args.dev_prompt_path)
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         read_run_summary(Path(args.resume_from_checkpoint))
     check_features_module("features_module", args.features_module)
@@ -503,7 +503,7 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                           accelerator.process_index, args.seed)
     resume_path = find_resume(args, accelerator, is_ds)  # before building anything
     model, optimizer = prepare_policy(args, ppo_config, model_name, accelerator, is_ds, chunk, accumulation)
-    reward_config, rer, reward_fn = build_reward(args, reward_config, prompt_format, accelerator)
+    reward_config, white_box_reward, reward_fn = build_reward(args, reward_config, prompt_format, accelerator)
     trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
                          warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation,
                          response_postprocess=reward_config.response_postprocess)
@@ -524,7 +524,7 @@ def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
                                   "optimizer_steps_per_ppo_step": trainer.optimizer_steps_per_ppo_step},
                      "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
     return PPORun(accelerator, trainer, tokenizer, stream, train_examples, train_prompts, dev_examples, dev_prompts,
-                  reward_fn, rer, config_record)
+                  reward_fn, white_box_reward, config_record)
 
 
 def make_accelerator(args: ScriptArguments, ppo_config: PPOConfig):
@@ -636,13 +636,14 @@ def prepare_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str
 
 def build_reward(args: ScriptArguments, reward_config: RewardConfig, prompt_format, accelerator):
     """The proxy on this process's device: (its config, the reward, reward_fn(examples, texts))."""
-    reward_config, rer = training_reward(reward_config, prompt_format.stop_strings, args.features_module,
-                                         accelerator.device)
+    reward_config, white_box_reward = training_reward(reward_config, prompt_format.stop_strings,
+                                                      args.features_module, accelerator.device)
 
     def reward_fn(examples, texts):
-        return rer([e.query for e in examples], texts, [e.reference for e in examples], [e.qtype for e in examples])
+        return white_box_reward([e.query for e in examples], texts, [e.reference for e in examples],
+                                [e.qtype for e in examples])
 
-    return reward_config, rer, reward_fn
+    return reward_config, white_box_reward, reward_fn
 
 
 def restore(accelerator, resume_path: Path, is_ds: bool, trainer: PPOTrainer, stream: PromptStream) -> None:

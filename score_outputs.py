@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                                    else ({}, None))
         examples, responses = read_samples(args, reward_config.needs_qtype)
         stop_strings = proxy.stop_strings
-        rer = ReversedEngineeredRewardForInference(reward_config, stop_strings, extra_features, combine)
-        rewards, features = rer.score_examples(examples, responses, args.batch_size, return_features=True)
+        white_box_reward = ReversedEngineeredRewardForInference(reward_config, stop_strings, extra_features, combine)
+        rewards, features = white_box_reward.score_examples(examples, responses, args.batch_size, return_features=True)
     extra = list(extra_features)
     source = args.outputs_path or f"{args.annotations_path} (reference answers)"
     print_summary(summarize(features, extra), extra, f"proxy reward of {source}")

@@ -38,11 +38,11 @@ from rre.paper_data import require_data_file  # noqa: E402
 DEFAULT_DATA = ROOT / "data" / "alpacafarm_val.json"  # bash scripts/get_paper_data.sh
 
 
-def timed(rer, examples, responses, batch_size, features: bool = False) -> float:
+def timed(white_box_reward, examples, responses, batch_size, features: bool = False) -> float:
     """Responses/s of the reward (features=False: only the relevance the formula needs, as PPO scores) or of
     the reward with every feature (QR and RAR wherever there is a text: what prescreen.py and the checks need)."""
     start = time.perf_counter()
-    out = rer.score_examples(examples, responses, batch_size=batch_size, progress=False, return_features=features)
+    out = white_box_reward.score_examples(examples, responses, batch_size=batch_size, progress=False, return_features=features)
     elapsed = time.perf_counter() - start
     assert len(out[0] if features else out) == len(examples)
     return len(examples) / elapsed
@@ -96,11 +96,11 @@ def main() -> None:
         compare_float32(full, examples, responses, args)
 
 
-def compare_float32(rer, examples, responses, args) -> None:
+def compare_float32(white_box_reward, examples, responses, args) -> None:
     """Largest |difference| of QR and RAR from the exact path (torch, float32), over every sample."""
     exact = ReversedEngineeredRewardForInference(RewardConfig(reward_device=args.device), encoder=RelevanceEncoder(
         args.relevance_model, batch_size=args.encoder_batch_size, device=args.device, dtype="float32", backend="torch"))
-    _, got = rer.score_examples(examples, responses, args.batch_size, return_features=True, progress=False)
+    _, got = white_box_reward.score_examples(examples, responses, args.batch_size, return_features=True, progress=False)
     _, ref = exact.score_examples(examples, responses, args.batch_size, return_features=True, progress=False)
     for name in ("QR", "RAR"):
         diffs = [abs(a[name] - b[name]) for a, b in zip(got, ref) if a[name] == a[name] and b[name] == b[name]]

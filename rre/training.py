@@ -20,7 +20,7 @@ from rre.proxy_settings import write_training_config
 
 
 @dataclass
-class TrainingArguments:
+class SharedTrainingFlags:
     """The flags run_ppo.py and run_grpo.py share (the paper's names); each script's ScriptArguments extends them."""
 
     model_name: str | None = field(
@@ -59,14 +59,14 @@ class TrainingArguments:
     )
 
 
-def run_inputs(args: TrainingArguments) -> dict[str, str | None]:
+def run_inputs(args: SharedTrainingFlags) -> dict[str, str | None]:
     """The paths a training run reads, by flag: none of them may be written over or removed."""
     return {"model_name": args.model_name, "tokenizer_name": args.tokenizer_name, "dataset_path": args.dataset_path,
             "dev_prompt_path": getattr(args, "dev_prompt_path", None), "features_module": args.features_module,
             "resume_from_checkpoint": None if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint}
 
 
-def start_run_folder(args: TrainingArguments, command: str, kind: OutputKind, config_record: dict) -> Path:
+def start_run_folder(args: SharedTrainingFlags, command: str, kind: OutputKind, config_record: dict) -> Path:
     """On the main process, once every check has passed and before the first step: the old run's own folders
     removed (--overwrite), a killed save's leftovers tidied, the run folder made (marked when this run made it)
     and its training_config.json written."""
@@ -85,20 +85,20 @@ def start_run_folder(args: TrainingArguments, command: str, kind: OutputKind, co
     return base
 
 
-def policy_folder(args: TrainingArguments) -> str:
+def policy_folder(args: SharedTrainingFlags) -> str:
     """The policy the run loads (--model_name, else the offline SmolLM2's folder), for the checks that read its
     config.json before any weights load."""
     return args.model_name or str(smollm2_folder(args.cache_dir))
 
 
-def prompt_and_response(args: TrainingArguments, output_max_length: int) -> dict:
+def prompt_and_response(args: SharedTrainingFlags, output_max_length: int) -> dict:
     """The token lengths a training sequence holds, for `validation.fits_context`: the longest prompt kept and
     the longest response."""
     prompt = args.max_prompt_length or (output_max_length, "its default: --output_max_length")
     return {"output_max_length": output_max_length, "max_prompt_length": prompt}
 
 
-def finished(args: TrainingArguments) -> bool:
+def finished(args: SharedTrainingFlags) -> bool:
     """With --resume_from_checkpoint=latest, a run at --output_dir that already reached --overall_steps is
     finished: say so (nothing is loaded or written) and let the script exit 0."""
     final = finished_run(args.output_dir, args.overall_steps) if args.resume_from_checkpoint == "latest" else None
@@ -115,7 +115,7 @@ def process_settings(num_threads: int | None) -> None:
         torch.set_num_threads(num_threads)
 
 
-def policy_and_format(args: TrainingArguments) -> tuple[str, Any, PromptFormat]:
+def policy_and_format(args: SharedTrainingFlags) -> tuple[str, Any, PromptFormat]:
     """The policy's name (default: the offline SmolLM2), its tokenizer (padding with EOS when it has no pad token)
     and the prompt format (`auto`: the tokenizer's chat template when it has one, else Alpaca)."""
     from transformers import AutoTokenizer
