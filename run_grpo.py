@@ -21,6 +21,8 @@ optimizer update, so --overall_steps and --save_freq count the same rollouts as 
 
 from __future__ import annotations
 
+import rre.openmp  # noqa: F401  (first: sets OpenMP's barrier wait before torch loads)
+
 import importlib.util
 import math
 import os
@@ -29,26 +31,25 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# OpenMP threads spin briefly at a barrier, then sleep (before torch loads); see run_ppo.py.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+import torch
 
-import torch  # noqa: E402
-
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
-from rre import validation  # noqa: E402
-from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint  # noqa: E402
-from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.features import check_features_module  # noqa: E402
-from rre.files import GRPO_CHECKPOINT, new_partial_dir, partial_path, remove_trainer_leftovers, replace_dir  # noqa: E402,E501
-from rre.loading import load_errors  # noqa: E402
-from rre.precision import CHOICES as PRECISION_CHOICES  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward
+from rre import validation
+from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint
+from rre.data import DataError, exit_on_data_error, load_examples
+from rre.features import check_features_module
+from rre.files import GRPO_CHECKPOINT, new_partial_dir, partial_path, remove_trainer_leftovers, replace_dir
+from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
-from rre.prompts import PROMPT_FORMATS  # noqa: E402
-from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
-from rre.records import read_json, require_key  # noqa: E402
-from rre.training import (  # noqa: E402
+from rre.prompts import PROMPT_FORMATS
+from rre.proxy_settings import proxy_settings, write_training_config
+from rre.records import read_json, require_key
+from rre.training import (
+    ATTENTION_CHOICES,
+    PRECISION_SPELLINGS,
     SharedTrainingFlags,
     finished,
+    mixed_precision_setting,
     policy_and_format,
     policy_folder,
     process_settings,
@@ -59,26 +60,20 @@ from rre.training import (  # noqa: E402
 )
 
 TRAINERS = ("grpo", "rloo")
+# --mixed_precision (--precision) as the policy weights' dtype: precision.py's choices.
+POLICY_DTYPES = {"auto": "auto", "no": "float32", "bf16": "bfloat16"}
 TRAINER_STATE = "trainer_state.json"  # TRL/transformers' own state file: marks a complete step folder
 
 
 @dataclass
 class ScriptArguments(SharedTrainingFlags):
-    """Run flags; the names are run_ppo.py's (the paper's), plus --trainer and --precision."""
+    """Run flags; the names are run_ppo.py's (the paper's), plus --trainer."""
 
     trainer: str = field(default="grpo", metadata={"help": "grpo (TRL GRPOTrainer) | rloo (TRL RLOOTrainer)"})
     exp_name: str = field(default="grpo", metadata={"help": "experiment name (tensorboard/wandb run name)"})
     output_dir: str = field(default="runs/grpo", metadata={"help": "run folder; checkpoints go to {output_dir}_step_N"})
     overall_steps: int = field(default=10000, metadata={"help": "number of steps (rollout batches)"})
     save_freq: int | None = field(default=500, metadata={"help": "save {output_dir}_step_N every N steps (0: only final)"})
-    precision: str = field(
-        default="auto",
-        metadata={"help": "policy weights: auto (bfloat16 only where the device runs it natively, else float32) | "
-                  "bfloat16 | float32. LoRA weights stay float32"},
-    )
-    attn_implementation: str = field(
-        default="auto", metadata={"help": "auto: eager on CPU (as run_ppo.py), transformers' default elsewhere | eager | sdpa"}
-    )
 
 
 @dataclass
@@ -132,7 +127,9 @@ def check_flags(args: ScriptArguments, trl_args: TRLArguments, reward_config: Re
     validation.one_of("log_with", args.log_with, ("tensorboard", "wandb", "none"))
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
         raise DataError("--log_with=wandb needs the wandb package (pip install wandb)")
-    validation.one_of("precision", args.precision, PRECISION_CHOICES)
+    if args.mixed_precision is not None:
+        validation.one_of("mixed_precision", args.mixed_precision, tuple(s for s in PRECISION_SPELLINGS if s != "fp16"))
+    validation.one_of("attn_implementation", args.attn_implementation, ATTENTION_CHOICES)
     validation.positive("overall_steps", args.overall_steps)
     validation.non_negative("save_freq", args.save_freq, allow_none=True)
     for name in ("max_prompt_length", "num_threads"):
@@ -312,9 +309,10 @@ def load_policy(args: ScriptArguments, model_name: str, device: torch.device, ma
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
-    dtype = resolve_dtype(args.precision, device)
+    requested = POLICY_DTYPES[mixed_precision_setting(args.mixed_precision) or "auto"]
+    dtype = resolve_dtype(requested, device)
     if main_proc:
-        announce("policy", dtype, args.precision, device)
+        announce("policy", dtype, requested, device)
     attn = args.attn_implementation
     if attn == "auto":
         attn = "eager" if device.type == "cpu" else None

@@ -14,50 +14,40 @@ The flags keep the paper's names (`--help` lists them, with the reward's flags).
                                       state/ (accelerate's save_state), which --resume_from_checkpoint restores
   {output_dir}_final/                 the same at the end
 A checkpoint is built under a hidden `.partial-` name and renamed once complete, so a killed save never looks
-like one (checkpoints.py lists the complete ones); the next start removes what a killed save left.
+like one (checkpoints.py lists the complete ones); the next start removes what a killed save left. What a
+checkpoint holds and how a run resumes from it: rre/run_state.py.
 """
 
 from __future__ import annotations
 
+import rre.openmp  # noqa: F401  (first: sets OpenMP's barrier wait before torch loads)
+
 import importlib.util
 import os
-import signal
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# OpenMP threads wait at a barrier by spinning briefly (10,000 turns, microseconds), then sleep; set before torch
-# loads. libgomp's default spins 300,000: on a shared CPU, threads spinning while a descheduled sibling held them
-# up made forwards up to 10x slower for us. Not spinning at all (OMP_WAIT_POLICY=PASSIVE, used before) made a
-# rollout 35% slower: each of a decode step's thousands of small ops had to wake the threads.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+import torch
 
-import torch  # noqa: E402
-
-from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward  # noqa: E402,E501
-from rre import validation  # noqa: E402
-from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint  # noqa: E402
-from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.features import check_features_module  # noqa: E402
-from rre.files import PPO_CHECKPOINT, new_partial_dir, partial_path, replace_dir, write_json  # noqa: E402
-from rre.loading import load_errors  # noqa: E402
-from rre.ppo import (  # noqa: E402
-    PolicyWithValueHead,
-    PPOConfig,
-    PPOTrainer,
-    ValueHead,
-    optimizer_steps_per_ppo_step,
-    train_chunk_size,
-    trainable_named_parameters,
-)
-from rre.precision import mixed_precision_for  # noqa: E402
-from rre.prompts import PROMPT_FORMATS, TEMPLATES  # noqa: E402
-from rre.proxy_settings import proxy_settings, write_training_config  # noqa: E402
-from rre.records import read_json  # noqa: E402
-from rre.training import (  # noqa: E402
+from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward
+from rre import validation
+from rre.checkpoints import check_run_target, checkpoint_path
+from rre.data import DataError, exit_on_data_error, load_examples
+from rre.features import check_features_module
+from rre.files import PPO_CHECKPOINT
+from rre.loading import load_errors
+from rre.ppo import PolicyWithValueHead, PPOConfig, PPOTrainer, ValueHead, optimizer_steps_per_ppo_step, train_chunk_size
+from rre.precision import mixed_precision_for
+from rre.prompts import PROMPT_FORMATS, TEMPLATES
+from rre.proxy_settings import proxy_settings
+from rre.run_state import PromptStream, find_resume, read_run_summary, register_run_state, restore, save_checkpoint
+from rre.training import (
+    ATTENTION_CHOICES,
+    PRECISION_SPELLINGS,
     SharedTrainingFlags,
     finished,
+    mixed_precision_setting,
     policy_and_format,
     policy_folder,
     process_settings,
@@ -66,11 +56,10 @@ from rre.training import (  # noqa: E402
     start_run_folder,
     tokenize_prompts,
 )
-from rre.validation import parse_flags  # noqa: E402
+from rre.validation import parse_flags
 
-STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
-STATE_DIR = "state"  # accelerate's save_state: optimizer (ZeRO partitions), RNG, registered objects, LoRA weights
-VALUE_HEAD = "value_head.safetensors"
+# ---------------------------------------------------------------------------------------------------------
+# Flags.
 
 
 @dataclass
@@ -83,17 +72,6 @@ class ScriptArguments(SharedTrainingFlags):
     output_dir: str = field(default="runs/ppo", metadata={"help": "run folder; checkpoints go to {output_dir}_step_N"})
     overall_steps: int = field(default=10000, metadata={"help": "number of PPO steps"})
     save_freq: int | None = field(default=500, metadata={"help": "evaluate and save every N steps (0/None: only final)"})
-    mixed_precision: str | None = field(
-        default=None,
-        metadata={"help": "auto | no | bf16 | fp16 (default: accelerate's config when launched with one, else auto: "
-                  "bf16 where the device runs it natively, see precision.py). bf16 without DeepSpeed keeps the "
-                  "frozen base weights in bf16 and LoRA/value head in fp32 under autocast"},
-    )
-    attn_implementation: str = field(
-        default="auto",
-        metadata={"help": "auto: eager on CPU (its backward was ~1.7x faster than the CPU flash kernel in our "
-                  "measurements), transformers' default elsewhere | eager | sdpa | flash_attention_2"},
-    )
     eval_table_rows: int = field(default=3, metadata={"help": "dev rows printed at each evaluation"})
     accumulation_from_launch: bool = field(
         default=True,
@@ -169,8 +147,8 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
     if args.log_with == "wandb" and importlib.util.find_spec("wandb") is None:
         raise DataError("--log_with=wandb needs the wandb package (pip install wandb)")
     if args.mixed_precision is not None:  # None: accelerate's config, else the precision rule
-        validation.one_of("mixed_precision", args.mixed_precision, ("auto", "no", "bf16", "fp16"))
-    validation.one_of("attn_implementation", args.attn_implementation, ("auto", "eager", "sdpa", "flash_attention_2"))
+        validation.one_of("mixed_precision", args.mixed_precision, tuple(PRECISION_SPELLINGS))
+    validation.one_of("attn_implementation", args.attn_implementation, ATTENTION_CHOICES)
     if args.adafactor:
         raise DataError("--adafactor=true is not supported (the optimizer is Adam, as in the paper's command)")
     if args.load_in_8bit:
@@ -197,256 +175,8 @@ def check_flags(args: ScriptArguments, ppo_config: PPOConfig, reward_config: Rew
     check_run_target(args.output_dir, args.resume_from_checkpoint, args.overwrite, PPO_CHECKPOINT, run_inputs(args))
 
 
-def optimizer_accumulation(ppo_config: PPOConfig, from_launch: bool) -> tuple[int, str]:
-    """Mini-batches per optimizer step, and where that number came from.
-
-    The paper's stack: TRL 0.7.4 passed --gradient_accumulation_steps to accelerate 0.23's `Accelerator`, which
-    took ACCELERATE_GRADIENT_ACCUMULATION_STEPS in its place when set. `accelerate launch` exports that variable
-    from a DeepSpeed launch config's gradient_accumulation_steps, which the paper's zero2-bf16.yaml set to 1: the
-    paper took an optimizer step every mini-batch (32 per PPO step of batch 16, mini-batch 2, 4 epochs).
-    """
-    env = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
-    if from_launch and env and env.isdigit() and int(env) >= 1:
-        return int(env), ("the launch config's gradient_accumulation_steps, which replaced "
-                          f"--gradient_accumulation_steps={ppo_config.gradient_accumulation_steps} in the paper's stack; "
-                          "--accumulation_from_launch=false to use the flag")
-    return ppo_config.gradient_accumulation_steps, "--gradient_accumulation_steps"
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Data.
-
-
-class PromptStream:
-    """Shuffled prompts, `batch_size` per process per step, epoch after epoch (incomplete tails dropped).
-
-    Its state (epoch, position) is two integers, so a resumed run continues with the same prompts.
-    """
-
-    def __init__(self, size: int, batch_size: int, num_processes: int, process_index: int, seed: int):
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.num_processes, self.rank = num_processes, process_index
-        self.epoch, self.position = 0, 0
-        if size < batch_size * num_processes:
-            raise DataError(f"{size} prompts are fewer than batch_size x processes ({batch_size * num_processes})")
-
-    def next_indices(self) -> list[int]:
-        chunk = self.batch_size * self.num_processes
-        if self.position + chunk > self.size:
-            self.epoch, self.position = self.epoch + 1, 0
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        mine = order[self.position + self.rank * self.batch_size: self.position + (self.rank + 1) * self.batch_size]
-        self.position += chunk
-        return mine.tolist()
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = state["epoch"], state["position"]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Model.
-
-
-def build_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str, bf16_base: bool,
-                 device: torch.device) -> PolicyWithValueHead:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    attn = args.attn_implementation
-    if attn == "auto":
-        attn = "eager" if device.type == "cpu" else None
-    with load_errors("model_name", model_name):
-        base = AutoModelForCausalLM.from_pretrained(
-            model_name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code,
-            dtype=torch.bfloat16 if bf16_base else torch.float32, attn_implementation=attn)
-    if args.gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
-                      task_type="CAUSAL_LM", target_modules=[m.strip() for m in args.lora_target_modules.split(",")])
-    # autocast_adapter_dtype keeps the LoRA weights in float32 even when the frozen base is bf16.
-    policy = get_peft_model(base, lora, autocast_adapter_dtype=True)
-    value_head = ValueHead(base.config.get_text_config().hidden_size, ppo_config.value_head_dropout)
-    return PolicyWithValueHead(policy, value_head.to(base.device))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Checkpoints.
-
-
-def register_run_state(accelerator, trainer: PPOTrainer, stream: PromptStream) -> None:
-    """Hand the run's state to accelerate: `save_state`/`load_state` then cover the optimizer (DeepSpeed's
-    partitions under ZeRO-2), every process's RNG, and these objects (each has state_dict/load_state_dict):
-    the step and skip counters, the KL controller, the running score moments and the prompt stream.
-
-    Without DeepSpeed accelerate would save the whole model, frozen base included; the hooks keep only the
-    trainable weights (LoRA, value head), which is all a resume needs beside --model_name."""
-    for obj in (trainer, trainer.kl_ctl, trainer.running, stream):
-        accelerator.register_for_checkpointing(obj)
-    if trainer.is_deepspeed:
-        return
-
-    def keep_trainable(models, weights, output_dir) -> None:
-        for i, model in enumerate(models):
-            names = dict(trainable_named_parameters(model))
-            weights[i] = {k: v for k, v in weights[i].items() if k in names}
-
-    def load_trainable(models, input_dir) -> None:
-        from safetensors.torch import load_file
-
-        model = models.pop(0)  # loaded here, so that accelerate's strict load_state_dict does not see it
-        saved = load_file(str(Path(input_dir) / "model.safetensors"))
-        params = dict(trainable_named_parameters(model))
-        if set(saved) != set(params):
-            raise DataError(f"{input_dir}: the saved trainable weights do not match this model's "
-                            f"({len(saved)} saved, {len(params)} here; same --model_name and LoRA flags?)")
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(saved[name])
-
-    accelerator.register_save_state_pre_hook(keep_trainable)
-    accelerator.register_load_state_pre_hook(load_trainable)
-
-
-def state_file_globals(deepspeed: bool) -> list:
-    """The classes (beyond tensors and plain data) accelerate's and DeepSpeed's state files hold."""
-    from accelerate.utils.other import TORCH_SAFE_GLOBALS  # numpy's RNG state
-
-    allowed = list(TORCH_SAFE_GLOBALS)
-    if deepspeed:
-        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-        from deepspeed.runtime.zero.config import ZeroStageEnum
-        from deepspeed.utils.tensor_fragment import fragment_address
-
-        allowed += [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
-    return allowed
-
-
-def check_state_files(state_dir: Path, deepspeed: bool) -> None:
-    """accelerate and DeepSpeed read their state files with full unpickling. Open each one first with
-    `weights_only=True`, which admits only tensors, plain containers and the few named classes these files
-    hold, so a tampered checkpoint stops here instead of running code."""
-    allowed = state_file_globals(deepspeed)
-    for f in sorted(state_dir.rglob("*")):
-        if f.suffix in (".pkl", ".pt", ".bin"):
-            try:
-                with torch.serialization.safe_globals(allowed):
-                    torch.load(f, map_location="cpu", weights_only=True)
-            except Exception as err:  # any failure means: not plain data
-                raise DataError(f"{f}: not plain tensors/data ({type(err).__name__}); refusing to unpickle it "
-                                "(resume only from checkpoints run_ppo.py wrote)") from None
-
-
-def drop_tied_frozen_weights(state_dir: Path, model: torch.nn.Module) -> None:
-    """DeepSpeed's `exclude_frozen_parameters` still saves a frozen weight tied to another (SmolLM2's lm_head is
-    its input embedding: 113 MB per checkpoint). Keep only the trainable tensors in its module-state file; the
-    resume loads it with load_module_strict=False and the frozen base comes from --model_name again."""
-    trainable = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
-    for f in state_dir.rglob("*model_states.pt"):
-        with torch.serialization.safe_globals(state_file_globals(deepspeed=True)):
-            state = torch.load(f, map_location="cpu", weights_only=True)
-        state["module"] = {k: v for k, v in state["module"].items() if k in trainable}
-        torch.save(state, f)
-
-
-def save_checkpoint(path: Path, trainer: PPOTrainer, tokenizer, stream: PromptStream, accelerator,
-                    config_record: dict | None = None) -> None:
-    """The adapter (PEFT, loadable on the base model), value head, tokenizer, a copy of the run's
-    training_config.json (the proxy it trained with travels with the checkpoint), and accelerate's run state in
-    `state/`. Built under a hidden temporary name and renamed into place once complete (files.py), so a killed
-    save never looks like a checkpoint. Collective: every process calls it."""
-    from safetensors.torch import save_file
-
-    tmp = partial_path(path)
-    if accelerator.is_main_process:
-        new_partial_dir(path, PPO_CHECKPOINT)
-    accelerator.wait_for_everyone()
-    # ZeRO-2: each process writes its optimizer partition; the frozen base is not saved.
-    extra = {"exclude_frozen_parameters": True} if trainer.is_deepspeed else {}
-    accelerator.save_state(str(tmp / STATE_DIR), safe_serialization=True, **extra)
-    if accelerator.is_main_process:
-        model = trainer.unwrapped
-        if trainer.is_deepspeed:
-            drop_tied_frozen_weights(tmp / STATE_DIR, model)
-        model.policy.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in model.value_head.state_dict().items()},
-                  str(tmp / VALUE_HEAD))
-        tokenizer.save_pretrained(str(tmp))
-        if config_record is not None:
-            write_training_config(tmp, config_record)
-        if os.environ.get("RRE_TEST_KILL_DURING_SAVE") == path.name:  # tests/test_kill_resume.py only
-            os.kill(os.getpid(), signal.SIGKILL)
-        summary = {**trainer.state_dict(), "kl_coef": trainer.kl_ctl.value,
-                   "running_scores": trainer.running.state_dict(), "data": stream.state_dict(),
-                   "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
-                   "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-        write_json(tmp / STATE_JSON, summary)
-        replace_dir(tmp, path, PPO_CHECKPOINT)
-    accelerator.wait_for_everyone()
-
-
-def read_run_summary(path: Path) -> dict:
-    """The checkpoint's training_state.json: what `--resume_from_checkpoint` restores, in readable form."""
-    if not (path / STATE_JSON).is_file() or not (path / STATE_DIR).is_dir():
-        raise DataError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_JSON} and "
-                        f"{STATE_DIR}/; checkpoints written before the run state moved to accelerate cannot resume)")
-    return read_json(path / STATE_JSON, "--resume_from_checkpoint")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Logging and evaluation.
-
-
-def tracker_config(record: dict) -> dict:
-    """The run's settings as the flat scalar dict trackers accept (tensorboard's hparams reject None/lists)."""
-    flat = {}
-    for section, values in record.items():
-        for key, value in values.items():
-            flat[f"{section}/{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
-
-
-def evaluate(trainer: PPOTrainer, examples, prompts, reward_fn, accelerator, table_rows: int, title: str) -> dict:
-    """Proxy reward of sampled dev responses (each process takes a share), with a few rows printed."""
-    from accelerate.utils import gather_object
-
-    rank, world = accelerator.process_index, accelerator.num_processes
-    mine = list(range(rank, len(examples), world))
-    size = trainer.config.generation_batch_size or trainer.config.batch_size
-    rows = []
-    for start in range(0, len(mine), size):
-        idx = mine[start:start + size]
-        _, texts = trainer.generate([prompts[i] for i in idx])
-        scores = reward_fn([examples[i] for i in idx], texts)
-        rows += [(i, t, s) for i, t, s in zip(idx, texts, scores)]
-    rows = sorted(gather_object(rows))
-    rewards = torch.tensor([s for _, _, s in rows], dtype=torch.float64)
-    stats = {"eval/reward_mean": rewards.mean().item(),
-             "eval/reward_std": rewards.std().item() if len(rows) > 1 else 0.0}
-    if accelerator.is_main_process and table_rows:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("prompt", "response", "reward", title=f"{title}: dev reward {stats['eval/reward_mean']:.3f} "
-                      f"+/- {stats['eval/reward_std']:.3f} (n={len(rows)})", show_lines=True)
-        for i, text, score in rows[:table_rows]:
-            table.add_row(examples[i].query[:300], text[:500], f"{score:.3f}")
-        Console(stderr=True).print(table)
-    return stats
-
-
-def format_step_line(step: int, total: int, s: dict[str, float]) -> str:
-    return (f"step {step}/{total} | reward {s['env/reward_mean']:.3f} +/- {s['env/reward_std']:.3f} | "
-            f"kl {s.get('objective/kl', float('nan')):.3f} | kl_coef {s['objective/kl_coef']:.4f} | "
-            f"loss {s.get('ppo/loss/total', float('nan')):.4f} | len {s['tokens/responses_len_mean']:.1f} | "
-            f"{s['time/step']:.1f}s (gen {s['time/generation']:.1f}, reward {s['time/reward']:.1f}, "
-            f"fwd {s['time/forward']:.1f}, update {s['time/update']:.1f})"
-            + (f" | skipped {int(s['ppo/skipped_steps'])} steps" if s["ppo/skipped_steps"] else ""))
-
-
-# ---------------------------------------------------------------------------------------------------------
+# The run: main, then the training loop.
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -460,199 +190,6 @@ def main(argv: list[str] | None = None) -> None:
         except FloatingPointError as err:  # too many NaN/inf steps in a row
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
-
-
-@dataclass
-class PPORun:
-    """Everything `setup` builds: the CLI loop below and bench/ppo_smollm2.py drive it."""
-
-    accelerator: object
-    trainer: PPOTrainer
-    tokenizer: object
-    stream: PromptStream
-    train_examples: list
-    train_prompts: list
-    dev_examples: list
-    dev_prompts: list
-    reward_fn: object
-    reward_model: ReversedEngineeredRewardForInference
-    config_record: dict
-
-
-def choose_mixed_precision(flag: str | None, environ) -> tuple[str | None, str]:
-    """(value for Accelerator, why): the flag when given; else accelerate's config when launched with one (it sets
-    ACCELERATE_MIXED_PRECISION); else precision.py's rule: bf16 only where the device runs it natively."""
-    if flag not in (None, "auto"):
-        return flag, "requested"
-    if flag is None and "ACCELERATE_MIXED_PRECISION" in environ:
-        return None, "accelerate config"
-    return mixed_precision_for("auto", "cuda" if torch.cuda.is_available() else "cpu"), "precision.py rule"
-
-
-def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> PPORun:
-    """Accelerator, tokenizer, prompts, policy, optimizer, reward and trainer; restores a checkpoint."""
-    from accelerate.utils import DistributedType, set_seed
-
-    accelerator, accumulation, source, chunk = make_accelerator(args, ppo_config)
-    is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
-    set_seed(args.seed)  # identical initial LoRA and value-head weights on every process
-    model_name, tokenizer, prompt_format = policy_and_format(args)
-    train_examples, train_prompts, dev_examples, dev_prompts = load_prompts(args, ppo_config, reward_config,
-                                                                            tokenizer, prompt_format, accelerator)
-    stream = PromptStream(len(train_prompts), ppo_config.batch_size, accelerator.num_processes,
-                          accelerator.process_index, args.seed)
-    resume_path = find_resume(args, accelerator, is_ds)  # before building anything
-    model, optimizer = prepare_policy(args, ppo_config, model_name, accelerator, is_ds, chunk, accumulation)
-    reward_config, white_box_reward, reward_fn = build_reward(args, reward_config, prompt_format, accelerator)
-    trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
-                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation,
-                         response_postprocess=reward_config.response_postprocess)
-    register_run_state(accelerator, trainer, stream)
-    if resume_path:
-        restore(accelerator, resume_path, is_ds, trainer, stream)
-    else:
-        set_seed(args.seed + accelerator.process_index)  # different samples on each process
-    fmt_name = prompt_format.name
-    config_record = {"script": asdict(args), "ppo": asdict(ppo_config), "reward": asdict(reward_config),
-                     "resolved": {"model_name": model_name, "prompt_format": fmt_name,
-                                  "response_postprocess": reward_config.response_postprocess,
-                                  "rollouts_cut_with_eos": trainer.cut_rollouts,
-                                  "num_processes": accelerator.num_processes,
-                                  "distributed_type": str(accelerator.distributed_type),
-                                  "mixed_precision": accelerator.mixed_precision,
-                                  "accumulation_steps": accumulation, "accumulation_source": source,
-                                  "optimizer_steps_per_ppo_step": trainer.optimizer_steps_per_ppo_step},
-                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
-    return PPORun(accelerator, trainer, tokenizer, stream, train_examples, train_prompts, dev_examples, dev_prompts,
-                  reward_fn, white_box_reward, config_record)
-
-
-def make_accelerator(args: ScriptArguments, ppo_config: PPOConfig):
-    """The Accelerator (mixed precision by choose_mixed_precision), and the optimizer accumulation: returns
-    (accelerator, accumulation, where it came from, train chunk size)."""
-    from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
-
-    handlers = []
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
-        # DeepSpeed on CPU: accelerate only counts the processes when the process group backend is named.
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    mixed_precision, why = choose_mixed_precision(args.mixed_precision, os.environ)
-    logging_dir = args.logging_dir or str(Path(args.output_dir) / "logs")
-    accelerator = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=handlers,
-                              log_with=None if args.log_with == "none" else args.log_with, project_dir=logging_dir)
-    if accelerator.is_main_process:
-        print(f"run_ppo.py: mixed precision {accelerator.mixed_precision} on {accelerator.device.type} ({why})",
-              file=sys.stderr)
-    accumulation, source = optimizer_accumulation(ppo_config, args.accumulation_from_launch)
-    try:
-        chunk = train_chunk_size(ppo_config, accumulation)
-    except ValueError as err:
-        raise DataError(f"{err} ({source})") from None
-    # The PPO loop accumulates its own chunks (the trainer sets this again; DeepSpeed's prepare reads it).
-    accelerator.gradient_accumulation_steps = ppo_config.mini_batch_size * accumulation // chunk
-    if accelerator.is_main_process:
-        print(f"optimizer steps per PPO step: {optimizer_steps_per_ppo_step(ppo_config, accumulation)} "
-              f"(mini-batch {ppo_config.mini_batch_size}, accumulation {accumulation}; {source})", file=sys.stderr)
-    return accelerator, accumulation, source, chunk
-
-
-def load_prompts(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig, tokenizer, prompt_format,
-                 accelerator) -> tuple[list, list, list, list]:
-    """Train and dev examples and their prompt token ids (longer prompts dropped); enough for one batch per process.
-    The reward reads each example's own fields (query, reference, qtype), never the prompt text."""
-    main_proc, fmt_name = accelerator.is_main_process, prompt_format.name
-    max_prompt = args.max_prompt_length or ppo_config.output_max_length
-    train_examples = load_examples(args.dataset_path, require_qtype=reward_config.needs_qtype)
-    train_examples, train_prompts, too_long = tokenize_prompts(train_examples, prompt_format, tokenizer, max_prompt)
-    if main_proc:
-        print(f"train: {len(train_prompts)} prompts from {args.dataset_path} ({too_long} longer than {max_prompt} "
-              f"tokens dropped); prompt format: {fmt_name}", file=sys.stderr)
-    dev_examples, dev_prompts = [], []
-    if args.dev_prompt_path and args.save_freq:
-        dev_examples = load_examples(args.dev_prompt_path, require_qtype=reward_config.needs_qtype)[: args.dev_max_examples]
-        dev_examples, dev_prompts, dropped = tokenize_prompts(dev_examples, prompt_format, tokenizer, max_prompt)
-        if main_proc:
-            print(f"dev: {len(dev_prompts)} prompts from {args.dev_prompt_path} ({dropped} dropped)", file=sys.stderr)
-    need = ppo_config.batch_size * accelerator.num_processes
-    if len(train_prompts) < need:
-        why = (f"; {too_long} of its {len(train_examples) + too_long} prompts are longer than --max_prompt_length="
-               f"{max_prompt} tokens" + ("" if args.max_prompt_length else " (it defaults to --output_max_length, "
-                                         "as in the paper; set --max_prompt_length)") if too_long else "")
-        raise DataError(f"--dataset_path {args.dataset_path}: {len(train_prompts)} usable prompts, fewer than "
-                        f"batch_size x processes ({need}){why}")
-    return train_examples, train_prompts, dev_examples, dev_prompts
-
-
-def find_resume(args: ScriptArguments, accelerator, is_ds: bool) -> Path | None:
-    """The checkpoint to resume from (None: start fresh), checked against this launch (DeepSpeed or not, processes)."""
-    main_proc = accelerator.is_main_process
-    resume_path, summary = None, {}
-    if args.resume_from_checkpoint:
-        if args.resume_from_checkpoint == "latest":
-            resume_path = latest_checkpoint(args.output_dir, STATE_JSON)
-            if resume_path is None and main_proc:
-                print(f"no checkpoint {args.output_dir}_step_N found; starting from scratch", file=sys.stderr)
-        else:
-            resume_path = Path(args.resume_from_checkpoint)
-        if resume_path is not None:
-            summary = read_run_summary(resume_path)
-            saved_world, saved_type = summary.get("num_processes"), summary.get("distributed_type")
-            if ("DEEPSPEED" in str(saved_type)) != is_ds:  # the two keep the optimizer state in different files
-                raise DataError(f"{resume_path} was written {'with' if not is_ds else 'without'} DeepSpeed "
-                                f"({saved_type}); resume it under the launch it was written with")
-            if saved_world != accelerator.num_processes:
-                if is_ds:  # DeepSpeed restores a ZeRO-2 optimizer partition only onto the rank that wrote it
-                    raise DataError(f"{resume_path} was written by {saved_world} processes and ZeRO-2 keeps one "
-                                    f"optimizer partition per process: resume with --num_processes {saved_world}")
-                if main_proc:
-                    print(f"note: {resume_path} was written by {saved_world} processes, resuming with "
-                          f"{accelerator.num_processes}: weights, optimizer and data position carry over; processes "
-                          "without a saved RNG state start from the seed", file=sys.stderr)
-
-    return resume_path
-
-
-def prepare_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str, accelerator, is_ds: bool,
-                   chunk: int, accumulation: int):
-    """The policy (LoRA and value head) and its Adam optimizer, through accelerator.prepare (DeepSpeed's batch
-    keys filled in by hand: no dataloader goes through prepare)."""
-    bf16_base = accelerator.mixed_precision == "bf16" and not is_ds
-    model = build_policy(args, ppo_config, model_name, bf16_base, accelerator.device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ppo_config.learning_rate)
-    if is_ds:
-        ds = accelerator.state.deepspeed_plugin.deepspeed_config
-        if ds.get("zero_optimization", {}).get("stage", 0) == 3:
-            raise DataError("ZeRO-3 shards the parameters, which rollouts cannot use; use a ZeRO-2 config")
-        # No dataloader goes through prepare, so the batch keys must be filled by hand.
-        ds["train_micro_batch_size_per_gpu"] = chunk
-        ds["gradient_accumulation_steps"] = accelerator.gradient_accumulation_steps
-        ds["train_batch_size"] = ppo_config.mini_batch_size * accumulation * accelerator.num_processes
-        ds["gradient_clipping"] = ppo_config.max_grad_norm or 0.0
-    model, optimizer = accelerator.prepare(model, optimizer)
-
-    return model, optimizer
-
-
-def build_reward(args: ScriptArguments, reward_config: RewardConfig, prompt_format, accelerator):
-    """The proxy on this process's device: (its config, the reward, reward_fn(examples, texts))."""
-    reward_config, white_box_reward = training_reward(reward_config, prompt_format.stop_strings,
-                                                      args.features_module, accelerator.device)
-
-    def reward_fn(examples, texts):
-        return white_box_reward([e.query for e in examples], texts, [e.reference for e in examples],
-                                [e.qtype for e in examples])
-
-    return reward_config, white_box_reward, reward_fn
-
-
-def restore(accelerator, resume_path: Path, is_ds: bool, trainer: PPOTrainer, stream: PromptStream) -> None:
-    """Weights, optimizer (ZeRO partitions), RNG of every process, counters, KL, score moments, data position."""
-    check_state_files(resume_path / STATE_DIR, is_ds)
-    accelerator.load_state(str(resume_path / STATE_DIR), **({"load_module_strict": False} if is_ds else {}))
-    if accelerator.is_main_process:
-        print(f"resumed from {resume_path} at step {trainer.current_step} (kl_coef={trainer.kl_ctl.value:.6f}, "
-              f"data epoch {stream.epoch} position {stream.position})", file=sys.stderr)
 
 
 def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> None:
@@ -690,6 +227,254 @@ def train(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardCon
         print(f"done: {trainer.current_step} steps; final adapter in {checkpoint_path(args.output_dir, 'final')}",
               file=sys.stderr)
     accelerator.end_training()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Builders: what `setup` puts together.
+
+
+@dataclass
+class PPORun:
+    """Everything `setup` builds: the CLI loop below and bench/ppo_smollm2.py drive it."""
+
+    accelerator: object
+    trainer: PPOTrainer
+    tokenizer: object
+    stream: PromptStream
+    train_examples: list
+    train_prompts: list
+    dev_examples: list
+    dev_prompts: list
+    reward_fn: object
+    reward_model: ReversedEngineeredRewardForInference
+    config_record: dict
+
+
+def setup(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig) -> PPORun:
+    """Accelerator, tokenizer, prompts, policy, optimizer, reward and trainer; restores a checkpoint."""
+    from accelerate.utils import DistributedType, set_seed
+
+    accelerator, accumulation, source, chunk = make_accelerator(args, ppo_config)
+    is_ds = accelerator.distributed_type == DistributedType.DEEPSPEED
+    set_seed(args.seed)  # identical initial LoRA and value-head weights on every process
+    model_name, tokenizer, prompt_format = policy_and_format(args)
+    train_examples, train_prompts, dev_examples, dev_prompts = load_prompts(args, ppo_config, reward_config,
+                                                                            tokenizer, prompt_format, accelerator)
+    stream = PromptStream(len(train_prompts), ppo_config.batch_size, accelerator.num_processes,
+                          accelerator.process_index, args.seed)
+    resume_path = find_resume(args.resume_from_checkpoint, args.output_dir, accelerator, is_ds)  # before building anything
+    model, optimizer = prepare_policy(args, ppo_config, model_name, accelerator, is_ds, chunk, accumulation)
+    reward_config, white_box_reward, reward_fn = build_reward(args, reward_config, prompt_format, accelerator)
+    trainer = PPOTrainer(ppo_config, accelerator, model, optimizer, tokenizer, prompt_format, reward_fn,
+                         warmup_steps=args.overall_steps * ppo_config.warmup_ratio, accumulation_steps=accumulation,
+                         response_postprocess=reward_config.response_postprocess)
+    register_run_state(accelerator, trainer, stream)
+    if resume_path:
+        restore(accelerator, resume_path, is_ds, trainer, stream)
+    else:
+        set_seed(args.seed + accelerator.process_index)  # different samples on each process
+    fmt_name = prompt_format.name
+    config_record = {"script": asdict(args), "ppo": asdict(ppo_config), "reward": asdict(reward_config),
+                     "resolved": {"model_name": model_name, "prompt_format": fmt_name,
+                                  "response_postprocess": reward_config.response_postprocess,
+                                  "rollouts_cut_with_eos": trainer.cut_rollouts,
+                                  "num_processes": accelerator.num_processes,
+                                  "distributed_type": str(accelerator.distributed_type),
+                                  "mixed_precision": accelerator.mixed_precision,
+                                  "accumulation_steps": accumulation, "accumulation_source": source,
+                                  "optimizer_steps_per_ppo_step": trainer.optimizer_steps_per_ppo_step},
+                     "proxy": proxy_settings(reward_config, fmt_name, prompt_format.stop_strings, args.features_module)}
+    return PPORun(accelerator, trainer, tokenizer, stream, train_examples, train_prompts, dev_examples, dev_prompts,
+                  reward_fn, white_box_reward, config_record)
+
+
+def make_accelerator(args: ScriptArguments, ppo_config: PPOConfig):
+    """The Accelerator (mixed precision by choose_mixed_precision), and the optimizer accumulation: returns
+    (accelerator, accumulation, where it came from, train chunk size)."""
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    handlers = []
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not torch.cuda.is_available():
+        # DeepSpeed on CPU: accelerate only counts the processes when the process group backend is named.
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    mixed_precision, why = choose_mixed_precision(mixed_precision_setting(args.mixed_precision), os.environ)
+    logging_dir = args.logging_dir or str(Path(args.output_dir) / "logs")
+    accelerator = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=handlers,
+                              log_with=None if args.log_with == "none" else args.log_with, project_dir=logging_dir)
+    if accelerator.is_main_process:
+        print(f"run_ppo.py: mixed precision {accelerator.mixed_precision} on {accelerator.device.type} ({why})",
+              file=sys.stderr)
+    accumulation, source = optimizer_accumulation(ppo_config, args.accumulation_from_launch)
+    try:
+        chunk = train_chunk_size(ppo_config, accumulation)
+    except ValueError as err:
+        raise DataError(f"{err} ({source})") from None
+    # The PPO loop accumulates its own chunks (the trainer sets this again; DeepSpeed's prepare reads it).
+    accelerator.gradient_accumulation_steps = ppo_config.mini_batch_size * accumulation // chunk
+    if accelerator.is_main_process:
+        print(f"optimizer steps per PPO step: {optimizer_steps_per_ppo_step(ppo_config, accumulation)} "
+              f"(mini-batch {ppo_config.mini_batch_size}, accumulation {accumulation}; {source})", file=sys.stderr)
+    return accelerator, accumulation, source, chunk
+
+
+def choose_mixed_precision(flag: str | None, environ) -> tuple[str | None, str]:
+    """(value for Accelerator, why): the flag when given; else accelerate's config when launched with one (it sets
+    ACCELERATE_MIXED_PRECISION); else precision.py's rule: bf16 only where the device runs it natively."""
+    if flag not in (None, "auto"):
+        return flag, "requested"
+    if flag is None and "ACCELERATE_MIXED_PRECISION" in environ:
+        return None, "accelerate config"
+    return mixed_precision_for("auto", "cuda" if torch.cuda.is_available() else "cpu"), "precision.py rule"
+
+
+def optimizer_accumulation(ppo_config: PPOConfig, from_launch: bool) -> tuple[int, str]:
+    """Mini-batches per optimizer step, and where that number came from.
+
+    The paper's stack: TRL 0.7.4 passed --gradient_accumulation_steps to accelerate 0.23's `Accelerator`, which
+    took ACCELERATE_GRADIENT_ACCUMULATION_STEPS in its place when set. `accelerate launch` exports that variable
+    from a DeepSpeed launch config's gradient_accumulation_steps, which the paper's zero2-bf16.yaml set to 1: the
+    paper took an optimizer step every mini-batch (32 per PPO step of batch 16, mini-batch 2, 4 epochs).
+    """
+    env = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if from_launch and env and env.isdigit() and int(env) >= 1:
+        return int(env), ("the launch config's gradient_accumulation_steps, which replaced "
+                          f"--gradient_accumulation_steps={ppo_config.gradient_accumulation_steps} in the paper's stack; "
+                          "--accumulation_from_launch=false to use the flag")
+    return ppo_config.gradient_accumulation_steps, "--gradient_accumulation_steps"
+
+
+def load_prompts(args: ScriptArguments, ppo_config: PPOConfig, reward_config: RewardConfig, tokenizer, prompt_format,
+                 accelerator) -> tuple[list, list, list, list]:
+    """Train and dev examples and their prompt token ids (longer prompts dropped); enough for one batch per process.
+    The reward reads each example's own fields (query, reference, qtype), never the prompt text."""
+    main_proc, fmt_name = accelerator.is_main_process, prompt_format.name
+    max_prompt = args.max_prompt_length or ppo_config.output_max_length
+    train_examples = load_examples(args.dataset_path, require_qtype=reward_config.needs_qtype)
+    train_examples, train_prompts, too_long = tokenize_prompts(train_examples, prompt_format, tokenizer, max_prompt)
+    if main_proc:
+        print(f"train: {len(train_prompts)} prompts from {args.dataset_path} ({too_long} longer than {max_prompt} "
+              f"tokens dropped); prompt format: {fmt_name}", file=sys.stderr)
+    dev_examples, dev_prompts = [], []
+    if args.dev_prompt_path and args.save_freq:
+        dev_examples = load_examples(args.dev_prompt_path, require_qtype=reward_config.needs_qtype)[: args.dev_max_examples]
+        dev_examples, dev_prompts, dropped = tokenize_prompts(dev_examples, prompt_format, tokenizer, max_prompt)
+        if main_proc:
+            print(f"dev: {len(dev_prompts)} prompts from {args.dev_prompt_path} ({dropped} dropped)", file=sys.stderr)
+    need = ppo_config.batch_size * accelerator.num_processes
+    if len(train_prompts) < need:
+        why = (f"; {too_long} of its {len(train_examples) + too_long} prompts are longer than --max_prompt_length="
+               f"{max_prompt} tokens" + ("" if args.max_prompt_length else " (it defaults to --output_max_length, "
+                                         "as in the paper; set --max_prompt_length)") if too_long else "")
+        raise DataError(f"--dataset_path {args.dataset_path}: {len(train_prompts)} usable prompts, fewer than "
+                        f"batch_size x processes ({need}){why}")
+    return train_examples, train_prompts, dev_examples, dev_prompts
+
+
+def prepare_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str, accelerator, is_ds: bool,
+                   chunk: int, accumulation: int):
+    """The policy (LoRA and value head) and its Adam optimizer, through accelerator.prepare (DeepSpeed's batch
+    keys filled in by hand: no dataloader goes through prepare)."""
+    bf16_base = accelerator.mixed_precision == "bf16" and not is_ds
+    model = build_policy(args, ppo_config, model_name, bf16_base, accelerator.device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=ppo_config.learning_rate)
+    if is_ds:
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        if ds.get("zero_optimization", {}).get("stage", 0) == 3:
+            raise DataError("ZeRO-3 shards the parameters, which rollouts cannot use; use a ZeRO-2 config")
+        # No dataloader goes through prepare, so the batch keys must be filled by hand.
+        ds["train_micro_batch_size_per_gpu"] = chunk
+        ds["gradient_accumulation_steps"] = accelerator.gradient_accumulation_steps
+        ds["train_batch_size"] = ppo_config.mini_batch_size * accumulation * accelerator.num_processes
+        ds["gradient_clipping"] = ppo_config.max_grad_norm or 0.0
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    return model, optimizer
+
+
+def build_policy(args: ScriptArguments, ppo_config: PPOConfig, model_name: str, bf16_base: bool,
+                 device: torch.device) -> PolicyWithValueHead:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    attn = args.attn_implementation
+    if attn == "auto":
+        attn = "eager" if device.type == "cpu" else None
+    with load_errors("model_name", model_name):
+        base = AutoModelForCausalLM.from_pretrained(
+            model_name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code,
+            dtype=torch.bfloat16 if bf16_base else torch.float32, attn_implementation=attn)
+    if args.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
+                      task_type="CAUSAL_LM", target_modules=[m.strip() for m in args.lora_target_modules.split(",")])
+    # autocast_adapter_dtype keeps the LoRA weights in float32 even when the frozen base is bf16.
+    policy = get_peft_model(base, lora, autocast_adapter_dtype=True)
+    value_head = ValueHead(base.config.get_text_config().hidden_size, ppo_config.value_head_dropout)
+    return PolicyWithValueHead(policy, value_head.to(base.device))
+
+
+def build_reward(args: ScriptArguments, reward_config: RewardConfig, prompt_format, accelerator):
+    """The proxy on this process's device: (its config, the reward, reward_fn(examples, texts))."""
+    reward_config, white_box_reward = training_reward(reward_config, prompt_format.stop_strings,
+                                                      args.features_module, accelerator.device)
+
+    def reward_fn(examples, texts):
+        return white_box_reward([e.query for e in examples], texts, [e.reference for e in examples],
+                                [e.qtype for e in examples])
+
+    return reward_config, white_box_reward, reward_fn
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation and logging.
+
+
+def evaluate(trainer: PPOTrainer, examples, prompts, reward_fn, accelerator, table_rows: int, title: str) -> dict:
+    """Proxy reward of sampled dev responses (each process takes a share), with a few rows printed."""
+    from accelerate.utils import gather_object
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = list(range(rank, len(examples), world))
+    size = trainer.config.generation_batch_size or trainer.config.batch_size
+    rows = []
+    for start in range(0, len(mine), size):
+        idx = mine[start:start + size]
+        _, texts = trainer.generate([prompts[i] for i in idx])
+        scores = reward_fn([examples[i] for i in idx], texts)
+        rows += [(i, t, s) for i, t, s in zip(idx, texts, scores)]
+    rows = sorted(gather_object(rows))
+    rewards = torch.tensor([s for _, _, s in rows], dtype=torch.float64)
+    stats = {"eval/reward_mean": rewards.mean().item(),
+             "eval/reward_std": rewards.std().item() if len(rows) > 1 else 0.0}
+    if accelerator.is_main_process and table_rows:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("prompt", "response", "reward", title=f"{title}: dev reward {stats['eval/reward_mean']:.3f} "
+                      f"+/- {stats['eval/reward_std']:.3f} (n={len(rows)})", show_lines=True)
+        for i, text, score in rows[:table_rows]:
+            table.add_row(examples[i].query[:300], text[:500], f"{score:.3f}")
+        Console(stderr=True).print(table)
+    return stats
+
+
+def tracker_config(record: dict) -> dict:
+    """The run's settings as the flat scalar dict trackers accept (tensorboard's hparams reject None/lists)."""
+    flat = {}
+    for section, values in record.items():
+        for key, value in values.items():
+            flat[f"{section}/{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def format_step_line(step: int, total: int, s: dict[str, float]) -> str:
+    return (f"step {step}/{total} | reward {s['env/reward_mean']:.3f} +/- {s['env/reward_std']:.3f} | "
+            f"kl {s.get('objective/kl', float('nan')):.3f} | kl_coef {s['objective/kl_coef']:.4f} | "
+            f"loss {s.get('ppo/loss/total', float('nan')):.4f} | len {s['tokens/responses_len_mean']:.1f} | "
+            f"{s['time/step']:.1f}s (gen {s['time/generation']:.1f}, reward {s['time/reward']:.1f}, "
+            f"fwd {s['time/forward']:.1f}, update {s['time/update']:.1f})"
+            + (f" | skipped {int(s['ppo/skipped_steps'])} steps" if s["ppo/skipped_steps"] else ""))
 
 
 if __name__ == "__main__":

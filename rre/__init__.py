@@ -13,6 +13,7 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     relevance       e(.), the relevance encoder of QR and RAR
     onnx_encoder    the same encoder under ONNX Runtime (--relevance_backend)
     gold            the gold reward models (Starling-RM-34B, a classifier) and their flags
+    slow_tokenizer  Starling's tokenizer through its sentencepiece model, as the paper loaded it
     score_cache     scores cached on disk by a hash of what was scored
     stats           JSON-safe correlations and the bootstrap interval of a Spearman over instructions
     batching        length-sorted batches (every encoder, gold, generation loop) and right padding
@@ -20,6 +21,8 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     proxy_settings  the proxy a run trained with, recorded and read back
     checkpoints     which {prefix}_step_N checkpoints are complete
     ppo             TRL 0.7.4's PPO, reproduced: GAE, clipped losses, KL control, the trainer
+    run_state       what a PPO checkpoint holds; saving, finding and restoring a run
+    openmp          OpenMP's barrier wait, set before torch loads (the training scripts import it first)
     decode          the one decode path of the PPO rollouts and evaluation.py: cache, attention, sampling
     attention       KV-cache keyword and sdpa switch shared by decoding and the gold stand-in
     training        what run_ppo.py and run_grpo.py share: flags, tokenizer and prompt format, prompts

@@ -40,9 +40,11 @@ def kill_during_step(cmd: list[str]) -> int:
 
 
 def kill_during_save(cmd: list[str], name: str) -> int:
-    """run_ppo.py's test hook SIGKILLs the process after the checkpoint's files are written, before its rename."""
-    env = {**ENV, "RRE_TEST_KILL_DURING_SAVE": name}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300).returncode
+    """The same run through tests/kill_during_save.py, which SIGKILLs it after the checkpoint's files are written,
+    before its rename."""
+    assert cmd[1] == "run_ppo.py"
+    killed = [cmd[0], "tests/kill_during_save.py", name, *cmd[2:]]
+    return subprocess.run(killed, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300).returncode
 
 
 @pytest.mark.parametrize("moment", ["during_step", "during_checkpoint_save", "during_final_save"])

@@ -158,7 +158,7 @@ def test_trl_gets_exactly_the_white_box_rewards(smollm2_dir, tmp_path):
     (["--num_generations=1"], "--num_generations must be >= 2"),
     (["--trainer=ppo"], "--trainer must be one of grpo, rloo"),
     (["--trainer=rloo", "--loss_type=dapo"], "--loss_type applies to --trainer=grpo only"),
-    (["--precision=half"], "--precision must be one of auto, bfloat16, float32"),
+    (["--precision=half"], "--mixed_precision must be one of auto, no, float32, bf16, bfloat16"),
 ])
 def test_bad_flags_are_one_line_exit_2(bad, message, capsys):
     from run_grpo import parse_args

@@ -119,7 +119,7 @@ def test_deepspeed_zero2_two_processes(zero2_two_steps, tiny_llama_dir):
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in state.iterdir()}
     assert len(list(state.rglob("*zero_pp_rank_*_optim_states.pt"))) == 2
     # Only trainable tensors in DeepSpeed's module states (a tied frozen lm_head would otherwise be saved).
-    from run_ppo import state_file_globals
+    from rre.run_state import state_file_globals
 
     (module_file,) = state.rglob("*model_states.pt")
     with torch.serialization.safe_globals(state_file_globals(deepspeed=True)):
@@ -221,7 +221,7 @@ def trainable(run) -> dict[str, torch.Tensor]:
 
 
 def test_resume_restores_optimizer_kl_scores_rng_and_data(tiny_llama_dir, tmp_path):
-    from run_ppo import save_checkpoint
+    from rre.run_state import save_checkpoint
 
     run = make_run(tiny_llama_dir, tmp_path / "a")
     run.trainer.step(*next_batch(run))
@@ -349,7 +349,7 @@ def test_reward_flags_reach_the_reward(tiny_llama_dir, tmp_path):
 
 def test_latest_checkpoint_ignores_incomplete_saves(tmp_path):
     from rre.checkpoints import latest_checkpoint
-    from run_ppo import STATE_JSON
+    from rre.run_state import STATE_JSON
 
     out = tmp_path / "run"
     for name, complete in (("run_step_2", True), ("run_step_10", True), ("run_step_20.tmp-123", True),
@@ -401,7 +401,7 @@ def test_resume_refuses_a_state_file_that_is_not_plain_data(tiny_llama_dir, tmp_
     import pickle
 
     from rre.data import DataError
-    from run_ppo import save_checkpoint
+    from rre.run_state import save_checkpoint
 
     run = make_run(tiny_llama_dir, tmp_path / "a")
     ckpt = tmp_path / "a_step_0"
