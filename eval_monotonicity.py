@@ -356,7 +356,7 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     rows, qtypes = step_rows(checkpoints, P, golds, gold_matrices, reference_scores)
     stats = print_statistics(rows, qtypes, P, gold_matrices[0], args, reference_scores is not None)
     several = golds_summary(golds, gold_matrices, P, args) if len(golds) > 1 else None
-    # Issue 13: which feature drove the gold, per gold.
+    # Which feature drove the gold, per gold.
     example_qtypes = [e.qtype or "unknown" for e in checkpoints[0].examples]
     views = {spec.short: feature_view([r["step"] for r in rows], feature_rows, M, example_qtypes)
              for spec, M in zip(golds, gold_matrices)}

@@ -1,4 +1,4 @@
-"""Baseline for issue 13's throughput target: the white-box reward computed the way the paper's code did it.
+"""Baseline of the relevance backends' throughput table: the white-box reward computed the way the paper's code did it.
 
 The paper's reward code ran Contriever through transformers: for every batch of 4 samples it tokenized the
 queries, the responses and (for RAR) the references separately, padded each group to its longest text, ran the

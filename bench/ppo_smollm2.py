@@ -7,7 +7,7 @@ moves the policy in 30). Prints the mean proxy reward per step (it should rise),
 (generation / reward / forward / update), the median step time, and for each phase its arithmetic (FLOPs from
 the model's shapes and the tokens it processed, `phase_flops`) and the rate it reached, beside the dense-matmul
 rate this CPU reaches at the same dtype (`matmul_rate`): the distance from the floor. For scale: the paper's
-stack (TRL 0.7.4) took 85.9 s per step with these settings on a 2-core AMD EPYC (docs/performance.md).
+stack (TRL 0.7.4) took 60.9-70.5 s per step with these settings on a 2-core AMD EPYC (docs/performance.md).
 
     python bench/ppo_smollm2.py                    # 30 steps
     python bench/ppo_smollm2.py --steps 3          # a quick look

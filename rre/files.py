@@ -3,7 +3,7 @@ and nothing that is not the project's own is ever replaced or deleted.
 
 The write rule: a command replaces or deletes only what the project itself wrote.
 - A folder the project writes carries a marker file (`MARKER`, naming the command) written before its first
-  file; a folder from before the marker is recognised by its known contents (`OutputKind`). Anything else at an
+  file; a folder without one is recognised by its known contents (`OutputKind`). Anything else at an
   output path (a folder of the user's notes, another command's output) is refused in one line.
 - A file is the project's own by its name and content type (`check_output_file` with a recogniser).
 - No command writes onto one of its inputs, nor replaces a folder that holds one (`refuse_inputs`).
@@ -113,8 +113,8 @@ def partial_path(final: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class OutputKind:
-    """One kind of folder a command writes: the command named in its marker, and, for a folder written before the
-    marker existed, a file only this kind holds (`signature`) and name patterns covering everything it holds."""
+    """One kind of folder a command writes: the command named in its marker, and, for a folder without a
+    marker, a file only this kind holds (`signature`) and name patterns covering everything it holds."""
 
     command: str
     what: str
@@ -135,7 +135,7 @@ class OutputKind:
 TOKENIZER_FILES = ("tokenizer*.json", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
                    "tokenizer.model", "chat_template.jinja")
 EVAL_FILES = ("alpaca-eval-*.json", "superni_eval.json")  # evaluation.py adds these to a checkpoint folder
-# The project's output folders. A folder of one of these kinds written before the marker existed is recognised by
+# The project's output folders. A folder of one of these kinds without a marker is recognised by
 # its signature file and its known names; everything listed is what the command (or evaluation.py) puts there.
 PPO_CHECKPOINT = OutputKind("run_ppo.py", "a run_ppo.py checkpoint", "training_state.json",
                             ("adapter_config.json", "adapter_model.safetensors", "value_head.safetensors", "state",

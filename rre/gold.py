@@ -275,8 +275,8 @@ class GoldSpec:
         """Readable and unique: the model's basename plus a hash of everything that changes its scores."""
         ident = [self.model, self.type, self.tokenizer]
         if self.type == "starling" and self.prompt != "model_card":
-            ident.append(self.prompt)  # (model_card keeps the names of caches written before this flag)
-        if self.dtype != "float32":  # the old fixed choice keeps its old name
+            ident.append(self.prompt)  # a setting at its base value (model_card, float32) adds nothing to the name,
+        if self.dtype != "float32":  # so the base settings' caches keep one name whichever flags are spelled out
             ident.append(f"torch.{self.dtype}")
         if self.type == "starling" and not self.use_fast:
             ident.append("slow-tokenizer")

@@ -47,7 +47,7 @@ def write_training_config(folder: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_proxy(path: Path) -> dict[str, Any] | None:
-    """The "proxy" entry of a training_config.json, None when the file has none (older runs). A record that is
+    """The "proxy" entry of a training_config.json, None when the file has none. A record that is
     there but broken (a missing or mistyped field) is one line naming the file and the field."""
     record = read_json(path)
     if record.get("proxy") is None:

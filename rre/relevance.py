@@ -120,7 +120,7 @@ class RelevanceEncoder:
             self.model = AutoModel.from_pretrained(name_or_path).to(self.device).eval()
             self.max_length = min(self.tokenizer.model_max_length, 512)
         self.backend = backend
-        self.onnx = None  # issue 13: an ONNX Runtime session replaces the PyTorch forward (onnx_encoder.py)
+        self.onnx = None  # an ONNX Runtime session in place of the PyTorch forward (onnx_encoder.py)
         if backend != "torch":
             self.onnx = onnx_backend(self, backend)
 

@@ -171,7 +171,7 @@ def read_run_summary(path: Path) -> dict:
     """The checkpoint's training_state.json: what `--resume_from_checkpoint` restores, in readable form."""
     if not (path / STATE_JSON).is_file() or not (path / STATE_DIR).is_dir():
         raise DataError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no {STATE_JSON} and "
-                        f"{STATE_DIR}/; checkpoints written before the run state moved to accelerate cannot resume)")
+                        f"{STATE_DIR}/; a checkpoint without them loads and evaluates but cannot resume)")
     return read_json(path / STATE_JSON, "--resume_from_checkpoint")
 
 
