@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SAVED = (1, 2, 3, 4, 5, 6)  # OVERALL_STEPS=6, SAVE_FREQ=1
 STEPS = (1, 2, 3)  # STEPS: evaluation and monotonicity
 FINAL = 3  # ALPACA_EVAL_STEPS and SUPERNI_STEPS

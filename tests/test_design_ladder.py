@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from scipy import stats
 
 from rre import ladder
 from rre.data import DataError
 
-ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2)
 STEPS = [0, 1, 2, 3]
 

@@ -4,13 +4,12 @@ accept counts as given, in every script that asks (issue 19 item 5; issue 24's s
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from rre.validation import flag_given, given_flags, merge_repeated_flags
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # Every spelling HfArgumentParser accepts for the field rar_max_dot / the bool relevance_scaling.
 SPELLINGS = [

@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def test_gpu_check_dry_run_reaches_its_summary(tmp_path):

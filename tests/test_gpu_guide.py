@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import torch
+from helpers import ROOT
 from safetensors import safe_open
 
-ROOT = Path(__file__).resolve().parents[1]
 GUIDE = (ROOT / "docs" / "gpu.md").read_text()
 
 

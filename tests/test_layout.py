@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 PACKAGE = "rre"
 PAPER_MODULE = "reward_model"  # the paper's module at the root: the white-box proxy, imported by the scripts
 

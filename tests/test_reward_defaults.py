@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
 from rre.data import DataError
 from rre.relevance import PAPER_ENCODER, normalizes
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tiny_bert(folder: Path) -> Path:
