@@ -75,3 +75,11 @@ LONGEST_FIRST = ("test_quickstart.py", "test_design_ladder.py", "test_run_grpo.p
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask, so a test can assert the permissions a command gives the files it writes."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
