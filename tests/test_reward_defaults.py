@@ -1,5 +1,5 @@
 """The paper's reward defaults: Contriever as the encoder, rar_max_dot decided by the encoder actually used, and no
-silent substitution offline (issue 19, item 1)."""
+silent substitution offline."""
 
 from __future__ import annotations
 
