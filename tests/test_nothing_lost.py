@@ -233,13 +233,13 @@ def test_overwrite_removes_only_the_runs_own_checkpoints(tmp_path, capsys):
 
 
 def test_a_folder_without_marker_is_recognised_by_its_known_contents(tmp_path):
-    legacy = tmp_path / "cls"
+    unmarked = tmp_path / "cls"
     make({"cls/head.safetensors": safetensors_bytes(), "cls/qtype_classifier.json": "{}"})(tmp_path)
-    assert files.QTYPE_CLASSIFIER.owns(legacy)
-    (legacy / "notes.txt").write_text("mine")  # one file of the user's: no longer the project's alone
-    assert not files.QTYPE_CLASSIFIER.owns(legacy)
+    assert files.QTYPE_CLASSIFIER.owns(unmarked)
+    (unmarked / "notes.txt").write_text("mine")  # one file of the user's: no longer the project's alone
+    assert not files.QTYPE_CLASSIFIER.owns(unmarked)
     with pytest.raises(DataError, match="not a qtype classifier folder"):
-        files.replaceable("classifier_dir", legacy, files.QTYPE_CLASSIFIER)
+        files.replaceable("classifier_dir", unmarked, files.QTYPE_CLASSIFIER)
 
 
 def test_atomic_dir_marks_before_the_first_file_and_replaces_only_its_own(tmp_path):
