@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # an accidental hub call fails fast instead of hanging
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -14,10 +13,12 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     _share = max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+# helpers.ENV copies the environment when first imported: after the settings above, so commands started from the
+# tests inherit them.
 import pytest  # noqa: E402
+from helpers import ROOT, tiny_llama_config  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +33,12 @@ def smollm2_dir() -> str:
 def tiny_llama_dir(tmp_path_factory, smollm2_dir) -> str:
     """A tiny random Llama with SmolLM2's real tokenizer (and chat template), saved as safetensors."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = tiny_llama_config(tokenizer, max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
+                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                               tie_word_embeddings=True)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     out = tmp_path_factory.mktemp("tiny-llama")
@@ -75,3 +75,11 @@ LONGEST_FIRST = ("test_quickstart.py", "test_design_ladder.py", "test_run_grpo.p
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask, so a test can assert the permissions a command gives the files it writes."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)

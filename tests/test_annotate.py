@@ -6,16 +6,13 @@ The labelled instructions below are written for this test (not the paper's data)
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_run_ppo import run_cli, tiny_flags  # noqa: E402
+from helpers import run_cli
+from test_run_ppo import tiny_flags
 
 OPEN = [
     "Write a short story about a dragon who is afraid of the dark.", "Compose a poem about autumn rain.",
@@ -237,8 +234,8 @@ def test_trainers_accept_the_annotated_file(annotated, tiny_llama_dir, tmp_path,
     score_outputs.main(["--annotations_path", str(out), "--relevance_model", "minilm", "--rar_max_dot=1.0"])
     assert "CONSTRAINED" in capsys.readouterr().out
     run = tmp_path / "ppo"
-    proc = run_cli(tiny_flags(tiny_llama_dir, run, 2, 2, f"--dataset_path={out}", f"--dev_prompt_path={out}",
-                              "--log_with=none"))
+    proc = run_cli("run_ppo.py", tiny_flags(tiny_llama_dir, run, 2, 2, f"--dataset_path={out}",
+                                            f"--dev_prompt_path={out}", "--log_with=none"))
     assert "step 2/2" in proc.stdout
     config = json.loads((run / "training_config.json").read_text())
     assert config["reward"]["reward_branching"] is True and config["reward"]["relevance_scaling"] is True

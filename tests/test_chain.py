@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import ENV, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SAVED = (1, 2, 3, 4, 5, 6)  # OVERALL_STEPS=6, SAVE_FREQ=1
 STEPS = (1, 2, 3)  # STEPS: evaluation and monotonicity
 FINAL = 3  # ALPACA_EVAL_STEPS and SUPERNI_STEPS
@@ -85,8 +85,8 @@ def test_superni_scored_the_final_step_on_the_named_source(chain):
 
 def test_a_listed_step_the_run_did_not_save_is_one_line(chain):
     out, _, gold = chain
-    env = {**os.environ, "OUTPUT_DIR": str(out), "HF_HUB_OFFLINE": "1", "EVAL_PATH": "data/eval.json",
-           "GOLD_MODEL": gold, "GOLD_TYPE": "classifier", "SUPERNI_DIR": "data/superni-fixture"}
+    env = {**ENV, "OUTPUT_DIR": str(out), "EVAL_PATH": "data/eval.json", "GOLD_MODEL": gold, "GOLD_TYPE": "classifier",
+           "SUPERNI_DIR": "data/superni-fixture"}
     for script, variable in (("evaluate.sh", "STEPS"), ("monotonicity.sh", "STEPS"),
                              ("alpaca_eval.sh", "ALPACA_EVAL_STEPS"), ("superni.sh", "SUPERNI_STEPS")):
         proc = subprocess.run(["bash", f"scripts/{script}"], cwd=ROOT, env={**env, variable: "2 9"},

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from rre.data import DataError, Example, join_outputs, load_examples
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

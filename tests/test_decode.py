@@ -4,22 +4,17 @@ leaves behind, and that it is the model's own distribution."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import DEEPSPEED_LAUNCH, ENV, ROOT
 
 import rre.decode
 from rre.decode import Sampling, decode, extra_processors, foldable, lora_merged, packed_linears, sample_categorical
 from rre.decode_step import DecodeStep, unsupported
 from rre.ppo import left_pad
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 TEXTS = ["The capital of France is", "Write a haiku about the sea. Here it is:", "1, 2, 3,"]
 
 
@@ -381,8 +376,7 @@ def test_merge_and_logprobs_under_the_two_process_zero2_launch(tiny_llama_dir, t
              "--batch_size=4", "--mini_batch_size=2", "--gradient_accumulation_steps=2", "--output_max_length=12",
              "--max_prompt_length=256", "--dev_max_examples=4", "--eval_table_rows=0", "--seed=7",
              "--mixed_precision=no", "--relevance_scaling=false", "--reward_branching=false", "--learning_rate=1e-2"]
-    launch = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "2"]
-    proc = subprocess.run(launch + ["tests/check_decode_merge.py"] + flags, cwd=ROOT, env=ENV, capture_output=True,
+    proc = subprocess.run(DEEPSPEED_LAUNCH + ["tests/check_decode_merge.py"] + flags, cwd=ROOT, env=ENV, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]

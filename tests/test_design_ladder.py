@@ -1,4 +1,4 @@
-"""scripts/design_ladder.py (issue 22): a tiny ladder through the real commands (run_ppo.py, evaluation.py,
+"""scripts/design_ladder.py: a tiny ladder through the real commands (run_ppo.py, evaluation.py,
 eval_monotonicity.py) on tiny random models, CPU; a rerun with one more design and a run killed after a
 checkpoint, computing only what is missing; the intervals against scipy on planted numbers."""
 
@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from scipy import stats
 
 from rre import ladder
 from rre.data import DataError
 
-ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2)
 STEPS = [0, 1, 2, 3]
 

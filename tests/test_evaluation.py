@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import ENV, ROOT, run_cli
 from scipy.stats import spearmanr
 from tiny_reward_models import save_lora_adapter, save_tiny_starling
 
@@ -19,9 +18,7 @@ from evaluation import alpaca_paths, load_superni, score_superni, superni_rouge_
 from rre.data import join_outputs, load_examples, load_outputs
 from rre.prompts import resolve_prompt_format
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "data" / "superni-fixture"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 EVAL = [
     {"input": "Name a fruit.", "output": "An apple.", "qtype": "CONSTRAINED"},
     {"input": "Write a poem about rain.", "output": "Rain taps the roof all night.", "qtype": "OPENENDED"},
@@ -60,11 +57,6 @@ def evaluated(run_dir, tiny_llama_dir):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
-
-
-def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "evaluation.py"), *args], env=ENV, capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout)
 
 
 def test_merged_adapter_equals_the_peft_model(run_dir, tiny_llama_dir):
@@ -115,7 +107,8 @@ def test_device_on_a_machine_without_cuda(tiny_llama_dir, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is visible")
     assert evaluation.policy_device(0) == evaluation.policy_device(3) == "cpu"
-    proc = run_cli("--base_model_name", tiny_llama_dir, "--device=-1", "--output_dir", str(tmp_path / "out"))
+    proc = run_cli("evaluation.py", ["--base_model_name", tiny_llama_dir, "--device=-1", "--output_dir",
+                                     str(tmp_path / "out")], expect_rc=None, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --device must be >= 0, got -1"
     assert not (tmp_path / "out").exists()
 
@@ -303,8 +296,9 @@ def test_superni_script_on_the_fixture(run_dir, tiny_llama_dir):
 
 
 def test_missing_superni_checkout(tmp_path, tiny_llama_dir):
-    proc = run_cli("--base_model_name", tiny_llama_dir, "--evaluations", "superni", "--output_dir", str(tmp_path),
-                   "--superni_dir", str(tmp_path / "natural-instructions"))
+    proc = run_cli("evaluation.py", ["--base_model_name", tiny_llama_dir, "--evaluations", "superni", "--output_dir",
+                                     str(tmp_path), "--superni_dir", str(tmp_path / "natural-instructions")],
+                   expect_rc=None, timeout=300)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: --superni_dir {tmp_path / 'natural-instructions'}: no SuperNI checkout")

@@ -1,16 +1,15 @@
 """One reading of explicit flags (rre.validation.given_flags / merge_repeated_flags): every spelling the parsers
-accept counts as given, in every script that asks (issue 19 item 5; issue 24's spellings)."""
+accept (`--x v`, `--x=v`, dashes for underscores, `--no_x`) counts as given, in every script that asks."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from rre.validation import flag_given, given_flags, merge_repeated_flags
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # Every spelling HfArgumentParser accepts for the field rar_max_dot / the bool relevance_scaling.
 SPELLINGS = [
@@ -82,7 +81,7 @@ def test_max_sequence_length_given_in_any_spelling_is_kept(script, flag):
 
 @pytest.mark.parametrize("flag", ["--loss_type=dapo", "--loss-type=dr_grpo", "--loss-type dapo", "--loss_type dapo"])
 def test_grpo_loss_type_with_rloo_is_refused_in_every_spelling(flag, capsys):
-    """The dashed spelling used to slip through (the rule read only `--loss_type`)."""
+    """The dashed spelling reaches the rule too: it must not read only `--loss_type`."""
     from run_grpo import parse_args
 
     with pytest.raises(SystemExit) as exc:

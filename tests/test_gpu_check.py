@@ -4,16 +4,14 @@ block) at tiny sizes on CPU, so the prepared GPU run cannot rot."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ENV, ROOT
 
 
 def test_gpu_check_dry_run_reaches_its_summary(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WORK": str(tmp_path / "work"), "ASSETS": str(tmp_path / "assets")}
+    env = {**ENV, "WORK": str(tmp_path / "work"), "ASSETS": str(tmp_path / "assets")}
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

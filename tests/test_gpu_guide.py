@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import torch
+from helpers import ENV, ROOT
 from safetensors import safe_open
 
-ROOT = Path(__file__).resolve().parents[1]
 GUIDE = (ROOT / "docs" / "gpu.md").read_text()
 
 
@@ -32,7 +32,7 @@ def test_the_bf16_safetensors_copy(tiny_llama_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
     model.save_pretrained(src)
     AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(src)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**ENV, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (dst / "tokenizer_config.json").is_file()

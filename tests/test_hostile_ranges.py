@@ -6,7 +6,7 @@ batch sizes and frequencies below 1, a path component over 255 bytes, text that 
 surrogate from a JSON escape), an adapter whose weights do not load. Accepted: a fully labelled file through
 annotate.py, an instruction that occurs twice, a seed at either end of the range, lengths that just fit.
 
-The battery's `Case` and fixtures are test_hostile_inputs.py's; the runner here compares every file's bytes, not
+The battery's `Case` and fixtures are hostile.py's; the runner here compares every file's bytes, not
 only the listing.
 """
 
@@ -17,36 +17,36 @@ import json
 from pathlib import Path
 
 import pytest
-from test_hostile_inputs import (
-    ADAPTER_AT,
+from helpers import ROOT
+from hostile import (
     ANNOTATIONS,
-    EVAL_DATA,
-    GRPO,
+    BOTH_EVAL_SETS,
+    GRPO_FLAGS,
     MODEL,
-    MONO,
-    PPO,
-    PRESCREEN_CSV,
-    ROOT,
-    SCORE,
+    MONOTONICITY_FLAGS,
+    PPO_FLAGS,
+    PRESCREEN_FLAGS,
     SCORE_FIXTURES,
+    SCORE_FLAGS,
     TRAIN_DATA,
     Case,
+    adapter_at,
     make,
     safetensors_bytes,
 )
 
 SEED_MAX = 2**32 - 1
 CONTEXT = 1024
-CTX_MODEL = {"model/config.json": json.dumps({"max_position_embeddings": CONTEXT})}  # read, never loaded
+MODEL_WITH_CONTEXT = {"model/config.json": json.dumps({"max_position_embeddings": CONTEXT})}  # read, never loaded
 BEYOND = "beyond the context of --"
-LONG = "n" * 256  # one byte over a file system's name limit
-LONG_UTF8 = "\u00e9" * 128  # 128 characters, 256 bytes
-TOO_LONG = "bytes; a file system allows 255 bytes per name"
+NAME_TOO_LONG = "n" * 256  # one byte over a file system's name limit
+NAME_TOO_LONG_UTF8 = "\u00e9" * 128  # 128 characters, 256 bytes
+NAME_TOO_LONG_ERROR = "bytes; a file system allows 255 bytes per name"
 SURROGATE = "not valid Unicode (a lone surrogate \\ud800"
-LB = {"lb.csv": "sa,1\nsb,2\n"}
-ANNOTATE = ("--input_path", "in.json", "--output_path", "out.json")
-ANNOTATE_IN = {"in.json": ANNOTATIONS}
-LADDER = ("--ladder_dir", "lad", "--relevance_model", "minilm")
+GOLD_CSV = {"lb.csv": "sa,1\nsb,2\n"}
+ANNOTATE_FLAGS = ("--input_path", "in.json", "--output_path", "out.json")
+ANNOTATE_INPUT = {"in.json": ANNOTATIONS}
+LADDER_FLAGS = ("--ladder_dir", "lad", "--relevance_model", "minilm")
 
 
 def surrogate_records(field: str = "output", where: int = 1) -> str:
@@ -78,100 +78,100 @@ def mono_run(eval_json: str = ANNOTATIONS, outputs: str | None = None) -> dict:
 
 CASES = [
     # --- seeds: 0..2**32-1 -----------------------------------------------------------------------------
-    Case("ppo-seed-negative", "run_ppo", (*PPO, "--seed=-1"), "--seed -1: a seed must be within 0..4294967295"),
-    Case("ppo-seed-too-large", "run_ppo", (*PPO, f"--seed={SEED_MAX + 1}"), f"--seed {SEED_MAX + 1}: a seed must"),
-    Case("grpo-seed-negative", "run_grpo", (*GRPO, "--seed=-1"), "--seed -1: a seed must be within"),
-    Case("eval-seed-negative", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--seed=-1"),
+    Case("ppo-seed-negative", "run_ppo", (*PPO_FLAGS, "--seed=-1"), "--seed -1: a seed must be within 0..4294967295"),
+    Case("ppo-seed-too-large", "run_ppo", (*PPO_FLAGS, f"--seed={SEED_MAX + 1}"), f"--seed {SEED_MAX + 1}: a seed must"),
+    Case("grpo-seed-negative", "run_grpo", (*GRPO_FLAGS, "--seed=-1"), "--seed -1: a seed must be within"),
+    Case("eval-seed-negative", "evaluation", (*BOTH_EVAL_SETS, "--base_model_name", "model", "--seed=-1"),
          "--seed -1: a seed must be within", make(MODEL)),
-    Case("annotate-seed-negative", "annotate", (*ANNOTATE, "--seed=-1"), "--seed -1: a seed must be within",
-         make(ANNOTATE_IN)),
-    Case("prescreen-bootstrap-seed-negative", "prescreen", (*PRESCREEN_CSV, "--bootstrap_seed=-1"),
-         "--bootstrap_seed -1: a seed must be within", make(LB)),
-    Case("mono-bootstrap-seed-too-large", "eval_monotonicity", (*MONO, f"--bootstrap_seed={2**40}"),
+    Case("annotate-seed-negative", "annotate", (*ANNOTATE_FLAGS, "--seed=-1"), "--seed -1: a seed must be within",
+         make(ANNOTATE_INPUT)),
+    Case("prescreen-bootstrap-seed-negative", "prescreen", (*PRESCREEN_FLAGS, "--bootstrap_seed=-1"),
+         "--bootstrap_seed -1: a seed must be within", make(GOLD_CSV)),
+    Case("mono-bootstrap-seed-too-large", "eval_monotonicity", (*MONOTONICITY_FLAGS, f"--bootstrap_seed={2**40}"),
          f"--bootstrap_seed {2**40}: a seed must be within", make(MODEL)),
     Case("trm-seed-negative", "train_reward_model", (*TRAIN_DATA, "--seed=-1"), "--seed -1: a seed must be within"),
-    Case("ladder-seed-negative", "design_ladder", (*LADDER, "--seeds", "1,-1"), "--seeds -1: a seed must be within"),
-    Case("ladder-seed-too-large", "design_ladder", (*LADDER, "--seeds", str(SEED_MAX + 1)),
+    Case("ladder-seed-negative", "design_ladder", (*LADDER_FLAGS, "--seeds", "1,-1"), "--seeds -1: a seed must be within"),
+    Case("ladder-seed-too-large", "design_ladder", (*LADDER_FLAGS, "--seeds", str(SEED_MAX + 1)),
          f"--seeds {SEED_MAX + 1}: a seed must be within"),
     # --- lengths within the model's context (config.json's max_position_embeddings) --------------------
-    Case("ppo-output-length-beyond-context", "run_ppo", (*PPO, "--model_name", "model", "--output_max_length=100000"),
+    Case("ppo-output-length-beyond-context", "run_ppo", (*PPO_FLAGS, "--model_name", "model", "--output_max_length=100000"),
          "--output_max_length 100000 + --max_prompt_length 100000 (its default: --output_max_length): 200000 "
          f"tokens, beyond the context of --model_name model ({CONTEXT} tokens: max_position_embeddings in "
-         "model/config.json)", make(CTX_MODEL)),
-    Case("ppo-prompt-and-output-beyond-context", "run_ppo", (*PPO, "--model_name", "model", "--output_max_length=600",
+         "model/config.json)", make(MODEL_WITH_CONTEXT)),
+    Case("ppo-prompt-and-output-beyond-context", "run_ppo", (*PPO_FLAGS, "--model_name", "model", "--output_max_length=600",
                                                              "--max_prompt_length=600"),
-         "--output_max_length 600 + --max_prompt_length 600: 1200 tokens, beyond the context", make(CTX_MODEL)),
-    Case("grpo-output-length-beyond-context", "run_grpo", (*GRPO, "--model_name", "model", "--output_max_length=1024",
+         "--output_max_length 600 + --max_prompt_length 600: 1200 tokens, beyond the context", make(MODEL_WITH_CONTEXT)),
+    Case("grpo-output-length-beyond-context", "run_grpo", (*GRPO_FLAGS, "--model_name", "model", "--output_max_length=1024",
                                                            "--max_prompt_length=8"),
-         "--output_max_length 1024 + --max_prompt_length 8: 1032 tokens, beyond the context", make(CTX_MODEL)),
-    Case("eval-max-new-tokens-beyond-context", "evaluation", (*EVAL_DATA, "--base_model_name", "model",
+         "--output_max_length 1024 + --max_prompt_length 8: 1032 tokens, beyond the context", make(MODEL_WITH_CONTEXT)),
+    Case("eval-max-new-tokens-beyond-context", "evaluation", (*BOTH_EVAL_SETS, "--base_model_name", "model",
                                                               f"--max_new_tokens={CONTEXT}"),
          f"--max_new_tokens {CONTEXT} + at least 1 prompt token: {CONTEXT + 1} tokens, beyond the context of "
-         "--base_model_name model", make(CTX_MODEL)),
+         "--base_model_name model", make(MODEL_WITH_CONTEXT)),
     Case("eval-superni-tokens-beyond-context", "evaluation", ("--superni_dir", "{root}/data/superni-fixture",
                                                               "--base_model_name", "model", "--evaluations", "superni",
                                                               "--superni_max_new_tokens=5000"),
-         "--superni_max_new_tokens 5000 + at least 1 prompt token", make(CTX_MODEL)),
-    Case("annotate-reference-tokens-beyond-context", "annotate", (*ANNOTATE, "--reference_model", "model",
+         "--superni_max_new_tokens 5000 + at least 1 prompt token", make(MODEL_WITH_CONTEXT)),
+    Case("annotate-reference-tokens-beyond-context", "annotate", (*ANNOTATE_FLAGS, "--reference_model", "model",
                                                                   "--reference_max_new_tokens=5000"),
          f"--reference_max_new_tokens 5000 + at least 1 prompt token: 5001 tokens, {BEYOND}reference_model model",
-         make({**ANNOTATE_IN, **CTX_MODEL})),
+         make({**ANNOTATE_INPUT, **MODEL_WITH_CONTEXT})),
     Case("trm-max-length-beyond-context", "train_reward_model", (*TRAIN_DATA, "--model_name", "model",
                                                                  "--max_length=4096"),
-         f"--max_length 4096: 4096 tokens, {BEYOND}model_name model", make(CTX_MODEL)),
-    Case("ladder-new-tokens-beyond-context", "design_ladder", (*LADDER, "--model_name", "model", "--new_tokens=5000"),
-         "--max_prompt_length 256 + --new_tokens 5000: 5256 tokens, beyond the context", make(CTX_MODEL)),
-    Case("ladder-eval-tokens-beyond-context", "design_ladder", (*LADDER, "--model_name", "model",
+         f"--max_length 4096: 4096 tokens, {BEYOND}model_name model", make(MODEL_WITH_CONTEXT)),
+    Case("ladder-new-tokens-beyond-context", "design_ladder", (*LADDER_FLAGS, "--model_name", "model", "--new_tokens=5000"),
+         "--max_prompt_length 256 + --new_tokens 5000: 5256 tokens, beyond the context", make(MODEL_WITH_CONTEXT)),
+    Case("ladder-eval-tokens-beyond-context", "design_ladder", (*LADDER_FLAGS, "--model_name", "model",
                                                                 "--eval_tokens=2000"),
-         "--eval_tokens 2000 + at least 1 prompt token: 2001 tokens, beyond the context", make(CTX_MODEL)),
+         "--eval_tokens 2000 + at least 1 prompt token: 2001 tokens, beyond the context", make(MODEL_WITH_CONTEXT)),
     # --- batch sizes and frequencies: at least 1 ---------------------------------------------------------
-    Case("ppo-generation-batch-size-0", "run_ppo", (*PPO, "--generation_batch_size=0"),
+    Case("ppo-generation-batch-size-0", "run_ppo", (*PPO_FLAGS, "--generation_batch_size=0"),
          "--generation_batch_size must be > 0, got 0"),
-    Case("ppo-forward-batch-size-negative", "run_ppo", (*PPO, "--forward_batch_size=-4"),
+    Case("ppo-forward-batch-size-negative", "run_ppo", (*PPO_FLAGS, "--forward_batch_size=-4"),
          "--forward_batch_size must be > 0, got -4"),
-    Case("ppo-reward-batch-size-0", "run_ppo", (*PPO, "--reward_model_batch_size=0"),
+    Case("ppo-reward-batch-size-0", "run_ppo", (*PPO_FLAGS, "--reward_model_batch_size=0"),
          "--reward_model_batch_size must be > 0, got 0"),
-    Case("grpo-mini-batch-size-0", "run_grpo", (*GRPO, "--mini_batch_size=0"), "--mini_batch_size must be > 0"),
-    Case("annotate-batch-size-0", "annotate", (*ANNOTATE, "--batch_size=0"), "--batch_size must be > 0, got 0",
-         make(ANNOTATE_IN)),
-    Case("prescreen-gold-batch-size-0", "prescreen", (*PRESCREEN_CSV, "--gold_batch_size=0"),
-         "--gold_batch_size must be > 0, got 0", make(LB)),
-    Case("mono-gold-batch-size-negative", "eval_monotonicity", (*MONO, "--gold_batch_size=-1"),
+    Case("grpo-mini-batch-size-0", "run_grpo", (*GRPO_FLAGS, "--mini_batch_size=0"), "--mini_batch_size must be > 0"),
+    Case("annotate-batch-size-0", "annotate", (*ANNOTATE_FLAGS, "--batch_size=0"), "--batch_size must be > 0, got 0",
+         make(ANNOTATE_INPUT)),
+    Case("prescreen-gold-batch-size-0", "prescreen", (*PRESCREEN_FLAGS, "--gold_batch_size=0"),
+         "--gold_batch_size must be > 0, got 0", make(GOLD_CSV)),
+    Case("mono-gold-batch-size-negative", "eval_monotonicity", (*MONOTONICITY_FLAGS, "--gold_batch_size=-1"),
          "--gold_batch_size must be > 0, got -1", make(MODEL)),
-    Case("score-reward-batch-size-0", "score_outputs", (*SCORE, "--reward_model_batch_size=0"),
+    Case("score-reward-batch-size-0", "score_outputs", (*SCORE_FLAGS, "--reward_model_batch_size=0"),
          "--reward_model_batch_size must be > 0, got 0", make(SCORE_FIXTURES)),
-    Case("ladder-eval-batch-size-0", "design_ladder", (*LADDER, "--eval_batch_size=0"), "--eval_batch_size must be >= 1"),
-    Case("ladder-save-every-0", "design_ladder", (*LADDER, "--save_every=0"), "--save_every must be >= 1, got 0"),
+    Case("ladder-eval-batch-size-0", "design_ladder", (*LADDER_FLAGS, "--eval_batch_size=0"), "--eval_batch_size must be >= 1"),
+    Case("ladder-save-every-0", "design_ladder", (*LADDER_FLAGS, "--save_every=0"), "--save_every must be >= 1, got 0"),
     # --- a path component over 255 bytes ------------------------------------------------------------------
-    Case("score-save-path-long-name", "score_outputs", (*SCORE, "--save_path", f"{LONG}.json"),
-         f"--save_path {LONG}.json: the name {LONG[:40]}... is 261 {TOO_LONG}", make(SCORE_FIXTURES)),
-    Case("score-annotations-long-name", "score_outputs", ("--annotations_path", f"data/{LONG}.json"),
-         f"is 261 {TOO_LONG}"),
-    Case("annotate-output-long-name", "annotate", ("--input_path", "in.json", "--output_path", f"out/{LONG_UTF8}"),
-         f"--output_path out/{LONG_UTF8}: the name", make(ANNOTATE_IN)),
-    Case("eval-output-dir-long-name", "evaluation", (*EVAL_DATA, "--base_model_name", "model", "--output_dir",
-                                                     f"runs/{LONG}"), f"--output_dir runs/{LONG}: the name",
+    Case("score-save-path-long-name", "score_outputs", (*SCORE_FLAGS, "--save_path", f"{NAME_TOO_LONG}.json"),
+         f"--save_path {NAME_TOO_LONG}.json: the name {NAME_TOO_LONG[:40]}... is 261 {NAME_TOO_LONG_ERROR}", make(SCORE_FIXTURES)),
+    Case("score-annotations-long-name", "score_outputs", ("--annotations_path", f"data/{NAME_TOO_LONG}.json"),
+         f"is 261 {NAME_TOO_LONG_ERROR}"),
+    Case("annotate-output-long-name", "annotate", ("--input_path", "in.json", "--output_path", f"out/{NAME_TOO_LONG_UTF8}"),
+         f"--output_path out/{NAME_TOO_LONG_UTF8}: the name", make(ANNOTATE_INPUT)),
+    Case("eval-output-dir-long-name", "evaluation", (*BOTH_EVAL_SETS, "--base_model_name", "model", "--output_dir",
+                                                     f"runs/{NAME_TOO_LONG}"), f"--output_dir runs/{NAME_TOO_LONG}: the name",
          make(MODEL)),
-    Case("eval-base-model-long-name", "evaluation", (*EVAL_DATA, "--base_model_name", f"./{LONG}"),
-         f"--base_model_name ./{LONG}: the name"),
-    Case("ppo-output-dir-long-name", "run_ppo", (*PPO, "--output_dir", f"runs/{LONG}"),
-         f"--output_dir runs/{LONG}: the name"),
-    Case("grpo-checkpoint-names-too-long", "run_grpo", (*GRPO, "--output_dir", f"runs/{'g' * 245}"),
+    Case("eval-base-model-long-name", "evaluation", (*BOTH_EVAL_SETS, "--base_model_name", f"./{NAME_TOO_LONG}"),
+         f"--base_model_name ./{NAME_TOO_LONG}: the name"),
+    Case("ppo-output-dir-long-name", "run_ppo", (*PPO_FLAGS, "--output_dir", f"runs/{NAME_TOO_LONG}"),
+         f"--output_dir runs/{NAME_TOO_LONG}: the name"),
+    Case("grpo-checkpoint-names-too-long", "run_grpo", (*GRPO_FLAGS, "--output_dir", f"runs/{'g' * 245}"),
          "its checkpoint folders ggg"),
-    Case("prescreen-output-dir-long-name", "prescreen", (*PRESCREEN_CSV, "--output_dir", LONG),
-         f"--output_dir {LONG}: the name", make(LB)),
-    Case("mono-output-dir-long-name", "eval_monotonicity", ("--output_dir", LONG, "--gold_model", "model",
+    Case("prescreen-output-dir-long-name", "prescreen", (*PRESCREEN_FLAGS, "--output_dir", NAME_TOO_LONG),
+         f"--output_dir {NAME_TOO_LONG}: the name", make(GOLD_CSV)),
+    Case("mono-output-dir-long-name", "eval_monotonicity", ("--output_dir", NAME_TOO_LONG, "--gold_model", "model",
                                                             "--eval_path", "{root}/data/eval.json"),
-         f"--output_dir {LONG}: the name", make(MODEL)),
-    Case("trm-output-dir-long-name", "train_reward_model", (*TRAIN_DATA, "--output_dir", f"{LONG}/rm"),
-         f"--output_dir {LONG}/rm: the name"),
-    Case("offline-cache-dir-long-name", "rre.offline_models", ("--cache_dir", LONG_UTF8),
-         f"--cache_dir {LONG_UTF8}: the name"),
+         f"--output_dir {NAME_TOO_LONG}: the name", make(MODEL)),
+    Case("trm-output-dir-long-name", "train_reward_model", (*TRAIN_DATA, "--output_dir", f"{NAME_TOO_LONG}/rm"),
+         f"--output_dir {NAME_TOO_LONG}/rm: the name"),
+    Case("offline-cache-dir-long-name", "rre.offline_models", ("--cache_dir", NAME_TOO_LONG_UTF8),
+         f"--cache_dir {NAME_TOO_LONG_UTF8}: the name"),
     # --- text that is not valid Unicode: a lone surrogate ----------------------------------------------
-    Case("score-annotations-lone-surrogate", "score_outputs", (*SCORE,),
+    Case("score-annotations-lone-surrogate", "score_outputs", (*SCORE_FLAGS,),
          f"ann.json: record 1: field 'output': {SURROGATE} at character 5",
          make({"ann.json": surrogate_records()})),
-    Case("score-outputs-lone-surrogate", "score_outputs", (*SCORE, "--outputs_path", "outputs.json"),
+    Case("score-outputs-lone-surrogate", "score_outputs", (*SCORE_FLAGS, "--outputs_path", "outputs.json"),
          f"outputs.json: record 2: field 'output': {SURROGATE}",
          make({**SCORE_FIXTURES, "outputs.json": outputs_file(surrogate=True)})),
     Case("annotate-input-lone-surrogate-in-own-field", "annotate", ("--input_path", "in.jsonl", "--output_path",
@@ -182,12 +182,12 @@ CASES = [
     Case("eval-eval-path-lone-surrogate", "evaluation", ("--base_model_name", "model", "--evaluations", "alpaca",
                                                          "--eval_path", "eval.json"),
          f"eval.json: record 0: field 'input': {SURROGATE}", make({**MODEL, "eval.json": surrogate_records("input", 0)})),
-    Case("prescreen-annotations-lone-surrogate", "prescreen", (*PRESCREEN_CSV, "--annotations_path", "ann.json",
+    Case("prescreen-annotations-lone-surrogate", "prescreen", (*PRESCREEN_FLAGS, "--annotations_path", "ann.json",
                                                                "--relevance_model=minilm", "--rar_max_dot=1.0"),
          f"ann.json: record 2: field 'output': {SURROGATE}",
-         make({**LB, "ann.json": surrogate_records("output", 2), "sa/alpaca-eval-sa.json": outputs_file(),
+         make({**GOLD_CSV, "ann.json": surrogate_records("output", 2), "sa/alpaca-eval-sa.json": outputs_file(),
                "sb/alpaca-eval-sb.json": outputs_file()})),
-    Case("mono-outputs-lone-surrogate", "eval_monotonicity", (*MONO, "--model_prefix", "p", "--all_steps", "--prompt_format",
+    Case("mono-outputs-lone-surrogate", "eval_monotonicity", (*MONOTONICITY_FLAGS, "--model_prefix", "p", "--all_steps", "--prompt_format",
                                                               "alpaca", "--eval_path", "eval.json", "--rar_max_dot=1"),
          f"p_step_1/alpaca-eval-p_step_1.json: record 2: field 'output': {SURROGATE}",
          make(mono_run(outputs=outputs_file(surrogate=True)))),
@@ -199,17 +199,17 @@ CASES = [
     # --- a checkpoint is complete only when its adapter loads --------------------------------------------
     Case("checkpoints-zero-byte-adapter", "rre.checkpoints", ("run/p",),
          "1 folder(s) named so (p_step_1) lack adapter_config.json or adapter_model.safetensors, or hold "
-         "unreadable weights", make({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": b""})),
+         "unreadable weights", make({**adapter_at("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": b""})),
     Case("checkpoints-truncated-adapter", "rre.checkpoints", ("run/p",), "or hold unreadable weights",
-         make({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": safetensors_bytes(3)})),
+         make({**adapter_at("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": safetensors_bytes(3)})),
     Case("checkpoints-adapter-not-safetensors", "rre.checkpoints", ("run/p",), "or hold unreadable weights",
-         make({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": b"PK\x03\x04 a zip"})),
+         make({**adapter_at("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": b"PK\x03\x04 a zip"})),
     Case("checkpoints-adapter-header-no-offsets", "rre.checkpoints", ("run/p",), "or hold unreadable weights",
-         make({**ADAPTER_AT("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": header_only(b'{"w": 3}')})),
-    Case("eval-adapter-header-no-offsets", "evaluation", (*EVAL_DATA, "--base_model_name", "model",
+         make({**adapter_at("run/p_step_1"), "run/p_step_1/adapter_model.safetensors": header_only(b'{"w": 3}')})),
+    Case("eval-adapter-header-no-offsets", "evaluation", (*BOTH_EVAL_SETS, "--base_model_name", "model",
                                                           "--peft_model_name", "a"),
          "--peft_model_name a/adapter_model.safetensors: not a safetensors file (unreadable header)",
-         make({**MODEL, **ADAPTER_AT("a"), "a/adapter_model.safetensors": header_only(b'{"w": {"dtype": "F32"}}')})),
+         make({**MODEL, **adapter_at("a"), "a/adapter_model.safetensors": header_only(b'{"w": {"dtype": "F32"}}')})),
 ]
 
 
@@ -252,7 +252,7 @@ def test_a_default_policy_folder_is_read_for_its_context(tmp_path, monkeypatch, 
 
     if not (smollm2_folder() / "config.json").is_file():
         pytest.skip("the offline SmolLM2 is not converted here (python -m rre.offline_models)")
-    case = Case("ppo-default-policy", "run_ppo", (*PPO, "--output_max_length=100000"),
+    case = Case("ppo-default-policy", "run_ppo", (*PPO_FLAGS, "--output_max_length=100000"),
                 f"beyond the context of --model_name {smollm2_folder()} (8192 tokens: max_position_embeddings")
     code, err = run_bytes_case(case, tmp_path, monkeypatch, capsys)
     assert code == 2 and len(err) == 1 and case.expect in err[0], err
@@ -261,7 +261,7 @@ def test_a_default_policy_folder_is_read_for_its_context(tmp_path, monkeypatch, 
 def test_ppo_seeds_of_every_process_are_in_range(tmp_path, monkeypatch, capsys):
     """Under `accelerate launch` each process seeds --seed + its rank: the last rank's seed must be accepted too."""
     monkeypatch.setenv("WORLD_SIZE", "2")
-    case = Case("ppo-seed-last-rank", "run_ppo", (*PPO, f"--seed={SEED_MAX}"),
+    case = Case("ppo-seed-last-rank", "run_ppo", (*PPO_FLAGS, f"--seed={SEED_MAX}"),
                 f"--seed {SEED_MAX}: with 2 processes, each seeding --seed + its rank, the seeds reach {SEED_MAX + 1}")
     code, err = run_bytes_case(case, tmp_path, monkeypatch, capsys)
     assert code == 2 and len(err) == 1 and case.expect in err[0], err
@@ -281,7 +281,7 @@ def test_seeds_at_either_end_and_lengths_that_just_fit_pass(tmp_path):
     with pytest.raises(DataError, match=f"--seed {SEED_MAX}: with 2 processes, each seeding --seed \\+ its rank, "
                                         f"the seeds reach {SEED_MAX + 1}"):
         validation.seed("seed", SEED_MAX, processes=2)
-    make(CTX_MODEL)(tmp_path)
+    make(MODEL_WITH_CONTEXT)(tmp_path)
     model = tmp_path / "model"
     validation.fits_context("model_name", model, {"output_max_length": 512, "max_prompt_length": 512})
     validation.fits_context("base_model_name", model, {"max_new_tokens": CONTEXT - 1}, prompt_room=1)
@@ -294,7 +294,7 @@ def test_seeds_at_either_end_and_lengths_that_just_fit_pass(tmp_path):
 def test_evaluation_accepts_answers_that_fit_the_context(tmp_path, monkeypatch):
     import evaluation
 
-    make(CTX_MODEL)(tmp_path)
+    make(MODEL_WITH_CONTEXT)(tmp_path)
     monkeypatch.chdir(tmp_path)
     (args,) = evaluation.validation.parse_flags([evaluation.EvalArguments], [
         "--base_model_name", "model", "--evaluations", "alpaca", "--eval_path", str(ROOT / "data" / "eval.json"),
@@ -370,7 +370,7 @@ def test_prescreen_screens_a_file_that_repeats_an_instruction(tmp_path, monkeypa
 def test_checkpoint_listing_leaves_out_a_zero_byte_adapter(tmp_path, capsys):
     from rre import checkpoints
 
-    make({**ADAPTER_AT("run/p_step_1"), **ADAPTER_AT("run/p_step_2"), **ADAPTER_AT("run/p_step_3"),
+    make({**adapter_at("run/p_step_1"), **adapter_at("run/p_step_2"), **adapter_at("run/p_step_3"),
           "run/p_step_2/adapter_model.safetensors": b""})(tmp_path)
     checkpoints.main([str(tmp_path / "run" / "p")])
     assert capsys.readouterr().out.split() == [str(tmp_path / "run" / f"p_step_{n}") for n in (1, 3)]

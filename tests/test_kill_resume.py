@@ -4,18 +4,16 @@ save) resumes to its final step, leaves only complete checkpoints, and scripts/e
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ENV, ROOT
 
 from rre.checkpoints import list_checkpoints
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 STEPS = 3
 
 

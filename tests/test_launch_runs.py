@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ENV, ROOT, paper_config_launch
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 # A run that proves what it was given: binds its port (free, or this fails), records its GPU and port, and waits
 # for the other run's record, so both must have been running at the same time.
@@ -103,8 +102,7 @@ def test_two_launches_of_the_papers_config_at_once(tmp_path, tiny_llama_dir):
     together while the default port 29500 is taken both finish on ports of their own. (Without the key, accelerate
     goes for 29500 and, finding it taken, falls back to a port of its own choosing with a warning; two launches
     checking at the same moment can still both pick 29500.)"""
-    launch = ["accelerate", "launch", "--num_machines", "1", "--num_processes", "1", "--config_file",
-              str(ROOT / "configs" / "zero2-bf16.yaml"), str(ROOT / "run_ppo.py")]
+    launch = paper_config_launch("run_ppo.py")
     flags = [f"--model_name={tiny_llama_dir}", "--overall_steps=1", "--save_freq=1", "--batch_size=2",
              "--mini_batch_size=2", "--gradient_accumulation_steps=1", "--output_max_length=4",
              "--max_prompt_length=128", "--dev_max_examples=1", "--mixed_precision=no", "--log_with=none",

@@ -1,4 +1,4 @@
-"""The house rules of issue 20, read from the source: entry scripts at the root and in scripts/, one library
+"""The house rules of the layout, read from the source: entry scripts at the root and in scripts/, one library
 package `rre` below them, imports running one way (entry -> reward_model -> rre), no cycles, and no project
 import hidden inside a function to dodge one."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 PACKAGE = "rre"
 PAPER_MODULE = "reward_model"  # the paper's module at the root: the white-box proxy, imported by the scripts
 
@@ -96,3 +97,42 @@ def test_the_detector_sees_a_planted_cycle_and_a_hidden_import(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("import os\n\ndef f():\n    from rre.data import DataError\n    import reward_model\n")
     assert imports(f) == [("os", False, 1), ("rre.data", True, 4), ("reward_model", True, 5)]
+
+
+# The tests' own scaffolding lives in tests/helpers.py, once: the repository root, the environment and runner of
+# the commands they start, the accelerate launch lines, the tiny Llama configuration.
+SHARED_SCAFFOLDING = {"ROOT", "ENV", "run_cli", "tiny_llama_config"}
+LAUNCH = ("accelerate", "launch")
+
+
+def own_scaffolding(path: Path) -> list[str]:
+    """What a test file defines for itself that tests/helpers.py holds: a top-level ROOT/ENV/run_cli/
+    tiny_llama_config, or an accelerate launch line spelled out."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+        else:
+            continue
+        found += [f"{path.name}:{node.lineno} defines {name}" for name in names if name in SHARED_SCAFFOLDING]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.List) and tuple(getattr(e, "value", None) for e in node.elts[:2]) == LAUNCH:
+            found.append(f"{path.name}:{node.lineno} spells out an accelerate launch line")
+    return found
+
+
+def test_tests_take_their_scaffolding_from_helpers():
+    files = [p for p in sorted((ROOT / "tests").glob("*.py")) if p.name != "helpers.py"]
+    bad = [finding for path in files for finding in own_scaffolding(path)]
+    assert not bad, bad
+
+
+def test_the_scaffolding_rule_sees_a_planted_copy(tmp_path):
+    f = tmp_path / "test_x.py"
+    f.write_text('import os\nROOT = 1\nENV: dict = {}\n\ndef run_cli():\n    return ["accelerate", "launch", "x"]\n')
+    assert own_scaffolding(f) == ["test_x.py:2 defines ROOT", "test_x.py:3 defines ENV", "test_x.py:5 defines run_cli",
+                                  "test_x.py:6 spells out an accelerate launch line"]

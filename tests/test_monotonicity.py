@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from scipy.stats import kendalltau, spearmanr
 from tiny_reward_models import save_tiny_starling
 
@@ -22,7 +23,6 @@ from rre.data import load_examples
 from rre.gold import load_gold_reward_model
 from rre.prompts import get_prompt_format
 
-ROOT = Path(__file__).resolve().parents[1]
 EVAL = [
     {"input": "Name a fruit.", "output": "An apple.", "qtype": "CONSTRAINED"},
     {"input": "Write a poem about rain.", "output": "Rain taps the roof all night.", "qtype": "OPENENDED"},

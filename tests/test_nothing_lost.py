@@ -14,14 +14,12 @@ import json
 from pathlib import Path
 
 import pytest
-from test_hostile_inputs import ANNOTATIONS, MODEL, ROOT, make, safetensors_bytes
+from helpers import ROOT
+from hostile import ANNOTATIONS, GRPO_FLAGS, MODEL, PPO_FLAGS, make, safetensors_bytes
 
 from rre import files
 from rre.data import DataError
 
-PPO = ("--dataset_path", "{root}/data/train.json", "--dev_prompt_path", "{root}/data/dev.json", "--output_dir", "run",
-       "--relevance_model=minilm")
-GRPO = ("--dataset_path", "{root}/data/train.json", "--output_dir", "run", "--relevance_model=minilm")
 USER_FOLDER = {"work/notes.txt": "my notes", "work/prompts.json": "[1, 2]"}
 LABELLED = {"train.json": ANNOTATIONS}
 UNLABELLED = json.dumps([{"instruction": "Name a colour.", "output": "Blue."}])
@@ -75,7 +73,7 @@ CASES = [
     ("annotate-output-is-the-train-file", "annotate",
      ("--input_path", "in.json", "--output_path", "train.json", "--train_path", "train.json",
       "--classifier_dir", "cls"), {**LABELLED, "in.json": UNLABELLED}, "--output_path train.json: is also --train_path"),
-    ("ppo-fresh-run-onto-a-finished-run", "run_ppo", PPO, FINISHED_RUN,
+    ("ppo-fresh-run-onto-a-finished-run", "run_ppo", PPO_FLAGS, FINISHED_RUN,
      "--output_dir run: a run is already there (run/training_config.json, run_step_4, run_final (3 checkpoint "
      "folders)); resume it with --resume_from_checkpoint=latest, or pass --overwrite=true"),
     ("score-save-path-is-the-annotations", "score_outputs",
@@ -89,10 +87,10 @@ CASES = [
      ("--data_path", "{root}/data/train.json", "--output_dir", "run_final", "--overwrite=true"),
      ppo_checkpoint("run_final"), "--output_dir run_final: holds a folder written by run_ppo.py; it is not a gold "
                                   "stand-in folder"),
-    ("ppo-overwrite-a-step-folder-of-the-user", "run_ppo", (*PPO, "--overwrite=true"),
+    ("ppo-overwrite-a-step-folder-of-the-user", "run_ppo", (*PPO_FLAGS, "--overwrite=true"),
      {"run/training_config.json": "{}", "run_step_1/notes.txt": "mine"},
      "--output_dir run_step_1: holds 1 entry not written by this project (notes.txt)"),
-    ("grpo-overwrite-a-ppo-checkpoint", "run_grpo", (*GRPO, "--overwrite=true"), ppo_checkpoint("run_step_1"),
+    ("grpo-overwrite-a-ppo-checkpoint", "run_grpo", (*GRPO_FLAGS, "--overwrite=true"), ppo_checkpoint("run_step_1"),
      "--output_dir run_step_1: holds a folder written by run_ppo.py; it is not a run_grpo.py checkpoint"),
     ("score-save-path-is-a-user-file", "score_outputs",
      ("--annotations_path", "ann.json", "--relevance_scaling=false", "--save_path", "notes.json"),
@@ -152,21 +150,21 @@ CASES = [
       "--relevance_model=minilm", "--overwrite=true"), {**ppo_checkpoint("run_step_2"), "run_step_2/train.json": ANNOTATIONS},
      "--output_dir run: --overwrite would remove run_step_2, which holds --dataset_path run_step_2/train.json"),
     ("grpo-overwrite-removes-the-model", "run_grpo",
-     (*GRPO, "--model_name", "run_final", "--overwrite=true"),
+     (*GRPO_FLAGS, "--model_name", "run_final", "--overwrite=true"),
      {**ppo_checkpoint("run_final", marker="run_grpo.py"), "run_final/config.json": "{}"},
      "--overwrite would remove run_final, which holds --model_name run_final"),
     ("trm-output-holds-the-data", "train_reward_model", ("--data_path", "rm/train.json", "--output_dir", "rm"),
      {"rm/train.json": ANNOTATIONS}, "--output_dir rm: holds --data_path rm/train.json"),
     # Item 3: a fresh run never lands on a finished or started run.
-    ("ppo-fresh-run-onto-a-started-run", "run_ppo", PPO, {"run/training_config.json": "{}"},
+    ("ppo-fresh-run-onto-a-started-run", "run_ppo", PPO_FLAGS, {"run/training_config.json": "{}"},
      "--output_dir run: a run is already there (run/training_config.json)"),
-    ("grpo-fresh-run-onto-a-finished-run", "run_grpo", GRPO, GRPO_FINISHED,
+    ("grpo-fresh-run-onto-a-finished-run", "run_grpo", GRPO_FLAGS, GRPO_FINISHED,
      "--output_dir run: a run is already there (run/training_config.json, run_final)"),
-    ("ppo-overwrite-and-resume", "run_ppo", (*PPO, "--overwrite=true", "--resume_from_checkpoint=latest"),
+    ("ppo-overwrite-and-resume", "run_ppo", (*PPO_FLAGS, "--overwrite=true", "--resume_from_checkpoint=latest"),
      FINISHED_RUN, "--overwrite starts the run again; it cannot be combined with --resume_from_checkpoint"),
-    ("ppo-latest-over-a-broken-final-config", "run_ppo", (*PPO, "--resume_from_checkpoint=latest"),
+    ("ppo-latest-over-a-broken-final-config", "run_ppo", (*PPO_FLAGS, "--resume_from_checkpoint=latest"),
      {**FINISHED_RUN, "run_final/training_config.json": "{not json"}, "run_final/training_config.json"),
-    ("grpo-overwrite-and-resume", "run_grpo", (*GRPO, "--overwrite=true", "--resume_from_checkpoint=latest"),
+    ("grpo-overwrite-and-resume", "run_grpo", (*GRPO_FLAGS, "--overwrite=true", "--resume_from_checkpoint=latest"),
      GRPO_FINISHED, "--overwrite starts the run again"),
     # Item 4: every check before the first byte (the ladder and annotate made files before some checks).
     ("ladder-eval-path-missing", "design_ladder",
@@ -210,7 +208,7 @@ def test_latest_on_a_finished_run_exits_0_without_writing(tmp_path, monkeypatch,
     make(FINISHED_RUN)(tmp_path)
     before = snapshot(tmp_path)
     monkeypatch.chdir(tmp_path)
-    argv = [a.replace("{root}", str(ROOT)) for a in PPO]
+    argv = [a.replace("{root}", str(ROOT)) for a in PPO_FLAGS]
     run_ppo.main([*argv, "--overall_steps=4", "--resume_from_checkpoint=latest"])  # returns: no SystemExit
     assert "run_final: the run is finished (4 steps); nothing to do" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
@@ -235,13 +233,13 @@ def test_overwrite_removes_only_the_runs_own_checkpoints(tmp_path, capsys):
 
 
 def test_a_folder_without_marker_is_recognised_by_its_known_contents(tmp_path):
-    legacy = tmp_path / "cls"
+    unmarked = tmp_path / "cls"
     make({"cls/head.safetensors": safetensors_bytes(), "cls/qtype_classifier.json": "{}"})(tmp_path)
-    assert files.QTYPE_CLASSIFIER.owns(legacy)
-    (legacy / "notes.txt").write_text("mine")  # one file of the user's: no longer the project's alone
-    assert not files.QTYPE_CLASSIFIER.owns(legacy)
+    assert files.QTYPE_CLASSIFIER.owns(unmarked)
+    (unmarked / "notes.txt").write_text("mine")  # one file of the user's: no longer the project's alone
+    assert not files.QTYPE_CLASSIFIER.owns(unmarked)
     with pytest.raises(DataError, match="not a qtype classifier folder"):
-        files.replaceable("classifier_dir", legacy, files.QTYPE_CLASSIFIER)
+        files.replaceable("classifier_dir", unmarked, files.QTYPE_CLASSIFIER)
 
 
 def test_atomic_dir_marks_before_the_first_file_and_replaces_only_its_own(tmp_path):

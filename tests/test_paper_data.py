@@ -8,11 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from rre import paper_data
 from rre.data import DataError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def records(constrained: int, openended: int) -> bytes:

@@ -4,7 +4,6 @@ training forwards, optimizer steps per PPO step, and the paper's README commands
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ENV, ROOT, accelerate_launch, paper_config_launch
 from test_run_ppo import make_run, next_batch, tiny_flags, trainable
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 PAD = 0
 # A word-level tokenizer small enough to write its ids by hand; ":" and "?" are unknown, so they become id 0,
 # Starling's pad id, inside a text.
@@ -122,8 +120,7 @@ def test_printed_optimizer_steps_match_the_real_ones(tiny_llama_dir, tmp_path, l
     flags = tiny_flags(tiny_llama_dir, tmp_path / "run", 1, 0, "--relevance_scaling=false",
                        "--reward_branching=false", "--log_with=none", *extra)
     flags[flags.index("--gradient_accumulation_steps=1")] = "--gradient_accumulation_steps=2"
-    launcher = None if launch == "python" else ["accelerate", "launch", "--config_file", launch,
-                                                "--num_processes", "1", "--num_machines", "1"]
+    launcher = None if launch == "python" else [*accelerate_launch(launch, processes=1), "--num_machines", "1"]
     env = {**ENV, "CUDA_VISIBLE_DEVICES": ""} if launch.endswith("bf16.yaml") else None
     printed, counted = count_run(flags, launcher, env)
     assert printed == expected and counted == [expected]
@@ -169,8 +166,7 @@ def paper_pipeline(tmp_path_factory, tiny_llama_dir, smollm2_dir):
     # The paper's evaluation reads data/alpaca_eval.json and data/natural-instructions (relative, as here).
     (work / "data" / "alpaca_eval.json").write_text((ROOT / "data" / "eval.json").read_text())
     shutil.copytree(ROOT / "data" / "superni-fixture", work / "data" / "natural-instructions")
-    launch = ["accelerate", "launch", "--num_machines", "1", "--num_processes", "1", "--config_file",
-              str(ROOT / "configs" / "zero2-bf16.yaml"), str(ROOT / "run_ppo.py")]
+    launch = paper_config_launch("run_ppo.py")
     train = run_in(work, launch + paper_flags(PAPER_TRAIN, MODEL_NAME=tiny_llama_dir, CACHE_DIR=str(work / "cache"))
                    + SMALL_RUN)
     evals = []

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 from rre import precision
 from rre.data import DataError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_explicit_values_win_and_auto_follows_the_hardware(monkeypatch):

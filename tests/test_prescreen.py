@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from test_monotonicity import EVAL, gold_dir  # noqa: F401
 
 import prescreen
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig
 from rre.data import load_examples
 
-ROOT = Path(__file__).resolve().parents[1]
 # System k's answers carry k "gem" words (what the planted gold rewards); their lengths do not follow k.
 GEMS = {"sys_a": 0, "sys_b": 1, "sys_c": 2, "sys_d": 3, "sys_e": 4}
 PAD = {"sys_a": 9, "sys_b": 2, "sys_c": 12, "sys_d": 1, "sys_e": 6}

@@ -12,15 +12,14 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from rre.data import gold_query, load_examples, parse_record, reward_query
 from rre.gold import starling_text
 from rre.prompts import PROMPT_FORMATS, TEMPLATES, get_prompt_format, user_message
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER_CODE = ROOT.parent / "shared" / "paper-code"
 PAPER_VAL = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
 ALPACA_SYSTEM = ("Below is an instruction that describes a task. Write a response that appropriately completes the "

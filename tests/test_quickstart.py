@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def run_quickstart(run_dir: Path) -> tuple[subprocess.CompletedProcess, float]:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 ANSWER = "Paris is the capital.\n\n\n\nMore text"
 CUT = "Paris is the capital."
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The paper's reward defaults: Contriever as the encoder, rar_max_dot decided by the encoder actually used, and no
-silent substitution offline (issue 19, item 1)."""
+silent substitution offline."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
 from rre.data import DataError
 from rre.relevance import PAPER_ENCODER, normalizes
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tiny_bert(folder: Path) -> Path:

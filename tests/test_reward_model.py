@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT
 
 from reward_model import (
     ReversedEngineeredRewardForInference,
@@ -23,7 +24,6 @@ from rre.data import load_examples
 from rre.prompts import ALPACA_ROLE_MARKERS, STOP_STRINGS, get_prompt_format
 from rre.relevance import RelevanceEncoder
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 class DictEncoder:

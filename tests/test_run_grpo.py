@@ -4,7 +4,6 @@ tiny: 2 steps of 4 samples (2 prompts x 2 generations), 8 new tokens."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,11 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import DEEPSPEED_LAUNCH, ENV, ROOT, run_cli
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-DS_LAUNCH = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "2"]
 
 
 def flags(trainer: str, model_dir: str, output_dir: Path, steps: int = 2, *extra: str) -> list[str]:
@@ -25,13 +22,6 @@ def flags(trainer: str, model_dir: str, output_dir: Path, steps: int = 2, *extra
             f"--overall_steps={steps}", "--save_freq=1", "--batch_size=4", "--mini_batch_size=2",
             "--num_generations=2", "--output_max_length=8", "--max_prompt_length=256", "--relevance_model=minilm", "--rar_max_dot=1.0",
             "--seed=7", *extra]
-
-
-def run_cli(args: list[str], launcher: list[str] | None = None, script: str = "run_grpo.py") -> subprocess.CompletedProcess:
-    cmd = (launcher or [sys.executable]) + [script] + args
-    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return proc
 
 
 def assert_checkpoint(ckpt: Path, base_dir: str, trainer: str, step: int) -> None:
@@ -57,8 +47,8 @@ def assert_checkpoint(ckpt: Path, base_dir: str, trainer: str, step: int) -> Non
 
 def assert_evaluation_answers(ckpt: Path, base_dir: str) -> None:
     """evaluation.py answers data/eval.json with the checkpoint, unchanged."""
-    run_cli([f"--base_model_name={base_dir}", f"--peft_model_name={ckpt}", "--batch_size=32", "--evaluations=alpaca",
-             "--eval_path=data/eval.json", "--max_new_tokens=4", "--seed=42"], script="evaluation.py")
+    run_cli("evaluation.py", [f"--base_model_name={base_dir}", f"--peft_model_name={ckpt}", "--batch_size=32",
+                              "--evaluations=alpaca", "--eval_path=data/eval.json", "--max_new_tokens=4", "--seed=42"])
     outputs = json.loads((ckpt / f"alpaca-eval-{ckpt.name}.json").read_text())
     assert len(outputs) == len(json.loads((ROOT / "data/eval.json").read_text()))
     assert all(o["generator"] == ckpt.name for o in outputs)
@@ -69,7 +59,7 @@ def assert_evaluation_answers(ckpt: Path, base_dir: str) -> None:
 @pytest.mark.parametrize("trainer,launch", [("grpo", "zero2-cpu"), ("rloo", "python")])
 def test_two_steps_write_evaluable_checkpoints(trainer, launch, smollm2_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli(flags(trainer, smollm2_dir, out), DS_LAUNCH if launch == "zero2-cpu" else None)
+    proc = run_cli("run_grpo.py", flags(trainer, smollm2_dir, out), DEEPSPEED_LAUNCH if launch == "zero2-cpu" else None)
     for step in (1, 2):
         assert_checkpoint(Path(f"{out}_step_{step}"), smollm2_dir, trainer, step)
     assert (Path(f"{out}_final") / "adapter_model.safetensors").is_file()
@@ -103,7 +93,7 @@ def test_resume_after_kill_reaches_the_same_final_step(smollm2_dir, tmp_path):
     _, err = proc.communicate()
     assert proc.returncode == -signal.SIGKILL, f"run ended before it was killed (exit {proc.returncode})\n{err[-3000:]}"
     assert step1.is_dir() and not Path(f"{out}_final").exists()
-    resumed = run_cli(flags("grpo", smollm2_dir, out, 2, "--resume_from_checkpoint=latest"))
+    resumed = run_cli("run_grpo.py", flags("grpo", smollm2_dir, out, 2, "--resume_from_checkpoint=latest"))
     assert f"resumed from {step1} at step 1" in resumed.stderr
     assert "step 1/2" not in resumed.stdout and resumed.stdout.count("step 2/2 | reward ") == 1
     state = json.loads((Path(f"{out}_step_2") / "trainer_state.json").read_text())

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import DEEPSPEED_LAUNCH, accelerate_launch, run_cli
 from safetensors.torch import load_file, save_file
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
 
 def tiny_flags(model_dir: str, output_dir: Path, steps: int, save_freq: int, *extra: str) -> list[str]:
@@ -22,13 +18,6 @@ def tiny_flags(model_dir: str, output_dir: Path, steps: int, save_freq: int, *ex
             f"--save_freq={save_freq}", "--batch_size=4", "--mini_batch_size=2", "--gradient_accumulation_steps=1",
             "--output_max_length=8", "--max_prompt_length=256", "--dev_max_examples=4", "--eval_table_rows=1",
             "--seed=7", "--mixed_precision=no", "--relevance_model=minilm", *extra]  # exact float32 maths on every CPU kind
-
-
-def run_cli(flags: list[str], launcher: list[str] | None = None, expect_rc: int = 0) -> subprocess.CompletedProcess:
-    cmd = (launcher or [sys.executable]) + ["run_ppo.py"] + flags
-    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == expect_rc, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return proc
 
 
 def lora_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -59,7 +48,7 @@ def assert_loadable_checkpoint(ckpt: Path, base_dir: str, step: int) -> None:
 @pytest.fixture(scope="module")
 def three_steps(tiny_llama_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ppo3") / "run"
-    proc = run_cli(tiny_flags(tiny_llama_dir, out, steps=3, save_freq=1))
+    proc = run_cli("run_ppo.py", tiny_flags(tiny_llama_dir, out, steps=3, save_freq=1))
     return out, proc
 
 
@@ -95,13 +84,10 @@ def ds_flags(model_dir: str, out: Path, steps: int, *extra: str) -> list[str]:
     return flags
 
 
-DS_LAUNCH = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "2"]
-
-
 @pytest.fixture(scope="module")
 def zero2_two_steps(tiny_llama_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "ds"
-    return out, run_cli(ds_flags(tiny_llama_dir, out, 2), DS_LAUNCH)
+    return out, run_cli("run_ppo.py", ds_flags(tiny_llama_dir, out, 2), DEEPSPEED_LAUNCH)
 
 
 def test_deepspeed_zero2_two_processes(zero2_two_steps, tiny_llama_dir):
@@ -172,15 +158,15 @@ def test_zero2_resume_is_bitwise_equal(zero2_two_steps, tiny_llama_dir, tmp_path
     """Under the CPU ZeRO-2 launch: stop after step 1, resume to step 2: equal to the uninterrupted run."""
     reference, _ = zero2_two_steps
     out = tmp_path / "ds"
-    run_cli(ds_flags(tiny_llama_dir, out, 1), DS_LAUNCH)
-    proc = run_cli(ds_flags(tiny_llama_dir, out, 2, "--resume_from_checkpoint=latest"), DS_LAUNCH)
+    run_cli("run_ppo.py", ds_flags(tiny_llama_dir, out, 1), DEEPSPEED_LAUNCH)
+    proc = run_cli("run_ppo.py", ds_flags(tiny_llama_dir, out, 2, "--resume_from_checkpoint=latest"), DEEPSPEED_LAUNCH)
     assert "resumed from" in proc.stderr and "at step 1" in proc.stderr
     assert_same_run_state(Path(f"{out}_final"), Path(f"{reference}_final"))
     # ZeRO-2 partitions restore only onto as many processes as wrote them; without DeepSpeed not at all.
-    one = ["accelerate", "launch", "--config_file", "configs/zero2-cpu.yaml", "--num_processes", "1"]
-    proc = run_cli(ds_flags(tiny_llama_dir, out, 3, "--resume_from_checkpoint=latest"), one, expect_rc=1)
+    one = accelerate_launch(processes=1)
+    proc = run_cli("run_ppo.py", ds_flags(tiny_llama_dir, out, 3, "--resume_from_checkpoint=latest"), one, expect_rc=1)
     assert "error: " in proc.stderr and "resume with --num_processes 2" in proc.stderr
-    proc = run_cli(tiny_flags(tiny_llama_dir, out, 3, 1, "--resume_from_checkpoint=latest"), expect_rc=2)
+    proc = run_cli("run_ppo.py", tiny_flags(tiny_llama_dir, out, 3, 1, "--resume_from_checkpoint=latest"), expect_rc=2)
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "with DeepSpeed" in proc.stderr
 
 
@@ -188,9 +174,9 @@ def test_resume_reaches_the_same_state(three_steps, tiny_llama_dir, tmp_path):
     """Stop after step 1, resume with the larger step count: the result equals the uninterrupted run."""
     reference, _ = three_steps
     out = tmp_path / "run"
-    run_cli(tiny_flags(tiny_llama_dir, out, steps=1, save_freq=1))
+    run_cli("run_ppo.py", tiny_flags(tiny_llama_dir, out, steps=1, save_freq=1))
     saved = json.loads((Path(f"{out}_step_1") / "training_state.json").read_text())
-    proc = run_cli(tiny_flags(tiny_llama_dir, out, 3, 1, "--resume_from_checkpoint=latest"))
+    proc = run_cli("run_ppo.py", tiny_flags(tiny_llama_dir, out, 3, 1, "--resume_from_checkpoint=latest"))
     assert f"at step 1 (kl_coef={saved['kl_coef']:.6f}" in proc.stderr
     assert json.loads((Path(f"{out}_final") / "training_state.json").read_text())["current_step"] == 3
     assert_same_run_state(Path(f"{out}_final"), Path(f"{reference}_final"))
@@ -365,16 +351,17 @@ def test_latest_checkpoint_ignores_incomplete_saves(tmp_path):
 
 
 def test_bad_input_is_one_line_exit_2(tiny_llama_dir, tmp_path):
-    proc = run_cli(["--prompt_format=fancy"], expect_rc=2)
+    proc = run_cli("run_ppo.py", ["--prompt_format=fancy"], expect_rc=2)
     assert proc.stderr.strip().startswith("error: --prompt_format") and len(proc.stderr.strip().splitlines()) == 1
-    proc = run_cli(["--batch_size=5", "--mini_batch_size=2", "--gradient_accumulation_steps=1"], expect_rc=2)
-    assert proc.stderr.strip().startswith("error: batch_size (5)")
-    proc = run_cli(tiny_flags(tiny_llama_dir, tmp_path / "x", 1, 0, f"--dataset_path={tmp_path / 'missing.json'}"),
+    proc = run_cli("run_ppo.py", ["--batch_size=5", "--mini_batch_size=2", "--gradient_accumulation_steps=1"],
                    expect_rc=2)
+    assert proc.stderr.strip().startswith("error: batch_size (5)")
+    proc = run_cli("run_ppo.py", tiny_flags(tiny_llama_dir, tmp_path / "x", 1, 0,
+                                            f"--dataset_path={tmp_path / 'missing.json'}"), expect_rc=2)
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "missing.json" in proc.stderr
     # --max_prompt_length follows --output_max_length (as in the paper): 8 tokens drop every prompt; say so.
     flags = [f for f in tiny_flags(tiny_llama_dir, tmp_path / "y", 1, 0) if not f.startswith("--max_prompt_length")]
-    proc = run_cli(flags, expect_rc=2)
+    proc = run_cli("run_ppo.py", flags, expect_rc=2)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --dataset_path data/train.json: 0 usable prompts")
     assert "90 of its 90 prompts are longer than --max_prompt_length=8" in last  # the train file's count, not dev's
@@ -387,7 +374,7 @@ def test_features_module_reaches_the_training_reward(tiny_llama_dir, tmp_path):
     module.write_text("EXTRA_FEATURES = {'always_one': lambda s: 1.0}\n"
                       "def combine(f):\n    return 0.25 * f['always_one']\n")
     out = tmp_path / "feat"
-    run_cli(tiny_flags(tiny_llama_dir, out, 1, 0, "--relevance_scaling=false", "--reward_branching=false",
+    run_cli("run_ppo.py", tiny_flags(tiny_llama_dir, out, 1, 0, "--relevance_scaling=false", "--reward_branching=false",
                        f"--features_module={module}"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

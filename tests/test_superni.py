@@ -5,19 +5,17 @@ decoded output minus the decoded prompt, ROUGE-L against the first reference, th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ENV, ROOT
 
 from evaluation import SuperNITask, load_superni, score_superni, superni_prompt, tokenizer_truncation_side
 from rre.prompts import get_prompt_format
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 LONG_DEFINITION = " ".join(f"Rule {k}: answer with the capital city of the country named below." for k in range(60))
 
 

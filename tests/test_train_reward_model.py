@@ -7,12 +7,11 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_reward_model.py"
 sys.path.insert(0, str(ROOT / "scripts"))
 

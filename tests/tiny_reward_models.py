@@ -5,15 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-
-def tiny_llama_config(tokenizer, **overrides):
-    from transformers import LlamaConfig
-
-    kwargs = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
-    kwargs.update(overrides)
-    return LlamaConfig(**kwargs)
+from helpers import tiny_llama_config
 
 
 def save_tiny_starling(out_dir: str | Path, tokenizer_dir: str, seed: int = 0):
