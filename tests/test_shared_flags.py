@@ -3,20 +3,16 @@ differently, --mixed_precision and --precision, takes both spellings in both scr
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import run_grpo
 import run_ppo
 from rre.training import SharedTrainingFlags, mixed_precision_setting
+from helpers import ENV, ROOT
 from rre.validation import parse_flags
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def test_no_script_declares_a_shared_flag_again():
