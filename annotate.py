@@ -15,8 +15,6 @@ killed run resumes where it stopped; the output is written in one atomic step at
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -24,12 +22,24 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rre import validation
-from rre.data import DataError, Example, exit_on_data_error, load_examples, parse_record, read_records
-from rre.files import QTYPE_CLASSIFIER, atomic_write, refuse_inputs, remove_file, replaceable, to_json, write_json
-from rre.loading import load_errors
+from rre.data import Example, load_examples, parse_record, read_records
+from rre.errors import DataError, exit_on_data_error, load_errors
+from rre.files import (
+    QTYPE_CLASSIFIER,
+    atomic_write,
+    content_hash,
+    file_sha256,
+    jsonl_entries,
+    jsonl_line,
+    refuse_inputs,
+    remove_file,
+    replaceable,
+    to_json,
+    write_json,
+)
 from rre.offline_models import smollm2_path
 from rre.precision import resolve_device, resolve_dtype
-from rre.qtype import CLASSIFIER_WEIGHTS, QTypeClassifier, QTypeJudge, ReferenceWriter, sha256_file
+from rre.qtype import CLASSIFIER_WEIGHTS, QTypeClassifier, QTypeJudge, ReferenceWriter
 
 METHODS = ("classifier", "judge")
 
@@ -149,20 +159,15 @@ class PartialStore:
         self.started = bool(self.done)  # the file is (re)started at the first chunk, once models have loaded
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-        try:
-            same = bool(lines) and json.loads(lines[0]) == {"header": self.header}
-        except json.JSONDecodeError:
-            same = False
-        if not same:
+        entries, _ = jsonl_entries(self.path.read_text(encoding="utf-8", errors="replace"))
+        if not entries or entries[0] != (1, {"header": self.header}):
             print(f"annotate: {self.path} is from other input or settings; starting over", file=sys.stderr)
             return
-        for line in lines[1:]:
+        for _, entry in entries[1:]:
             try:
-                entry = json.loads(line)
                 self.done.setdefault(int(entry.pop("index")), {}).update(entry)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                continue  # the torn line of a kill
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue  # a line that is JSON but not an entry
         if self.done:
             print(f"annotate: resuming from {self.path} ({len(self.done)} records with saved work)", file=sys.stderr)
 
@@ -170,11 +175,11 @@ class PartialStore:
         """Append one chunk's results and make them durable before the next chunk starts."""
         if not self.started:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # checked creatable before any model loaded
-            atomic_write(self.path, json.dumps({"header": self.header}) + "\n")
+            atomic_write(self.path, jsonl_line({"header": self.header}))
             self.started = True
         with open(self.path, "a", encoding="utf-8") as f:
             for index, values in entries.items():
-                f.write(json.dumps({"index": index, **values}, ensure_ascii=False) + "\n")
+                f.write(jsonl_line({"index": index, **values}))
                 self.done.setdefault(index, {}).update(values)
             f.flush()
             os.fsync(f.fileno())
@@ -227,16 +232,16 @@ def train_classifier(args: AnnotateArguments, examples: list[Example]):
 
 def settings_key(args: AnnotateArguments, records: list[dict[str, Any]]) -> dict[str, Any]:
     """What the saved work depends on: the input records and every flag that changes a label or a reference."""
-    digest = hashlib.sha256(json.dumps(records, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    digest = content_hash(records)
     labeller: dict[str, Any] = {"method": args.method}
     if args.method == "judge":
         labeller.update(judge_model=args.judge_model, calibration=args.judge_calibration, dtype=args.dtype)
     elif args.classifier_dir and not args.train_path:
         weights = Path(args.classifier_dir) / CLASSIFIER_WEIGHTS
-        labeller["classifier_sha256"] = sha256_file(weights) if weights.is_file() else None
+        labeller["classifier_sha256"] = file_sha256(weights) if weights.is_file() else None
     elif args.train_path:
         labeller.update(train_path=args.train_path, encoder=args.encoder, l2=args.l2,
-                        train_sha256=sha256_file(args.train_path) if Path(args.train_path).is_file() else None)
+                        train_sha256=file_sha256(args.train_path) if Path(args.train_path).is_file() else None)
     reference = None if not args.reference_model else {
         "model": args.reference_model, "format": args.reference_prompt_format,
         "max_new_tokens": args.reference_max_new_tokens, "dtype": args.dtype}

@@ -32,17 +32,25 @@ from reward_model import (ReversedEngineeredRewardForInference, RewardConfig, ch
                           resolve_rar_max_dot)
 from rre import paper_data, validation
 from rre.checkpoints import PAPER_STEPS, find_outputs_file, is_complete, list_checkpoints
-from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs, read_text
+from rre.data import Example, join_outputs, load_examples, load_outputs
+from rre.files import (
+    adapter_base_model,
+    check_outputs_in,
+    content_hash,
+    json_object_with,
+    png_file,
+    read_text,
+    save_figure,
+    write_json,
+)
+from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import check_features_module, load_features_module
-from rre.files import check_outputs_in, json_object_with, png_file, save_figure, write_json
 from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
-from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
 from rre.proxy_settings import PROXY_FLAGS, ScoringProxy, find_run_proxy, scoring_proxy
-from rre.records import adapter_base_model
 from rre.relevance import RelevanceEncoder
-from rre.score_cache import cached_scores, content_hash
+from rre.score_cache import cached_scores
 from rre.stats import bootstrap_spearman, correlation, number
 from rre.validation import given_flags, merge_repeated_flags
 

@@ -36,7 +36,8 @@ from transformers import set_seed
 
 from rre import paper_data, validation
 from rre.batching import sorted_batches
-from rre.data import DataError, Example, exit_on_data_error, load_examples
+from rre.data import Example, load_examples
+from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.decode import Sampling, decode, extra_processors
 from rre.files import (
     atomic_write,
@@ -44,14 +45,16 @@ from rre.files import (
     created_folder,
     json_object_with,
     json_rows_with,
+    jsonl_entries,
+    jsonl_line,
+    read_json,
+    read_text,
     refuse_inputs,
     remove_file,
     write_json,
 )
-from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, RESPONSE_POSTPROCESS, PromptFormat, resolve_prompt_format
-from rre.records import read_json, read_text
 from rre.validation import given_flags
 
 EVALUATIONS = ("alpaca", "superni")
@@ -289,16 +292,9 @@ def read_partial(partial: Path, examples: Sequence[Example]) -> dict[int, dict[s
     """Records of an interrupted run, by example index. A torn last line (killed mid-write) is dropped and
     regenerated; a partial file from another eval set is an error."""
     done: dict[int, dict[str, str]] = {}
-    torn = 0
-    for lineno, line in enumerate(read_text(partial, "answers so far").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            torn += 1
-            continue
-        i = rec.pop("index", None)
+    entries, torn = jsonl_entries(read_text(partial, "answers so far"))
+    for lineno, rec in entries:
+        i = rec.pop("index", None) if isinstance(rec, dict) else None
         if not isinstance(i, int) or not 0 <= i < len(examples) or rec.get("instruction") != examples[i].seed_input:
             raise DataError(f"{partial}: line {lineno}: does not match the eval set; rerun with --overwrite")
         done[i] = rec
@@ -321,8 +317,7 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
     # Start the partial file afresh from what was read, so a torn last line is not continued; with nothing read
     # there is no partial file until the first batch is answered (a run that fails first leaves none behind).
     if done:
-        atomic_write(partial, "".join(json.dumps({"index": i, **rec}, ensure_ascii=False) + "\n"
-                                      for i, rec in done.items()))
+        atomic_write(partial, "".join(jsonl_line({"index": i, **rec}) for i, rec in done.items()))
     else:
         remove_file(partial)
     opened: list[Any] = []  # the partial file, opened for appending at the first answered batch
@@ -333,7 +328,7 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
         for j, text in zip(positions, texts):  # positions in `todo`
             i = todo[j]
             done[i] = output_record(examples[i], text, name, dataset)
-            opened[0].write(json.dumps({"index": i, **done[i]}, ensure_ascii=False) + "\n")
+            opened[0].write(jsonl_line({"index": i, **done[i]}))
         opened[0].flush()
 
     try:

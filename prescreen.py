@@ -48,16 +48,25 @@ from reward_model import (
 )
 from rre import validation
 from rre.checkpoints import find_outputs_file
-from rre.data import REPO, DataError, Example, exit_on_data_error, load_examples, load_outputs, match_outputs, read_text
+from rre.data import REPO, Example, load_examples, load_outputs, match_outputs
+from rre.files import (
+    check_outputs_in,
+    content_hash,
+    finite_number,
+    json_object_with,
+    png_file,
+    read_csv_rows,
+    read_text,
+    save_figure,
+    write_json,
+)
+from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.feature_view import best_and_worst, feature_view, numeric_features, plot_feature_view, print_feature_view
 from rre.features import FeatureFn, Sample, check_features_module, load_features_module
-from rre.files import check_outputs_in, json_object_with, png_file, save_figure, write_json
 from rre.gold import GoldArguments, GoldSpec, check_gold_flags, gold_specs_from_flags, load_gold
-from rre.loading import load_errors
 from rre.prompts import PROMPT_FORMATS, clean_response, resolve_prompt_format
-from rre.records import finite_number, read_csv_rows
 from rre.relevance import RelevanceEncoder
-from rre.score_cache import cached_scores, content_hash, stored_scores
+from rre.score_cache import cached_scores, stored_scores
 from rre.stats import bootstrap_spearman, correlation, number
 from rre.validation import merge_repeated_flags
 

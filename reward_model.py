@@ -31,7 +31,8 @@ from nltk.tokenize import wordpunct_tokenize
 from tqdm.auto import tqdm
 
 from rre import validation
-from rre.data import DataError, Example
+from rre.data import Example
+from rre.errors import DataError
 from rre.features import BUILTIN_FEATURES, CombineFn, FeatureFn, Sample, load_features_module, user_number
 from rre.onnx_encoder import BACKENDS
 from rre.precision import CHOICES as PRECISION_CHOICES

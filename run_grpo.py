@@ -36,14 +36,21 @@ import torch
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward
 from rre import validation
 from rre.checkpoints import check_run_target, checkpoint_path, latest_checkpoint
-from rre.data import DataError, exit_on_data_error, load_examples
+from rre.data import load_examples
+from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.features import check_features_module
-from rre.files import GRPO_CHECKPOINT, new_partial_dir, partial_path, remove_trainer_leftovers, replace_dir
-from rre.loading import load_errors
+from rre.files import (
+    GRPO_CHECKPOINT,
+    new_partial_dir,
+    partial_path,
+    read_json,
+    remove_trainer_leftovers,
+    replace_dir,
+    require_key,
+)
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS
 from rre.proxy_settings import proxy_settings, write_training_config
-from rre.records import read_json, require_key
 from rre.training import (
     ATTENTION_CHOICES,
     PRECISION_SPELLINGS,

@@ -33,10 +33,10 @@ import torch
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags, training_reward
 from rre import validation
 from rre.checkpoints import check_run_target, checkpoint_path
-from rre.data import DataError, exit_on_data_error, load_examples
+from rre.data import load_examples
+from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.features import check_features_module
 from rre.files import PPO_CHECKPOINT
-from rre.loading import load_errors
 from rre.ppo import PolicyWithValueHead, PPOConfig, PPOTrainer, ValueHead, optimizer_steps_per_ppo_step, train_chunk_size
 from rre.precision import mixed_precision_for
 from rre.prompts import PROMPT_FORMATS, TEMPLATES

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
 from rre import validation
-from rre.data import DataError, Example, exit_on_data_error, join_outputs, load_examples, load_outputs
+from rre.data import Example, join_outputs, load_examples, load_outputs
+from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.features import load_features_module
 from rre.files import check_output_file, json_rows_with, refuse_inputs, write_json
-from rre.loading import load_errors
 from rre.offline_models import smollm2_path
 from rre.prompts import PROMPT_FORMATS, resolve_prompt_format
 from rre.proxy_settings import PROXY_FLAGS, TRAINING_CONFIG, ScoringProxy, read_proxy, scoring_proxy

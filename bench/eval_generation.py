@@ -43,7 +43,8 @@ def main() -> None:
     from transformers import set_seed
 
     import evaluation
-    from rre.data import exit_on_data_error, load_examples
+    from rre.data import load_examples
+    from rre.errors import exit_on_data_error
     from rre.offline_models import smollm2_path
     from rre.prompts import resolve_prompt_format
 

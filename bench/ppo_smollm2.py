@@ -67,7 +67,7 @@ def main() -> None:
 
     import torch
 
-    from rre.data import exit_on_data_error
+    from rre.errors import exit_on_data_error
     from run_ppo import parse_args, setup
 
     flags = [

@@ -2,9 +2,9 @@
 
 Entry scripts at the root import from here; nothing here imports them. One idea per module:
 
-    data            instruction files: records, qtype, the one-line DataError, the one text decoding (utf-8-sig)
+    errors          the one error type (DataError) and how a failure becomes one line: exit code 2, load failures
+    data            instruction files: records, qtype, the one text decoding (utf-8-sig)
     records         every other JSON / CSV file read: keys, types, finite numbers, one line per fault
-    loading         any model/tokenizer/adapter load failure as one line naming the flag and the folder
     files           atomic writes, JSON, figures, temporary folders renamed into place
     validation      checks of flags and paths before any work
     precision       the compute dtype follows the hardware (bf16 only where native)

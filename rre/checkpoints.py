@@ -24,9 +24,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from rre.data import DataError
-from rre.files import OutputKind, replaceable, same_or_inside
-from rre.records import read_json
+from rre.errors import DataError
+from rre.files import OutputKind, read_json, replaceable, same_or_inside
 from rre.validation import safetensors_file
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

@@ -5,19 +5,18 @@ instruction and, after "\\n\\n### Input:\\n", its input. `output` is the referen
 OPENENDED or CONSTRAINED (needed only when the reward branches on it). Files may be a JSON array or JSONL;
 anything else is read with `datasets.load_dataset` (a local dataset folder or a hub name).
 
-Bad input raises DataError with one line naming the file, the record and the field; scripts turn it into
-`error: ...` on stderr and exit code 2 (see `exit_on_data_error`).
+Bad input raises DataError (errors.py) with one line naming the file, the record and the field.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from rre.errors import DataError
+from rre.files import read_json_records
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: default data paths are relative to it
 QTYPES = ("OPENENDED", "CONSTRAINED")
@@ -55,10 +54,6 @@ def gold_query(message: str) -> str:
     return text.replace(ALPACA_ROLES[1], " ").strip("\n: ")
 
 
-class DataError(ValueError):
-    """Bad input data; the message is a complete one-line explanation."""
-
-
 @dataclass(frozen=True)
 class Example:
     """One instruction with what the reward needs beside the prompt: never re-parsed from prompt text."""
@@ -89,16 +84,6 @@ class Example:
     def seed_input(self) -> str:
         """The instruction in the paper's single-field form (the key outputs are joined on)."""
         return f"{self.instruction}{SEED_INPUT_SEPARATOR}{self.input}" if self.input else self.instruction
-
-
-@contextlib.contextmanager
-def exit_on_data_error() -> Iterator[None]:
-    """Turn a DataError into one line on stderr and exit code 2, with no traceback."""
-    try:
-        yield
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 def lone_surrogate(value: Any) -> tuple[str, int] | None:
@@ -166,60 +151,11 @@ def parse_record(rec: Any, where: str, require_qtype: bool = False, require_refe
     return Example(instruction.strip(), inp.strip(), reference, qtype)
 
 
-def read_text(path: str | Path, what: str = "") -> str:
-    """The text of any file the project reads (records.py builds on it): UTF-8, a byte-order mark (as some editors
-    save) dropped; `what` (a flag, or what the file is) opens the message. A file that cannot be read is one line."""
-    p = Path(path)
-    label = f"{what} {p}" if what else str(p)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{label}: is a folder, expected a file") from None
-    except PermissionError:
-        raise DataError(f"{label}: not readable") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"{label}: line {line}: not valid UTF-8 (byte {err.start})") from None
-
-
-def _read_json_records(path: Path) -> list[tuple[str, Any]]:
-    text = read_text(path)
-    if not text.strip():
-        raise DataError(f"{path}: empty file")
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
-        return [(f"{path}: record {i}", rec) for i, rec in enumerate(records)]
-    if text.lstrip().startswith("{") and "\n" in text.strip():  # one pretty-printed object is not JSONL
-        try:
-            whole = json.loads(text)
-        except json.JSONDecodeError:
-            whole = None
-        if isinstance(whole, dict):
-            raise DataError(f"{path}: holds a single JSON object; expected a JSON array of records or JSONL "
-                            "(one object per line)")
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append((f"{path}: line {lineno} (record {len(out)})", json.loads(line)))
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: line {lineno}: malformed JSON ({err.msg})") from None
-    return out
-
-
 def read_records(path: str | Path, split: str = "train") -> list[tuple[str, Any]]:
     """Raw records with a location string each: JSON / JSONL files directly, anything else via datasets."""
     p = Path(path)
     if p.is_file():
-        return _read_json_records(p)
+        return read_json_records(p)
     if p.suffix in (".json", ".jsonl"):
         raise DataError(f"{path}: file not found")
     import datasets

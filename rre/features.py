@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rre.data import DataError
+from rre.errors import DataError
 
 # A white-box feature: a function of one sample's cleaned response and its context.
 FeatureFn = Callable[["Sample"], float]

@@ -1,5 +1,6 @@
-"""Every file and folder the project writes goes through here, so a killed or failed run leaves nothing half-done
-and nothing that is not the project's own is ever replaced or deleted.
+"""Every file the project reads or writes goes through here: JSON, JSONL and CSV read with one-line errors, sha256
+fingerprints, and every write and removal under one rule, so a killed or failed run leaves nothing half-done and
+nothing that is not the project's own is ever replaced or deleted.
 
 The write rule: a command replaces or deletes only what the project itself wrote.
 - A folder the project writes carries a marker file (`MARKER`, naming the command) written before its first
@@ -20,7 +21,10 @@ The write rule: a command replaces or deletes only what the project itself wrote
 from __future__ import annotations
 
 import contextlib
+import csv
 import fnmatch
+import hashlib
+import io
 import json
 import math
 import os
@@ -31,10 +35,201 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from rre.data import DataError
+from rre.errors import DataError
 
 PARTIAL_PREFIX = ".partial-"
 MARKER = ".rre-written-by"  # {"written_by": "<command>"}: the folder is the project's own output
+
+
+# --- reading: every JSON, JSONL and CSV file the project reads ------------------------------------------------
+# Users' files and the project's own records (training_config.json, training_state.json, adapter_config.json, the
+# gold stand-in's info, SuperNI task files, score caches, gold CSVs, progress logs). Text is decoded as `utf-8-sig`
+# (a byte-order mark, as some editors save, is accepted); a file that is not UTF-8, not valid JSON, lacks a key or
+# holds the wrong type raises DataError with one line naming the file, the record and the field. Numbers read from a
+# user's file go through `finite_number`: NaN and infinities are refused.
+
+
+def read_text(path: str | Path, what: str = "") -> str:
+    """The text of any file the project reads (every reader here builds on it): UTF-8, a byte-order mark (as some editors
+    save) dropped; `what` (a flag, or what the file is) opens the message. A file that cannot be read is one line."""
+    p = Path(path)
+    label = f"{what} {p}" if what else str(p)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{label}: is a folder, expected a file") from None
+    except PermissionError:
+        raise DataError(f"{label}: not readable") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{label}: line {line}: not valid UTF-8 (byte {err.start})") from None
+
+
+def parse_json(text: str, label: str) -> Any:
+    """Strict JSON (no bare NaN/Infinity, which are not JSON) or one line naming `label` and the line."""
+    def refuse(name: str) -> Any:
+        raise DataError(f"{label}: bare {name} is not valid JSON")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{label}: not valid JSON (line {err.lineno}: {err.msg})") from None
+
+
+def read_json(path: str | Path, what: str = "", expect: type | None = dict) -> Any:
+    """A whole JSON file; `expect` is the type its top level must have (None: any); `what` (a flag, or what the
+    file is) opens any message."""
+    p = Path(path)
+    label = f"{what} {p}" if what else str(p)
+    text = read_text(p, what)
+    if not text.strip():
+        raise DataError(f"{label}: empty file")
+    value = parse_json(text, label)
+    if expect is not None and not isinstance(value, expect):
+        raise DataError(f"{label}: expected a JSON {_type_name(expect)}, got {_type_name(type(value))}")
+    return value
+
+
+def require_key(record: Any, key: str, where: str, expect: type | tuple[type, ...] | None = None) -> Any:
+    """`record[key]`, or one line naming `where` (file and record) and the field that is missing or mistyped."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {_type_name(type(record))}")
+    if key not in record:
+        raise DataError(f"{where}: field '{key}': missing")
+    value = record[key]
+    if expect is not None:
+        types = expect if isinstance(expect, tuple) else (expect,)
+        is_bool_as_number = isinstance(value, bool) and bool not in types
+        if not isinstance(value, types) or is_bool_as_number:
+            names = " or ".join(_type_name(t) for t in types)
+            raise DataError(f"{where}: field '{key}': expected {names}, got {_type_name(type(value))}")
+    return value
+
+
+def finite_number(value: Any, where: str) -> float:
+    """A float from a user's file (a string or a JSON number): NaN and infinities are refused."""
+    if isinstance(value, bool):
+        raise DataError(f"{where}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise DataError(f"{where}: {value!r} is not a finite number")
+    return number
+
+
+def read_csv_rows(path: str | Path, what: str = "") -> list[tuple[int, list[str]]]:
+    """(row number from 1, cells) of every non-blank row of a CSV file."""
+    text = read_text(path, what)
+    return [(i, row) for i, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1)
+            if row and "".join(row).strip()]
+
+
+def adapter_base_model(folder: str | Path, required: bool = True) -> str | None:
+    """The base model a LoRA adapter folder names (adapter_config.json's `base_model_name_or_path`)."""
+    path = Path(folder) / "adapter_config.json"
+    config = read_json(path)
+    if not required and config.get("base_model_name_or_path") is None:
+        return None
+    base = require_key(config, "base_model_name_or_path", str(path), str)
+    if not base.strip():
+        raise DataError(f"{path}: field 'base_model_name_or_path': empty")
+    return base
+
+
+def _type_name(t: type) -> str:
+    return {dict: "object", list: "array", str: "string", int: "integer", float: "number", bool: "boolean",
+            type(None): "null"}.get(t, t.__name__)
+
+
+def read_json_records(path: Path) -> list[tuple[str, Any]]:
+    """The records of a JSON array or JSONL file, each with its location (`file: record i` or `file: line n`)."""
+    text = read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: empty file")
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+        return [(f"{path}: record {i}", rec) for i, rec in enumerate(records)]
+    if text.lstrip().startswith("{") and "\n" in text.strip():  # one pretty-printed object is not JSONL
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, dict):
+            raise DataError(f"{path}: holds a single JSON object; expected a JSON array of records or JSONL "
+                            "(one object per line)")
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((f"{path}: line {lineno} (record {len(out)})", json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {lineno}: malformed JSON ({err.msg})") from None
+    return out
+
+
+def jsonl_entries(text: str) -> tuple[list[tuple[int, Any]], int]:
+    """A progress log of JSON lines (one record per line, appended as work finishes): (line number, value) of each
+    readable line, and how many lines were torn (a write cut short by a kill), which the caller redoes."""
+    entries, torn = [], 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append((lineno, json.loads(line)))
+        except json.JSONDecodeError:
+            torn += 1
+    return entries, torn
+
+
+def jsonl_line(value: Any) -> str:
+    """One record of a JSON-lines progress log, newline included."""
+    return json.dumps(value, ensure_ascii=False) + "\n"
+
+
+def safetensors_header(path: Path) -> tuple[int, dict | None]:
+    """(header length, header) of a safetensors file: its first 8 bytes give the length of the JSON header that
+    follows. The header is None when it cannot be read (a cut or foreign file)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        raw = f.read(n) if 0 < n <= size - 8 else b""
+    try:
+        meta = json.loads(raw.decode("utf-8")) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    return n, meta if isinstance(meta, dict) else None
+
+
+# --- fingerprints ---------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (read in blocks): which training file, features module or classifier a result
+    came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hash(obj: Any) -> str:
+    """The sha256 of a JSON value, keys sorted: what was scored or annotated, as a cache key."""
+    return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+# --- writing -------------------------------------------------------------------------------------------------
 
 
 def current_umask() -> int:

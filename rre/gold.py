@@ -21,10 +21,10 @@ from transformers import LlamaModel, LlamaPreTrainedModel
 
 from rre import validation
 from rre.batching import right_pad, sorted_batches
-from rre.data import DataError, gold_query
-from rre.loading import load_errors
+from rre.data import gold_query
+from rre.errors import DataError, load_errors
 from rre.precision import announce, resolve_device, resolve_dtype
-from rre.score_cache import content_hash
+from rre.files import content_hash
 from rre.slow_tokenizer import SENTENCEPIECE_FILE, SlowLlamaTokenizer, has_sentencepiece_model
 
 GOLD_TYPES = ("starling", "classifier")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from scipy.stats import kendalltau, spearmanr
 from scipy.stats import t as student_t
 
-from rre.data import DataError
+from rre.errors import DataError
 from rre.files import save_figure
 from rre.stats import correlation
 

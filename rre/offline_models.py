@@ -18,7 +18,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from rre import validation
-from rre.data import exit_on_data_error
+from rre.errors import exit_on_data_error
 from rre.files import CONVERTED_MODEL, atomic_dir
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

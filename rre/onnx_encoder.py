@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rre.batching import sorted_batches
-from rre.data import DataError
+from rre.errors import DataError
 from rre.files import move_file
 from rre.offline_models import DEFAULT_CACHE
 

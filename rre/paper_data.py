@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import urllib.error
 import urllib.request
@@ -29,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rre.data import QTYPES, REPO, DataError, exit_on_data_error, parse_record
-from rre.files import atomic_write
+from rre.data import QTYPES, REPO, parse_record
+from rre.errors import DataError, exit_on_data_error
+from rre.files import atomic_write, parse_json
 
 PAPER_REPO = "naver-ai/rethinking-proxy-reward"
 PAPER_COMMIT = "70f2ecf2b87a3c56d2ff50ac9213fb55ebdc9bd1"
@@ -71,9 +71,10 @@ def git_blob_id(data: bytes) -> str:
 def check(data: bytes, expected: Expected, source: str) -> None:
     """The file's content is what the paper published: one DataError line naming the source otherwise."""
     try:
-        records = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{source}: not valid JSON ({err}); truncated or not the paper's file") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{source}: not valid UTF-8 ({err}); truncated or not the paper's file") from None
+    records = parse_json(text, source)
     if not isinstance(records, list):
         raise DataError(f"{source}: expected a JSON list of records")
     for i, rec in enumerate(records):

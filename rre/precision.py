@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from rre.data import DataError
+from rre.errors import DataError
 
 FORCE_ENV = "RRE_FORCE_NO_NATIVE_BF16"  # =1: behave as on a CPU/GPU without native bf16 (time the AVX2 path)
 CHOICES = ("auto", "bfloat16", "float32")

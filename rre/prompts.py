@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rre.data import ALPACA_SYSTEM, SEED_INPUT_SEPARATOR, DataError
+from rre.data import ALPACA_SYSTEM, SEED_INPUT_SEPARATOR
+from rre.errors import DataError
 
 ALPACA_ROLE_MARKERS = ("### Instruction:", "### Response:")
 VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "

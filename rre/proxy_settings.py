@@ -8,14 +8,12 @@ so no setting has to be typed twice; a flag given explicitly there overrides it 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rre.data import DataError
-from rre.files import write_json
-from rre.records import read_json, require_key
+from rre.files import file_sha256, read_json, require_key, write_json
+from rre.errors import DataError
 
 TRAINING_CONFIG = "training_config.json"
 # RewardConfig fields that change a score (batch size and device do not).
@@ -26,8 +24,6 @@ PROXY_FIELDS = ("length_incentive", "repetition_penalty", "relevance_scaling", "
 PROXY_FLAGS = (*PROXY_FIELDS, "prompt_format", "tokenizer_name", "features_module")
 
 
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def proxy_settings(config: Any, prompt_format: str, stop_strings: Sequence[str],

@@ -16,7 +16,6 @@ prompt formats), since RAR compares a response with the reference and cannot be 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ from typing import Sequence
 
 import torch
 
-from rre.data import QTYPES, DataError, Example
-from rre.files import QTYPE_CLASSIFIER, atomic_dir, current_umask, to_json
+from rre.files import QTYPE_CLASSIFIER, atomic_dir, current_umask, file_sha256, read_json, to_json
+from rre.data import QTYPES, Example
+from rre.errors import DataError
 from rre.precision import resolve_device, resolve_dtype
 from rre.prompts import get_prompt_format
-from rre.records import read_json
 from rre.relevance import RelevanceEncoder
 
 OPEN, CONSTRAINED = QTYPES
@@ -185,12 +184,6 @@ def label_report(gold: Sequence[str], pred: Sequence[str]) -> dict:
     return report
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class QTypeClassifier:
@@ -218,7 +211,7 @@ class QTypeClassifier:
             "encoder_dtype": "float32", "embedded_text": "instruction", "embedding_dim": x.shape[1] - len(FEATURES),
             "features": list(FEATURES), "head": "logistic regression, L-BFGS, standardized columns", "l2": l2,
             "seed": seed, "labels": {"0": OPEN, "1": CONSTRAINED},
-            "trained_on": {"path": str(source), "sha256": sha256_file(source) if Path(source).is_file() else None,
+            "trained_on": {"path": str(source), "sha256": file_sha256(source) if Path(source).is_file() else None,
                            "count": len(labelled), "per_label": {q: gold.count(q) for q in QTYPES}},
             "cross_validation": {"folds": folds, "split_seed": seed, **label_report(gold, cv_pred)},
         }

@@ -20,7 +20,7 @@ from rre.batching import sorted_batches
 from rre.offline_models import minilm_path
 from rre.onnx_encoder import onnx_backend
 from rre.precision import announce, resolve_device, resolve_dtype
-from rre.records import read_json
+from rre.files import read_json
 
 
 def resolve_autocast_dtype(dtype: str, device: str) -> torch.dtype | None:

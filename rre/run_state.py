@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from rre.checkpoints import latest_checkpoint
-from rre.data import DataError
-from rre.files import PPO_CHECKPOINT, new_partial_dir, partial_path, replace_dir, write_json
+from rre.errors import DataError
+from rre.files import PPO_CHECKPOINT, new_partial_dir, partial_path, read_json, replace_dir, write_json
 from rre.ppo import PPOTrainer, trainable_named_parameters
 from rre.proxy_settings import write_training_config
-from rre.records import read_json
 
 STATE_JSON = "training_state.json"  # readable summary of the run state; written last in a checkpoint
 STATE_DIR = "state"  # accelerate's save_state: optimizer (ZeRO partitions), RNG, registered objects, LoRA weights

@@ -3,17 +3,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable
 
-from rre.files import write_json
-from rre.records import read_json, require_key
-
-
-def content_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+from rre.files import content_hash, read_json, require_key, write_json
 
 
 def read_cache(cache: Path) -> tuple[str, list] | None:

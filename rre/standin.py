@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from rre.batching import length_batches
-from rre.data import DataError, Example, check_unicode, read_records
+from rre.data import Example, check_unicode, read_records
+from rre.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 
 from rre.checkpoints import check_run_target, finished_run
 from rre.files import OutputKind, clean_partials, mark_dir, remove_own
-from rre.loading import load_errors
+from rre.errors import load_errors
 from rre.offline_models import smollm2_folder, smollm2_path
 from rre.prompts import PromptFormat, resolve_prompt_format
 from rre.proxy_settings import write_training_config

@@ -1,7 +1,7 @@
 """Checks every CLI runs on its flags before any expensive work (a model load, scoring, training).
 
 Each check raises DataError with one line naming the flag or file and what was expected; the scripts print
-it as `error: ...` and exit with code 2 (`data.exit_on_data_error`). A check leaves nothing behind: an output
+it as `error: ...` and exit with code 2 (`errors.exit_on_data_error`). A check leaves nothing behind: an output
 folder that does not exist yet is fine when a probe file can be created (and is removed at once) in its nearest
 existing parent. Trying beats asking: `os.access` says yes for root on /proc, /sys and read-only mounts.
 """
@@ -9,7 +9,6 @@ existing parent. Trying beats asking: `os.access` says yes for root on /proc, /s
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -17,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rre.data import DataError
-from rre.files import write_probe
-from rre.records import read_json
+from rre.errors import DataError
+from rre.files import read_json, safetensors_header, write_probe
 
 # A hub name: `name` or `owner/name`, no path syntax. Anything else that does not exist is a missing folder.
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -306,15 +304,8 @@ def safetensors_file(flag: str, path: Path) -> None:
     if not path.is_file():
         raise DataError(f"--{flag} {path.parent}: no {path.name}")
     size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        header = f.read(n) if 0 < n <= size - 8 else b""
-    try:
-        meta = json.loads(header.decode("utf-8")) if header else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        meta = None
-    tensors = [t for k, t in meta.items() if k != "__metadata__"] if isinstance(meta, dict) else None
+    n, meta = safetensors_header(path)
+    tensors = [t for k, t in meta.items() if k != "__metadata__"] if meta is not None else None
     if tensors is None or not all(isinstance(t, dict) and isinstance(t.get("data_offsets"), list)
                                   and len(t["data_offsets"]) == 2 and all(type(o) is int for o in t["data_offsets"])
                                   for t in tensors):

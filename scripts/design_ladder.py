@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))  # run as `python scripts/design_ladder.py`
 from reward_model import RewardConfig, check_reward_flags  # noqa: E402
 from rre import ladder, validation  # noqa: E402
 from rre.checkpoints import is_complete, latest_checkpoint  # noqa: E402
-from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.files import LADDER, atomic_write, mark_dir, replaceable, write_json  # noqa: E402
+from rre.data import load_examples  # noqa: E402
+from rre.errors import DataError, exit_on_data_error
+from rre.files import LADDER, atomic_write, mark_dir, read_json, replaceable, write_json  # noqa: E402
 from rre.gold import GOLD_TYPES  # noqa: E402
 from rre.offline_models import smollm2_folder, smollm2_path  # noqa: E402
-from rre.records import read_json  # noqa: E402
 
 ENV = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
        "PYTHONUNBUFFERED": "1"}

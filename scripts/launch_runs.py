@@ -35,7 +35,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python scripts/launch_runs.py`
 
-from rre.data import DataError, exit_on_data_error  # noqa: E402
+from rre.errors import DataError, exit_on_data_error  # noqa: E402
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python scripts/summarize_run.py`
 
 from rre import validation  # noqa: E402
-from rre.data import DataError, exit_on_data_error, read_text  # noqa: E402
-from rre.records import read_json, require_key  # noqa: E402
+from rre.files import read_json, read_text, require_key  # noqa: E402
+from rre.errors import DataError, exit_on_data_error
 
 
 def load(path: Path) -> dict:

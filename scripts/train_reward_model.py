@@ -45,12 +45,19 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 from rre import validation  # noqa: E402
 from rre.attention import cache_argument, sdpa_attention  # noqa: E402
 from rre.batching import length_batches, right_pad  # noqa: E402
-from rre.data import DataError, exit_on_data_error, load_examples  # noqa: E402
-from rre.files import GOLD_STANDIN, atomic_dir, refuse_inputs, replaceable, write_json  # noqa: E402
-from rre.loading import load_errors  # noqa: E402
+from rre.data import load_examples  # noqa: E402
+from rre.errors import DataError, exit_on_data_error, load_errors  # noqa: E402
+from rre.files import (  # noqa: E402
+    GOLD_STANDIN,
+    atomic_dir,
+    read_json,
+    refuse_inputs,
+    replaceable,
+    require_key,
+    write_json,
+)
 from rre.offline_models import smollm2_folder, smollm2_path  # noqa: E402
 from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
-from rre.records import read_json, require_key  # noqa: E402
 from rre.standin import (  # noqa: E402
     CORRUPTIONS,
     Pair,

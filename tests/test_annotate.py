@@ -174,7 +174,8 @@ def test_malformed_record_is_refused_in_one_line_with_nothing_written(classifier
 
 def test_classifier_training_is_deterministic_for_a_seed(labelled_file, classifier_dir, tmp_path):
     from rre.data import load_examples
-    from rre.qtype import CLASSIFIER_RECORD, QTypeClassifier, sha256_file
+    from rre.qtype import CLASSIFIER_RECORD, QTypeClassifier
+    from rre.files import file_sha256
 
     examples = load_examples(labelled_file, require_qtype=True, require_reference=False)
     first = QTypeClassifier.train(examples, labelled_file, seed=3, device="cpu")
@@ -186,7 +187,7 @@ def test_classifier_training_is_deterministic_for_a_seed(labelled_file, classifi
     assert other.record["cross_validation"]["split_seed"] == 4
     # The saved folder: safetensors and a JSON record of the data it was trained on; reloads to the same labels.
     record = json.loads((classifier_dir / CLASSIFIER_RECORD).read_text())
-    assert record["trained_on"] == {"path": str(labelled_file), "sha256": sha256_file(labelled_file), "count": 36,
+    assert record["trained_on"] == {"path": str(labelled_file), "sha256": file_sha256(labelled_file), "count": 36,
                                     "per_label": {"OPENENDED": 18, "CONSTRAINED": 18}}
     assert record["encoder"] == "offline:all-MiniLM-L6-v2" and record["cross_validation"]["folds"] == 5
     assert not list(classifier_dir.glob("*.pkl")) and not list(classifier_dir.glob("*.bin"))
@@ -218,7 +219,8 @@ def test_judge_and_reference_answers_with_a_tiny_random_model(tiny_llama_dir, tm
 
 
 def test_branching_error_names_this_command(tmp_path):
-    from rre.data import DataError, load_examples
+    from rre.data import load_examples
+    from rre.errors import DataError
 
     path = write_json(tmp_path / "plain.json", [{"instruction": "Say hi.", "output": "Hi"}])
     with pytest.raises(DataError) as err:

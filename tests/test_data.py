@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from rre.data import DataError, Example, join_outputs, load_examples
+from rre.data import Example, join_outputs, load_examples
+from rre.errors import DataError
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

@@ -18,7 +18,7 @@ from helpers import ROOT
 from scipy import stats
 
 from rre import ladder
-from rre.data import DataError
+from rre.errors import DataError
 
 SEEDS = (1, 2)
 STEPS = [0, 1, 2, 3]

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from tiny_reward_models import save_tiny_classifier, save_tiny_starling
 from transformers import AutoTokenizer
 
-from rre.data import DataError
+from rre.errors import DataError
 from rre.gold import STARLING_TEMPLATE, StarlingRewardModel, load_gold_reward_model
 
 INSTRUCTIONS = ["Name a fruit.", "Write a short poem about the sea.", "What is 2 + 2?", "Say hi.", "Explain rain."]

@@ -52,7 +52,7 @@ def test_a_byte_order_mark_is_accepted_everywhere(tmp_path):
     """Files saved by an editor that writes a UTF-8 byte-order mark: JSON, JSONL, a gold CSV."""
     import prescreen
     from rre.data import load_examples
-    from rre.records import read_json
+    from rre.files import read_json
 
     bom = "\ufeff"
     (tmp_path / "a.json").write_text(bom + ANNOTATIONS, encoding="utf-8")
@@ -78,7 +78,7 @@ def test_every_float_flag_of_every_script_is_checked_for_finiteness():
     import score_outputs
     from reward_model import RewardConfig
     from rre import validation
-    from rre.data import DataError
+    from rre.errors import DataError
     from rre.ppo import PPOConfig
 
     classes = [evaluation.EvalArguments, eval_monotonicity.MonotonicityArguments, prescreen.PrescreenArguments,
@@ -100,8 +100,8 @@ def test_every_float_flag_of_every_script_is_checked_for_finiteness():
 
 
 def test_any_load_failure_is_one_line_naming_the_flag():
-    from rre.data import DataError
-    from rre.loading import load_errors
+    from rre.errors import DataError
+    from rre.errors import load_errors
 
     for err in (ImportError("needs sentencepiece"), AttributeError("no attribute 'x'"), TypeError("bad"),
                 KeyError("llama9"), OSError("no file")):

@@ -273,7 +273,7 @@ def test_ppo_seeds_of_every_process_are_in_range(tmp_path, monkeypatch, capsys):
 
 def test_seeds_at_either_end_and_lengths_that_just_fit_pass(tmp_path):
     from rre import validation
-    from rre.data import DataError
+    from rre.errors import DataError
 
     for ok in (0, SEED_MAX, None):
         validation.seed("seed", ok)

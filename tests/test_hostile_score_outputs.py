@@ -143,7 +143,8 @@ def test_score_outputs_writes_nan_as_null_with_one_warning(tmp_path, monkeypatch
 
 def test_a_feature_error_names_the_sample_of_the_file_not_of_its_batch():
     from reward_model import ReversedEngineeredRewardForInference, RewardConfig
-    from rre.data import DataError, Example
+    from rre.data import Example
+    from rre.errors import DataError
 
     reward = ReversedEngineeredRewardForInference(RewardConfig(relevance_scaling=False),
                                                extra_features={"bad": lambda s: 1 / 0 if s.query == "q2" else 1.0})

@@ -136,3 +136,43 @@ def test_the_scaffolding_rule_sees_a_planted_copy(tmp_path):
     f.write_text('import os\nROOT = 1\nENV: dict = {}\n\ndef run_cli():\n    return ["accelerate", "launch", "x"]\n')
     assert own_scaffolding(f) == ["test_x.py:2 defines ROOT", "test_x.py:3 defines ENV", "test_x.py:5 defines run_cli",
                                   "test_x.py:6 spells out an accelerate launch line"]
+
+
+# One room for errors (rre/errors.py defines the exception types and turns failures into one line) and one for
+# files (rre/files.py parses and writes every JSON, JSONL and CSV file and holds the sha256 fingerprints).
+ERRORS_ROOM, FILES_ROOM = "rre/errors.py", "rre/files.py"
+FILE_FORMAT_CALLS = {("json", "load"), ("json", "loads"), ("json", "dump"), ("csv", "reader"), ("csv", "writer"),
+                     ("csv", "DictReader"), ("csv", "DictWriter")}
+
+
+def project_code() -> list[Path]:
+    """Every Python file of the project except the tests and benchmarks (which build fixtures by hand)."""
+    return [p for p in [*ROOT.glob("*.py"), *(ROOT / PACKAGE).glob("*.py"), *(ROOT / "scripts").glob("*.py")]]
+
+
+def room_breaches(path: Path) -> list[str]:
+    """Exception classes defined outside the errors room; JSON/CSV parsed or dumped outside the files room."""
+    rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and rel != ERRORS_ROOM:
+            bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+            if any(b.endswith(("Error", "Exception")) for b in bases):
+                found.append(f"{rel}:{node.lineno} defines exception {node.name}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and rel != FILES_ROOM:
+            owner = getattr(node.func.value, "id", None)
+            if (owner, node.func.attr) in FILE_FORMAT_CALLS:
+                found.append(f"{rel}:{node.lineno} calls {owner}.{node.func.attr}")
+    return found
+
+
+def test_errors_and_files_each_have_one_room():
+    bad = [finding for path in project_code() for finding in room_breaches(path)]
+    assert not bad, bad
+
+
+def test_the_room_rule_sees_a_planted_breach(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("import json\n\nclass Oops(ValueError):\n    pass\n\n\ndef f(t):\n    return json.loads(t)\n")
+    assert room_breaches(f) == ["x.py:3 defines exception Oops", "x.py:8 calls json.loads"]

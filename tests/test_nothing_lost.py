@@ -18,7 +18,7 @@ from helpers import ROOT
 from hostile import ANNOTATIONS, GRPO_FLAGS, MODEL, PPO_FLAGS, make, safetensors_bytes
 
 from rre import files
-from rre.data import DataError
+from rre.errors import DataError
 
 USER_FOLDER = {"work/notes.txt": "my notes", "work/prompts.json": "[1, 2]"}
 LABELLED = {"train.json": ANNOTATIONS}

@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT
 
 from rre import paper_data
-from rre.data import DataError
+from rre.errors import DataError
 
 
 def records(constrained: int, openended: int) -> bytes:

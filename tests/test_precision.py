@@ -11,7 +11,7 @@ import torch
 from helpers import ROOT
 
 from rre import precision
-from rre.data import DataError
+from rre.errors import DataError
 
 
 def test_explicit_values_win_and_auto_follows_the_hardware(monkeypatch):

@@ -12,7 +12,7 @@ import torch
 from helpers import ROOT
 
 from reward_model import ReversedEngineeredRewardForInference, RewardConfig, check_reward_flags
-from rre.data import DataError
+from rre.errors import DataError
 from rre.relevance import PAPER_ENCODER, normalizes
 
 

@@ -387,7 +387,7 @@ def test_resume_refuses_a_state_file_that_is_not_plain_data(tiny_llama_dir, tmp_
     """accelerate unpickles its state files fully; run_ppo.py first opens them with weights_only=True."""
     import pickle
 
-    from rre.data import DataError
+    from rre.errors import DataError
     from rre.run_state import save_checkpoint
 
     run = make_run(tiny_llama_dir, tmp_path / "a")

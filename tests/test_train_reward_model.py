@@ -19,7 +19,8 @@ import train_reward_model as trm  # noqa: E402
 
 from rre import standin  # noqa: E402
 from rre.batching import length_batches  # noqa: E402
-from rre.data import DataError, Example  # noqa: E402
+from rre.data import Example  # noqa: E402
+from rre.errors import DataError
 
 
 def make_examples(n: int) -> list[Example]:
