@@ -3,9 +3,9 @@
 Entry scripts at the root import from here; nothing here imports them. One idea per module:
 
     errors          the one error type (DataError) and how a failure becomes one line: exit code 2, load failures
-    data            instruction files: records, qtype, the one text decoding (utf-8-sig)
-    records         every other JSON / CSV file read: keys, types, finite numbers, one line per fault
-    files           atomic writes, JSON, figures, temporary folders renamed into place
+    data            instruction files: records, qtype, the reward's query and the gold's user text
+    files           every file read or written: JSON/JSONL/CSV with one-line faults, atomic writes, the write
+                    rule, sha256 fingerprints
     validation      checks of flags and paths before any work
     precision       the compute dtype follows the hardware (bf16 only where native)
     prompts         prompt formats and the response clean-up rule

@@ -25,10 +25,10 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # save that was killed half-way is never among them). A step missing: its one error line names it; exit 2.
 LISTED="$(python -m rre.checkpoints "$OUTPUT_DIR/$PREFIX" --steps "$STEPS" --name STEPS)" || exit 2
 mapfile -t CKPTS <<< "$LISTED"
-if [ -z "${BASE:-}" ]; then  # read through rre/records.py: a broken adapter_config.json is one error line
+if [ -z "${BASE:-}" ]; then  # read through rre/files.py: a broken adapter_config.json is one error line
   BASE="$(python -c 'import sys
 from rre.data import exit_on_data_error
-from rre.records import adapter_base_model
+from rre.files import adapter_base_model
 with exit_on_data_error():
     print(adapter_base_model(sys.argv[1]))' "${CKPTS[0]}")" || exit 2
   echo "BASE not set; using the adapters' base model: $BASE"

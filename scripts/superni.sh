@@ -28,7 +28,7 @@ if [ "${CKPTS[0]}" != "none" ]; then
   if [ -z "${BASE:-}" ]; then
     BASE="$(python -c 'import sys
 from rre.data import exit_on_data_error
-from rre.records import adapter_base_model
+from rre.files import adapter_base_model
 with exit_on_data_error():
     print(adapter_base_model(sys.argv[1]))' "${CKPTS[0]}")" || exit 2
   fi
