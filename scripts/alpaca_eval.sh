@@ -28,7 +28,7 @@ else
   mapfile -t OUTPUTS <<< "$LISTED"
 fi
 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -c 'import sys
-from rre.data import exit_on_data_error
+from rre.errors import exit_on_data_error
 from rre.paper_data import eval_file
 from evaluation import write_reference_outputs
 with exit_on_data_error():

@@ -27,7 +27,7 @@ LISTED="$(python -m rre.checkpoints "$OUTPUT_DIR/$PREFIX" --steps "$STEPS" --nam
 mapfile -t CKPTS <<< "$LISTED"
 if [ -z "${BASE:-}" ]; then  # read through rre/files.py: a broken adapter_config.json is one error line
   BASE="$(python -c 'import sys
-from rre.data import exit_on_data_error
+from rre.errors import exit_on_data_error
 from rre.files import adapter_base_model
 with exit_on_data_error():
     print(adapter_base_model(sys.argv[1]))' "${CKPTS[0]}")" || exit 2

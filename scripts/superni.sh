@@ -27,7 +27,7 @@ if [ "${CKPTS[0]}" != "none" ]; then
   PEFT_ARGS=(--peft_model_name "${CKPTS[@]}")
   if [ -z "${BASE:-}" ]; then
     BASE="$(python -c 'import sys
-from rre.data import exit_on_data_error
+from rre.errors import exit_on_data_error
 from rre.files import adapter_base_model
 with exit_on_data_error():
     print(adapter_base_model(sys.argv[1]))' "${CKPTS[0]}")" || exit 2
