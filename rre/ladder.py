@@ -187,8 +187,9 @@ def proxy_sd(rewards: Sequence[float]) -> float | None:
     return sd if sd > 0 else None
 
 
-# run_ppo.py's and run_grpo.py's per-step line: "step N/T | reward R +/- S | kl K | ... | len L | Ts ...".
-TRAIN_LINE = re.compile(r"step (\d+)/\d+ \| reward (\S+) \+/- (\S+) \| kl (\S+) \|.*?\| len (\S+) \| ([\d.]+)s")
+# run_ppo.py's and run_grpo.py's per-step lines: "step N/T | reward R +/- S | kl K | ... | len L | ... Ts".
+TRAIN_LINE = re.compile(r"step (\d+)/\d+ \| reward (\S+) \+/- (\S+) \| kl (\S+) \|.*?\| len (\S+) \|(?:.*\|)? ([\d.]+)s"
+                        r"(?: \(|\s*$)")
 
 
 def _float(text: str) -> float | None:

@@ -253,6 +253,10 @@ def test_training_log_is_read_once_per_step_with_its_trend():
     slope, intercept = np.polyfit([1, 2, 3], [0.1, 0.3, 0.45], 1)
     assert got["reward_trend"]["slope"] == pytest.approx(slope)
     assert got["reward_trend"]["se"] == pytest.approx(stats.linregress([1, 2, 3], [0.1, 0.3, 0.45]).stderr)
+    grpo = ("step 2/3 | reward 0.500 +/- 0.300 | kl 0.010 | loss 0.0100 | len 100.0 | LI 0.500 RP nan QR nan "
+            "RAR nan | 45.2s")  # run_grpo.py's line
+    got = ladder.parse_training_log(grpo)
+    assert got["steps"] == [2] and got["kl"] == [0.01] and got["len"] == [100.0] and got["seconds"] == [45.2]
 
 
 def test_training_settings_from_a_ppo_and_an_rloo_record():
