@@ -249,7 +249,9 @@ def training_settings(config: dict[str, Any]) -> dict[str, Any]:
                    "mini_batch_size": script.get("mini_batch_size"), "num_generations": trl.get("num_generations"),
                    "num_iterations": trl.get("num_iterations"), "learning_rate": trl.get("learning_rate"),
                    "kl": {"beta": trl.get("beta")}, "policy_precision": resolved.get("precision")}
-    return {**trainer, "steps": script.get("overall_steps"), "rollout_tokens": script.get("output_max_length"),
+    tokens = config.get("ppo", {}).get("output_max_length", script.get("output_max_length"))
+    return {**trainer, "steps": script.get("overall_steps", config.get("ppo", {}).get("overall_steps")),
+            "rollout_tokens": tokens,
             "response_postprocess": reward.get("response_postprocess", resolved.get("response_postprocess")),
             "encoder": reward.get("relevance_model"), "encoder_dtype": reward.get("reward_dtype")}
 

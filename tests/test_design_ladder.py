@@ -111,6 +111,7 @@ def test_tiny_ladder_standardizes_pairs_and_records_what_it_trained_with(first):
     assert trained["trainer"] == "ppo" and trained["steps"] == 3 and trained["batch_size"] == 4
     assert trained["learning_rate"] == 3e-4 and trained["kl"]["init_kl_coef"] == 0.2
     assert trained["response_postprocess"] == "clean" and trained["encoder_dtype"] == "float32"
+    assert trained["rollout_tokens"] == 8
     assert "differs" not in trained
     for design in ("li", "li_rp"):
         for seed in SEEDS:
@@ -260,9 +261,10 @@ def test_training_log_is_read_once_per_step_with_its_trend():
 
 
 def test_training_settings_from_a_ppo_and_an_rloo_record():
-    ppo = {"script": {"overall_steps": 16, "output_max_length": 128}, "reward": {"response_postprocess": "clean",
+    ppo = {"script": {"overall_steps": 16}, "reward": {"response_postprocess": "clean",
            "relevance_model": "minilm", "reward_dtype": "float32"},
            "ppo": {"batch_size": 8, "mini_batch_size": 2, "ppo_epochs": 4, "learning_rate": 3e-4, "init_kl_coef": 0.2,
+                   "output_max_length": 128,
                    "adap_kl_ctrl": True, "kl_target": 6.0, "kl_horizon": 10000.0}, "resolved": {"mixed_precision": "bf16"}}
     got = ladder.training_settings(ppo)
     assert got["steps"] == 16 and got["kl"] == {"init_kl_coef": 0.2, "adap_kl_ctrl": True, "kl_target": 6.0,
