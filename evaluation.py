@@ -37,8 +37,8 @@ from transformers import set_seed
 from rre import paper_data, validation
 from rre.batching import sorted_batches
 from rre.data import Example, load_examples
+from rre.decode import PromptSeededSampling, Sampling, decode, extra_processors, prompt_seed
 from rre.errors import DataError, exit_on_data_error, load_errors
-from rre.decode import Sampling, decode, extra_processors
 from rre.files import (
     atomic_write,
     check_output_file,
@@ -97,6 +97,11 @@ class EvalArguments:
     top_k: int = field(default=50, metadata={"help": "50 as the paper's run_alpaca_eval (it passed no top_k, so "
                                              "transformers 4.x's default 50 applied); 0 = off"})
     seed: int = field(default=42, metadata={"help": "sampling seed"})
+    sample_seeding: str = field(default="global", metadata={
+        "help": "global: --seed seeds the one random stream all answers draw from, as the paper's script (an "
+                "answer's draws depend on its batch) | per_prompt: each prompt draws from its own stream, seeded by "
+                "--seed and the prompt's text, so a prompt gets the same random numbers at every checkpoint and in "
+                "any batch (common random numbers; --sampler loop)"})
     sampler: str = field(default="loop", metadata={
         "help": "loop: the decode path the PPO rollouts use (rre/decode.py; several times faster on CPU) | generate: "
                 "HF generate, as the paper's script. The same distribution, other random draws"})
@@ -129,7 +134,8 @@ class EvalArguments:
 
 
 SAMPLERS = ("loop", "generate")
-ALPACA_ONLY = ("eval_path", "max_new_tokens", "temperature", "top_p", "top_k", "seed")
+SAMPLE_SEEDING = ("global", "per_prompt")
+ALPACA_ONLY = ("eval_path", "max_new_tokens", "temperature", "top_p", "top_k", "seed", "sample_seeding")
 SUPERNI_ONLY = ("superni_dir", "superni_max_instances", "superni_max_new_tokens", "superni_protocol")
 NO_EFFECT_FLAGS = {
     "baseline_model_file": "AlpacaEval's comparison with a baseline's outputs is scripts/alpaca_eval.sh",
@@ -209,7 +215,8 @@ def _eos_ids(model, tokenizer) -> set[int]:
 def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[str], batch_size: int,
                        max_new_tokens: int, do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
                        top_k: int = 0, on_batch: Callable[[list[int], list[str]], None] | None = None,
-                       desc: str = "generate", sampler: str = "loop", postprocess: str = "paper") -> list[str]:
+                       desc: str = "generate", sampler: str = "loop", postprocess: str = "paper",
+                       seeds: Sequence[int] | None = None) -> list[str]:
     """Answer every prompt; returns the responses in prompt order.
 
     Prompts are sorted by token length (longest first, so an out-of-memory error shows at once) and batched with
@@ -219,6 +226,7 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     runs to EOS or `max_new_tokens`, the answer is decoded without special tokens and `fmt.paper_answer` keeps it
     (cut only at the template's own stop string). `"clean"`: a row also stops, checked every few tokens, once its
     text holds a stop string, and `fmt.clean` strips the answer and cuts it at the first stop string.
+    `seeds` (one per prompt): each prompt samples from its own random stream (`PromptSeededSampling`).
     `on_batch(positions, responses)` runs after every batch with the batch's positions in `prompts` (the alpaca
     evaluation appends them to its partial file).
     """
@@ -235,6 +243,9 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
     others = extra_processors(model.generation_config)
     use_generate = sampler == "generate" or bool(others)
+    if seeds is not None and use_generate:
+        raise DataError("--sample_seeding per_prompt draws through --sampler loop; HF generate has one random stream"
+                        + (f" (the model's generation config sets {', '.join(others)})" if others else ""))
     if others and sampler != "generate":
         print(f"note: the model's generation config sets {', '.join(others)}; answering with HF generate, which "
               "applies them (slower)", file=sys.stderr)
@@ -257,8 +268,10 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
                                      **stop_kwargs, **generate_kwargs)
                 new_tokens = out[:, enc["input_ids"].shape[1]:]
             else:
+                draw = sampling if seeds is None else PromptSeededSampling(sampling, [seeds[i] for i in idx])
                 new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, sorted(eos_ids),
-                                    tokenizer.pad_token_id, sampling, stop=stopped if stops else None)
+                                    tokenizer.pad_token_id, draw, stop=stopped if stops else None,
+                                    observe=None if seeds is None else draw.observe)
             texts = []
             for row in new_tokens.tolist():
                 cut = next((k for k, t in enumerate(row) if t in eos_ids), len(row))  # the rest is EOS/padding
@@ -335,9 +348,11 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
         if todo:
             set_seed(args.seed)
             prompts = [fmt.build(examples[i].instruction, examples[i].input) for i in todo]
+            seeds = [prompt_seed(args.seed, p) for p in prompts] if args.sample_seeding == "per_prompt" else None
             generate_responses(model, tokenizer, fmt, prompts, args.batch_size, args.max_new_tokens, do_sample=True,
                                temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, on_batch=append,
-                               desc=f"alpaca {name}", sampler=args.sampler, postprocess=args.response_postprocess)
+                               desc=f"alpaca {name}", sampler=args.sampler, postprocess=args.response_postprocess,
+                               seeds=seeds)
     finally:
         for f in opened:
             f.close()
@@ -536,6 +551,9 @@ def check_args(args: EvalArguments) -> list[tuple[str | None, str, Path]]:
     policy_device(args.device)
     validation.one_of("prompt_format", args.prompt_format, ("auto", *PROMPT_FORMATS))
     validation.one_of("sampler", args.sampler, SAMPLERS)
+    validation.one_of("sample_seeding", args.sample_seeding, SAMPLE_SEEDING)
+    if args.sample_seeding == "per_prompt" and args.sampler != "loop":
+        raise DataError("--sample_seeding per_prompt needs --sampler loop (HF generate draws from one random stream)")
     validation.one_of("superni_protocol", args.superni_protocol, SUPERNI_PROTOCOLS)
     validation.one_of("response_postprocess", args.response_postprocess, RESPONSE_POSTPROCESS)
     for flag in ("batch_size", "max_new_tokens", "superni_max_instances", "superni_max_new_tokens", "temperature"):

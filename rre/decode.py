@@ -24,6 +24,7 @@ softmax in float32, one draw per row (by inverse CDF, `sample_categorical`); wit
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ COMPACT_WHEN_ENDED = 0.25  # share of the batch's rows that must have ended befo
 # Sampling: what one step draws from the last position's logits.
 
 
-def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
-    """One token per row of `probs` [b, vocab] (rows need not sum to 1), by inverse-CDF sampling.
+def sample_categorical(probs: torch.Tensor, uniforms: torch.Tensor | None = None) -> torch.Tensor:
+    """One token per row of `probs` [b, vocab] (rows need not sum to 1), by inverse-CDF sampling; `uniforms`
+    [b, 1] float64 in [0, 1), when given, are the rows' draws (PromptSeededSampling), else the global RNG's.
 
     The distribution of `torch.multinomial(probs, 1)` (another random stream, the same global torch RNG, so
     seeding and checkpointed RNG state cover it) at a fraction of its CPU cost: multinomial's kernel draws an
@@ -57,7 +59,9 @@ def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     total = cdf[:, -1:]
     if not bool(((total > 0) & torch.isfinite(total)).all()):
         raise RuntimeError("probability rows must have a finite, positive sum")  # as multinomial refuses them
-    u = torch.rand_like(total) * total  # [0, total): float64 uniforms stay below 1, so u stays below total
+    if uniforms is None:
+        uniforms = torch.rand_like(total)
+    u = uniforms.to(total) * total  # [0, total): float64 uniforms stay below 1, so u stays below total
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # clamp: defensive
 
 
@@ -89,6 +93,33 @@ class Sampling:
         if not self.do_sample:
             return logits.argmax(-1)
         return sample_categorical(self.probabilities(logits))
+
+
+class PromptSeededSampling:
+    """`Sampling` with one random stream per prompt: row i of the batch draws its t-th token from a generator
+    seeded with `seeds[i]`, so a prompt's draws do not depend on which other prompts share its batch, on their
+    order or on the model answering (common random numbers across checkpoints). `decode` calls `observe` with
+    the original rows still in the batch before every `__call__` (pass `observe=sampler.observe`)."""
+
+    def __init__(self, sampling: Sampling, seeds: Sequence[int]):
+        self.sampling = sampling
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.rows = list(range(len(seeds)))
+
+    def observe(self, running: torch.Tensor, t: int, logits: torch.Tensor) -> None:
+        self.rows = running.tolist()
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.sampling.do_sample:
+            return logits.argmax(-1)
+        uniforms = torch.stack([torch.rand(1, generator=self.generators[r], dtype=torch.float64) for r in self.rows])
+        return sample_categorical(self.sampling.probabilities(logits), uniforms.to(logits.device))
+
+
+def prompt_seed(seed: int, prompt: str) -> int:
+    """A prompt's own sampling seed: a hash of the run's seed and the prompt text (63 bits)."""
+    digest = hashlib.sha256(f"{seed}\n{prompt}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") & (2 ** 63 - 1)
 
 
 # Generation-config fields that make `generate` add a logits processor `Sampling` does not apply, with their

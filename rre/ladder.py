@@ -1,12 +1,14 @@
 """The reward-design ladder's arithmetic (scripts/design_ladder.py drives it): the designs as run_ppo.py flags,
-what each (design, seed) run gives (proxy and gold change from base to last checkpoint, their Spearman and Kendall
-across checkpoints), the t-interval of each over seeds, the reward-hacking flag, the report's table and figure,
-and the cost of what is left to compute. Pure functions, so the report is rebuilt from files alone and the
-intervals can be checked against scipy on planted numbers."""
+what each (design, seed) run gives (proxy and gold change from base to last checkpoint, the proxy change in units
+of the design's proxy SD on the base answers, their Spearman and Kendall across checkpoints, the training's KL and
+lengths), the t-interval and exact sign-flip p-value of each over seeds, designs compared seed by seed, the
+reward-hacking flag, the report's table and figure, and the cost of what is left to compute. Pure functions, so
+the report is rebuilt from files alone and the intervals can be checked against scipy on planted numbers."""
 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import warnings
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from scipy.stats import t as student_t
 
 from rre.errors import DataError
 from rre.files import save_figure
-from rre.stats import correlation
+from rre.stats import correlation, min_sign_flip_p, sign_flip_test
 
 REWARD_FLAGS = ("length_incentive", "repetition_penalty", "relevance_scaling", "reward_branching")
 # The paper's ladder (its Table 2 rows): each design adds one feature to the one before.
@@ -31,7 +33,10 @@ DESIGNS: dict[str, dict[str, bool]] = {
                  "reward_branching": False},
     "full": {"length_incentive": True, "repetition_penalty": True, "relevance_scaling": True, "reward_branching": True},
 }
-METRICS = ("proxy_change", "gold_change", "spearman", "kendall")
+METRICS = ("proxy_change", "proxy_change_sd", "gold_change", "spearman", "kendall", "kl", "answer_tokens")
+# Compared between designs seed by seed (the same seed: the same base answers and, with per-prompt seeded
+# answers, the same random numbers), against the first design.
+PAIRED_METRICS = ("gold_change", "proxy_change_sd", "kl", "answer_tokens")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,16 @@ def seed_interval(values: Sequence[float | None], level: float = 0.95,
     return out
 
 
+def seed_test(values: Sequence[float | None], level: float = 0.95,
+              bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """`seed_interval` and, beside it, the exact sign-flip permutation p-value of a zero mean (rre/stats.py)."""
+    out = seed_interval(values, level, bounds)
+    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    flip = sign_flip_test(kept)
+    out.update(p_sign_flip=flip["pvalue"], min_p=flip["min_p"])
+    return out
+
+
 def hacking(proxy_change: dict[str, Any], gold_change: dict[str, Any]) -> bool:
     """Reward hacking, as the report flags it: the proxy went up and the gold went down, both intervals
     excluding zero (no interval, no flag)."""
@@ -111,55 +126,194 @@ def hacking(proxy_change: dict[str, Any], gold_change: dict[str, Any]) -> bool:
     return p_lo is not None and g_hi is not None and p_lo > 0 and g_hi < 0
 
 
-def run_numbers(proxy: Sequence[float], gold: Sequence[float]) -> dict[str, Any]:
-    """One run's numbers against one gold: change from the first point (the base policy) to the last, and the
-    Spearman and Kendall of the two curves across checkpoints (null where a curve is constant)."""
+def run_numbers(proxy: Sequence[float], gold: Sequence[float], proxy_sd: float | None = None,
+                kl: float | None = None, answer_tokens: float | None = None) -> dict[str, Any]:
+    """One run's numbers against one gold: change from the first point (the base policy) to the last, the proxy
+    change in units of `proxy_sd` (the SD of the design's proxy over the base policy's answers: designs whose
+    proxies have other scales compare), the Spearman and Kendall of the two curves across checkpoints (null where
+    a curve is constant), and the run's `kl` and `answer_tokens` as given (null when unknown)."""
     if len(proxy) != len(gold) or len(proxy) < 2:
         raise ValueError(f"need two equal curves of >= 2 points, got {len(proxy)} and {len(gold)}")
     with warnings.catch_warnings():  # a constant curve: scipy warns and returns NaN, written as null
         warnings.simplefilter("ignore")
         sp, kt = spearmanr(proxy, gold), kendalltau(proxy, gold)
-    return {"proxy_change": float(proxy[-1] - proxy[0]), "gold_change": float(gold[-1] - gold[0]),
-            "spearman": correlation(sp)["statistic"], "kendall": correlation(kt)["statistic"]}
+    change = float(proxy[-1] - proxy[0])
+    return {"proxy_change": change, "proxy_change_sd": change / proxy_sd if proxy_sd else None,
+            "gold_change": float(gold[-1] - gold[0]), "spearman": correlation(sp)["statistic"],
+            "kendall": correlation(kt)["statistic"], "kl": kl, "answer_tokens": answer_tokens}
 
 
 def design_summary(runs: dict[int, dict[str, Any]], gold: str, level: float = 0.95) -> dict[str, Any]:
-    """Over the seeds of one design, against one gold: each metric's mean and t-interval, and the hacking flag.
-    `runs` maps seed -> {"proxy": [...], "golds": {name: [...]}}."""
-    per_seed = {seed: run_numbers(r["proxy"], r["golds"][gold]) for seed, r in sorted(runs.items())}
-    summary = {m: seed_interval([v[m] for v in per_seed.values()], level,
-                                (-1.0, 1.0) if m in ("spearman", "kendall") else None) for m in METRICS}
+    """Over the seeds of one design, against one gold: each metric's mean, t-interval and sign-flip p-value, and
+    the hacking flag. `runs` maps seed -> {"proxy": [...], "golds": {name: [...]}} and, when known,
+    "proxy_sd", "training" (parse_training_log) and "answer_tokens" (one mean per step)."""
+    per_seed = {}
+    for seed, r in sorted(runs.items()):
+        training = r.get("training") or {}
+        tokens = r.get("answer_tokens") or [None]
+        per_seed[seed] = run_numbers(r["proxy"], r["golds"][gold], r.get("proxy_sd"), training.get("final_kl"),
+                                     tokens[-1])
+    summary = {m: seed_test([v[m] for v in per_seed.values()], level,
+                            (-1.0, 1.0) if m in ("spearman", "kendall") else None) for m in METRICS}
     return {"per_seed": per_seed, **summary, "hacking": hacking(summary["proxy_change"], summary["gold_change"])}
+
+
+def paired_comparison(first: dict[str, Any], other: dict[str, Any], level: float = 0.95) -> dict[str, Any]:
+    """`other` minus `first` (two design_summary results against one gold), seed by seed over the seeds both
+    have: per metric, the differences, their mean with its t-interval and the exact sign-flip p-value."""
+    seeds = sorted(set(first["per_seed"]) & set(other["per_seed"]))
+    out: dict[str, Any] = {"seeds": seeds}
+    for m in PAIRED_METRICS:
+        diffs = [None if first["per_seed"][s][m] is None or other["per_seed"][s][m] is None
+                 else other["per_seed"][s][m] - first["per_seed"][s][m] for s in seeds]
+        out[m] = {"differences": diffs, **seed_test(diffs, level)}
+    return out
+
+
+def answer_numbers(records: Sequence[dict[str, Any]], count_tokens: Any) -> dict[str, Any]:
+    """One checkpoint's answers (an evaluation.py outputs file's records) summed up for the report: how many, and
+    their mean length in policy tokens (`count_tokens(text) -> int`). Every per-answer field the outputs carry
+    is read here, so a number about the answers is added in this one place."""
+    lengths = [count_tokens(r["output"]) for r in records]
+    return {"n": len(records), "mean_tokens": statistics.fmean(lengths) if lengths else None}
+
+
+def proxy_sd(rewards: Sequence[float]) -> float | None:
+    """The SD of a design's proxy over the base policy's answers (one reward per eval instruction): the unit of
+    its standardized change. None with fewer than 2 answers or no spread."""
+    if len(rewards) < 2:
+        return None
+    sd = statistics.stdev(float(r) for r in rewards)
+    return sd if sd > 0 else None
+
+
+# run_ppo.py's and run_grpo.py's per-step lines: "step N/T | reward R +/- S | kl K | ... | len L | ... Ts".
+TRAIN_LINE = re.compile(r"step (\d+)/\d+ \| reward (\S+) \+/- (\S+) \| kl (\S+) \|.*?\| len (\S+) \|(?:.*\|)? ([\d.]+)s"
+                        r"(?: \(|\s*$)")
+
+
+def _float(text: str) -> float | None:
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(x) else x
+
+
+def parse_training_log(text: str) -> dict[str, Any]:
+    """Per training step (the last line printed for each step, so a resumed run's log counts each step once):
+    rollout reward mean and SD, KL, rollout length in tokens and seconds; with the trend of the rollout reward
+    (OLS slope per step and its standard error) and the KL of the last step."""
+    rows: dict[int, dict[str, float | None]] = {}
+    for line in text.replace("\r", "\n").splitlines():
+        m = TRAIN_LINE.search(line)
+        if m:
+            rows[int(m.group(1))] = {"reward": _float(m.group(2)), "reward_sd": _float(m.group(3)),
+                                     "kl": _float(m.group(4)), "len": _float(m.group(5)), "seconds": float(m.group(6))}
+    steps = sorted(rows)
+    out: dict[str, Any] = {"steps": steps, **{k: [rows[s][k] for s in steps]
+                                              for k in ("reward", "reward_sd", "kl", "len", "seconds")}}
+    out["reward_trend"] = trend(steps, out["reward"])
+    out["final_kl"] = out["kl"][-1] if steps else None
+    return out
+
+
+def trend(xs: Sequence[float], ys: Sequence[float | None]) -> dict[str, float | None]:
+    """OLS slope of ys on xs and its standard error (null with fewer than 3 points)."""
+    pts = [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None]
+    if len(pts) < 3:
+        return {"slope": None, "se": None, "n": len(pts)}
+    mx = statistics.fmean(x for x, _ in pts)
+    my = statistics.fmean(y for _, y in pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    if sxx == 0:
+        return {"slope": None, "se": None, "n": len(pts)}
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx
+    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in pts)
+    return {"slope": slope, "se": math.sqrt(resid / (len(pts) - 2) / sxx), "n": len(pts)}
+
+
+def training_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run trained with, from its training_config.json (run_ppo.py's or run_grpo.py's): steps, batch,
+    learning rate, KL settings, post-processing and the precisions (policy and relevance encoder)."""
+    script, reward, resolved = config.get("script", {}), config.get("reward", {}), config.get("resolved", {})
+    if "ppo" in config:
+        ppo = config["ppo"]
+        trainer = {"trainer": "ppo", "batch_size": ppo.get("batch_size"), "mini_batch_size": ppo.get("mini_batch_size"),
+                   "ppo_epochs": ppo.get("ppo_epochs"), "learning_rate": ppo.get("learning_rate"),
+                   "kl": {k: ppo.get(k) for k in ("init_kl_coef", "adap_kl_ctrl", "kl_target", "kl_horizon")},
+                   "policy_precision": resolved.get("mixed_precision")}
+    else:
+        trl = resolved.get("trl_config", {})
+        trainer = {"trainer": config.get("trainer"), "batch_size": script.get("batch_size"),
+                   "mini_batch_size": script.get("mini_batch_size"), "num_generations": trl.get("num_generations"),
+                   "num_iterations": trl.get("num_iterations"), "learning_rate": trl.get("learning_rate"),
+                   "kl": {"beta": trl.get("beta")}, "policy_precision": resolved.get("precision")}
+    tokens = config.get("ppo", {}).get("output_max_length", script.get("output_max_length"))
+    return {**trainer, "steps": script.get("overall_steps", config.get("ppo", {}).get("overall_steps")),
+            "rollout_tokens": tokens,
+            "response_postprocess": reward.get("response_postprocess", resolved.get("response_postprocess")),
+            "encoder": reward.get("relevance_model"), "encoder_dtype": reward.get("reward_dtype")}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Report.
 
 
-def _cell(s: dict[str, Any], digits: int = 3) -> str:
+def _cell(s: dict[str, Any], digits: int = 3, p: bool = False) -> str:
     if s["mean"] is None:
         return "n/a"
     lo, hi = s["ci"]
-    return f"{s['mean']:+.{digits}f}" + (f" [{lo:+.{digits}f}, {hi:+.{digits}f}]" if lo is not None else " [n<2]")
+    text = f"{s['mean']:+.{digits}f}" + (f" [{lo:+.{digits}f}, {hi:+.{digits}f}]" if lo is not None else " [n<2]")
+    return text + (f" p={s['p_sign_flip']:.3f}" if p and s.get("p_sign_flip") is not None and s["n"] >= 2 else "")
+
+
+def _plain(s: dict[str, Any], digits: int = 1) -> str:
+    if s["mean"] is None:
+        return "n/a"
+    lo, hi = s["ci"]
+    return f"{s['mean']:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None else "")
 
 
 def table_rows(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[list[str]]:
-    """One row per (design, gold): seeds, proxy change, gold change, Spearman, Kendall (mean [95% interval] over
-    seeds) and the hacking flag. `summaries` maps design -> gold -> design_summary."""
+    """One row per (design, gold): seeds, proxy change (raw and in base-answer SDs), gold change, Spearman,
+    Kendall (mean [95% interval] over seeds, the changes with their sign-flip p), the final training KL, the last
+    checkpoint's answer length and the hacking flag. `summaries` maps design -> gold -> design_summary."""
     rows = []
     for design, by_gold in summaries.items():
         for gold, s in by_gold.items():
-            rows.append([design, gold, str(len(s["per_seed"])), _cell(s["proxy_change"]), _cell(s["gold_change"]),
-                         _cell(s["spearman"], 2), _cell(s["kendall"], 2), "YES" if s["hacking"] else "no"])
+            rows.append([design, gold, str(len(s["per_seed"])), _cell(s["proxy_change"]),
+                         _cell(s["proxy_change_sd"], 2, p=True), _cell(s["gold_change"], p=True),
+                         _cell(s["spearman"], 2), _cell(s["kendall"], 2), _plain(s["kl"], 2),
+                         _plain(s["answer_tokens"]), "YES" if s["hacking"] else "no"])
     return rows
 
 
-TABLE_HEADER = ["design", "gold", "seeds", "proxy change", "gold change", "Spearman", "Kendall", "hacking"]
+TABLE_HEADER = ["design", "gold", "seeds", "proxy change", "proxy change (base SDs)", "gold change", "Spearman",
+                "Kendall", "KL", "answer tokens", "hacking"]
+PAIRED_HEADER = ["designs", "gold", "seeds", "gold change", "proxy change (base SDs)", "KL", "answer tokens"]
 
 
 def markdown_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summaries)]
+    return "\n".join(lines) + "\n"
+
+
+def comparisons(summaries: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every design after the first minus the first, seed by seed, per gold: "{other} - {first}" -> gold ->
+    paired_comparison."""
+    names = list(summaries)
+    return {f"{other} - {names[0]}": {g: paired_comparison(summaries[names[0]][g], summaries[other][g])
+                                      for g in summaries[other]} for other in names[1:]}
+
+
+def paired_table(compared: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["| " + " | ".join(PAIRED_HEADER) + " |", "|" + "---|" * len(PAIRED_HEADER)]
+    for pair, by_gold in compared.items():
+        for gold, c in by_gold.items():
+            cells = [_cell(c[m], 3 if m == "gold_change" else 2, p=True) for m in PAIRED_METRICS]
+            lines.append("| " + " | ".join([pair, gold, str(len(c["seeds"])), *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -170,9 +324,16 @@ def interval_widths(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str
         for gold, s in by_gold.items():
             parts = [f"{m.replace('_', ' ')} n/a (n={s[m]['n']})" if s[m]["half_width"] is None
                      else f"{m.replace('_', ' ')} +/-{s[m]['half_width']:.3f}"
-                     + (" (the interval is all of [-1, 1])" if s[m]["ci"] == [-1.0, 1.0] else "") for m in METRICS]
+                     + (" (the interval is all of [-1, 1])" if s[m]["ci"] == [-1.0, 1.0] else "") for m in METRICS
+                     if s[m]["n"] or s[m]["n_undefined"] < len(s["per_seed"])]
             lines.append(f"{design} vs {gold} ({len(s['per_seed'])} seeds): " + ", ".join(parts))
     return lines
+
+
+def power_line(n_seeds: int) -> str:
+    """What the seed count allows an exact sign-flip test to say."""
+    return (f"{n_seeds} seed(s): the exact sign-flip test of a paired difference cannot go below "
+            f"p = {min_sign_flip_p(n_seeds):.4g} (all {n_seeds} differences of one sign)")
 
 
 def plot_ladder(curves: dict[str, dict[int, dict[str, Any]]], golds: Sequence[str], path: str | Path,

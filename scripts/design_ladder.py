@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shlex
@@ -42,6 +43,7 @@ ENV = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARA
        "PYTHONUNBUFFERED": "1"}
 PAPER_EVAL = "data/alpaca_eval.json"
 EVAL_SET = "eval_set.json"  # the ladder's eval subset, inside its folder
+ANSWER_SETTINGS = "answer_settings.json"  # how its answers are drawn: one way per folder
 STEP_LINE = re.compile(r"step (\d+)/\d+ \| reward .*\| ([\d.]+)s(?: \(gen|$)")
 TRAIN_STATE = {"ppo": "training_state.json", "grpo": "trainer_state.json", "rloo": "trainer_state.json"}
 
@@ -50,21 +52,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()), allow_abbrev=False)
     d = " (default: %(default)s)"
     p.add_argument("--ladder_dir", default="runs/ladder", help="where every run, answer, score and the report go" + d)
-    p.add_argument("--designs", default=",".join(ladder.DESIGNS), help="comma-separated built-in designs" + d)
+    p.add_argument("--designs", default="li,full",
+                   help=f"comma-separated built-in designs ({', '.join(ladder.DESIGNS)}); the first is the one the "
+                        "others are compared with, seed by seed" + d)
     p.add_argument("--features_module", action="append", default=[],
                    help="a file of your own features (README, 'Add a feature'): one more design named after the "
                         "file, on the flags of --features_base; repeat for several")
     p.add_argument("--features_base", default="full", help="the built-in design a --features_module extends" + d)
-    p.add_argument("--seeds", default="1,2", help="comma-separated training (and answer sampling) seeds" + d)
+    p.add_argument("--seeds", default="1,2,3,4,5,6",
+                   help="comma-separated training (and answer sampling) seeds; 6 let an exact sign-flip test of a "
+                        "paired difference reach p = 0.031 (4: 0.125)" + d)
     p.add_argument("--trainer", default="ppo", choices=["ppo", "grpo", "rloo"],
                    help="ppo: run_ppo.py (the paper's); grpo | rloo: run_grpo.py" + d)
     p.add_argument("--model_name", default=None, help="policy (default: the offline SmolLM2-135M-Instruct)")
-    p.add_argument("--checkpoints", type=int, default=8, help="checkpoints per run, besides the base policy" + d)
-    p.add_argument("--save_every", type=int, default=2, help="PPO steps between checkpoints" + d)
+    p.add_argument("--checkpoints", type=int, default=4, help="checkpoints per run, besides the base policy" + d)
+    p.add_argument("--save_every", type=int, default=4, help="PPO steps between checkpoints" + d)
     p.add_argument("--batch_size", type=int, default=8, help="rollouts per PPO step" + d)
     p.add_argument("--mini_batch_size", type=int, default=2, help="samples per forward/backward" + d)
     p.add_argument("--gradient_accumulation_steps", type=int, default=2, help="PPO only" + d)
-    p.add_argument("--new_tokens", type=int, default=48, help="rollout length (--output_max_length)" + d)
+    p.add_argument("--new_tokens", type=int, default=128,
+                   help="rollout length (--output_max_length): room for answers to finish, so that length is not "
+                        "simply reaching the cap" + d)
     p.add_argument("--learning_rate", type=float, default=3e-4,
                    help="the quickstart's; the paper's 1e-5 is for 10,000 steps" + d)
     p.add_argument("--dataset_path", default="data/train.json", help="training prompts" + d)
@@ -84,7 +92,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval_path", default=None,
                    help=f"eval instructions (default: {PAPER_EVAL}; or the AlpacaFarm validation file)")
     p.add_argument("--eval_size", type=int, default=200, help="instructions answered, evenly spaced over the file" + d)
-    p.add_argument("--eval_tokens", type=int, default=48, help="answer length (evaluation.py --max_new_tokens)" + d)
+    p.add_argument("--eval_tokens", type=int, default=128, help="answer length (evaluation.py --max_new_tokens)" + d)
+    p.add_argument("--eval_sampling", default="per_prompt", choices=("per_prompt", "global"),
+                   help="evaluation.py --sample_seeding: per_prompt draws each instruction's answer from its own "
+                        "stream (seeded by the run's seed and the instruction), so every checkpoint and every design "
+                        "of a seed answers with the same random numbers; global is the paper's one stream" + d)
     p.add_argument("--eval_batch_size", type=int, default=16, help="prompts per generate call" + d)
     p.add_argument("--gold", action="append", default=[],
                    help="gold reward model; repeat for several (default: the offline stand-in, trained by "
@@ -193,21 +205,36 @@ def eval_records(source: Path, size: int) -> list[dict]:
             for e in examples]
 
 
-def check_ladder_dir(folder: Path, records: list[dict]) -> None:
-    """--ladder_dir is new, empty, or a ladder folder answered on the same eval set (it resumes); anything else
-    stops here, before the folder or any file is made."""
+def answer_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """What decides how the ladder's answers are drawn: one folder's answers all share it."""
+    return {"eval_tokens": a.eval_tokens, "eval_sampling": a.eval_sampling,
+            "response_postprocess": a.response_postprocess}
+
+
+def check_ladder_dir(folder: Path, records: list[dict], a: argparse.Namespace) -> None:
+    """--ladder_dir is new, empty, or a ladder folder answered on the same eval set in the same way (it resumes);
+    anything else stops here, before the folder or any file is made."""
     replaceable("ladder_dir", folder, LADDER)
     path = folder / EVAL_SET
     if path.is_file() and read_json(path, "the ladder's eval set", expect=list) != records:
         raise DataError(f"{path}: this ladder folder answered other instructions (--eval_path/--eval_size "
                         "changed); use another --ladder_dir")
+    path = folder / ANSWER_SETTINGS
+    if path.is_file():
+        before = read_json(path, "the ladder's answer settings", expect=dict)
+        changed = [f"--{k} {before.get(k)} -> {v}" for k, v in answer_settings(a).items() if before.get(k) != v]
+        if changed:
+            raise DataError(f"{path}: this ladder folder answered otherwise ({', '.join(changed)}); use another "
+                            "--ladder_dir")
 
 
-def start_ladder_dir(folder: Path, records: list[dict], source: Path) -> Path:
-    """The ladder folder (marked when new) and its eval set, written once."""
+def start_ladder_dir(folder: Path, records: list[dict], source: Path, a: argparse.Namespace) -> Path:
+    """The ladder folder (marked when new), its eval set and its answer settings, written once."""
     if not folder.exists() or not any(folder.iterdir()):
         folder.mkdir(parents=True, exist_ok=True)
         mark_dir(folder, LADDER.command)
+    if not (folder / ANSWER_SETTINGS).is_file():
+        write_json(folder / ANSWER_SETTINGS, answer_settings(a))
     path = folder / EVAL_SET
     if not path.is_file():
         atomic_write(path, json.dumps(records, indent=1, ensure_ascii=False))
@@ -219,13 +246,14 @@ def start_ladder_dir(folder: Path, records: list[dict], source: Path) -> Path:
 # Subprocesses: each phase is one command of the project, its output in a log file.
 
 
-def run(cmd: list[str], log: Path, label: str) -> float:
-    """Run one command with its output in `log`; returns its wall time. A failure stops the ladder with one line
-    (the log's last lines shown above it)."""
+def run(cmd: list[str], log: Path, label: str, append: bool = False) -> float:
+    """Run one command with its output in `log` (after what it holds with `append`: a resumed training run keeps
+    its earlier steps' lines); returns its wall time. A failure stops the ladder with one line (the log's last
+    lines shown above it)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"  {label}: $ {shlex.join(cmd)}", flush=True)
     start = time.monotonic()
-    with open(log, "w") as f:
+    with open(log, "a" if append else "w") as f:
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **ENV}, stdout=f, stderr=subprocess.STDOUT)
     wall = time.monotonic() - start
     if proc.returncode:
@@ -290,7 +318,8 @@ class Ladder:
             f"--output_dir={self.base_dir(seed)}"]
         return [self.py, "evaluation.py", f"--base_model_name={self.model}", *where, "--evaluations=alpaca",
                 f"--eval_path={self.eval_path}", f"--max_new_tokens={a.eval_tokens}",
-                f"--batch_size={a.eval_batch_size}", f"--seed={seed}", f"--response_postprocess={a.response_postprocess}"]
+                f"--batch_size={a.eval_batch_size}", f"--seed={seed}", f"--sample_seeding={a.eval_sampling}",
+                f"--response_postprocess={a.response_postprocess}"]
 
     def score_command(self, design: ladder.Design, seed: int) -> list[str]:
         golds = [f"--gold_model={g}" for g in self.golds] + [f"--gold_type={t}" for t in self.gold_types]
@@ -404,9 +433,11 @@ def timing(lad: Ladder) -> ladder.Timing:
                                  len(lad.golds), a.time_per_step)
 
 
-def step_times(log: Path) -> list[float]:
-    """Seconds of each step the trainer printed (run_ppo.py's and run_grpo.py's step lines)."""
-    text = log.read_text(errors="replace").replace("\r", "\n")
+def step_times(log: Path, start: int = 0) -> list[float]:
+    """Seconds of each step the trainer printed (run_ppo.py's and run_grpo.py's step lines) after byte `start`."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace").replace("\r", "\n")
     return [float(m.group(2)) for m in map(STEP_LINE.search, text.splitlines()) if m]
 
 
@@ -453,8 +484,9 @@ def execute(lad: Ladder, left: ladder.Work) -> None:
                 lad.record_settings(design, seed)
                 start_step = lad.resume_step(design, seed)
                 log = logs / f"train_{design.name}_seed{seed}.log"
-                wall = run(lad.train_command(design, seed), log, f"train {name}")
-                times = step_times(log)
+                size = log.stat().st_size if log.is_file() else 0
+                wall = run(lad.train_command(design, seed), log, f"train {name}", append=True)
+                times = step_times(log, size)
                 done.add_training(lad.a.checkpoints * lad.a.save_every - start_step, lad.a.batch_size)
                 if times and "step_s" not in measured:
                     measured["step_s"] = statistics.median(times[1:] or times)
@@ -487,9 +519,11 @@ def report_measured(lad: Ladder, measured: dict[str, float], left: ladder.Work, 
 
 
 def read_curves(lad: Ladder) -> dict[str, dict[int, dict[str, Any]]]:
-    """design -> seed -> {steps, proxy, golds: {name: means}} from each run's monotonicity.json."""
+    """design -> seed -> {steps, proxy, golds: {name: means}, proxy_sd, answers, answer_tokens, training,
+    settings} from each run's monotonicity.json, score caches, answers, training log and training_config.json."""
     curves: dict[str, dict[int, dict[str, Any]]] = {}
     names = gold_names(lad.golds)
+    count_tokens = token_counter(lad.model)
     for design in lad.designs:
         curves[design.name] = {}
         for seed in lad.seeds:
@@ -497,9 +531,45 @@ def read_curves(lad: Ladder) -> dict[str, dict[int, dict[str, Any]]]:
             result = read_json(path)
             gold_means = ([g["steps_mean_gold"] for g in result["golds"]] if "golds" in result
                           else [result["steps_mean_gold"]])
-            curves[design.name][seed] = {"steps": result["steps"], "proxy": result["steps_mean_proxy"],
-                                         "golds": dict(zip(names, gold_means)), "monotonicity": str(path)}
+            answers = [ladder.answer_numbers(read_json(Path(row["outputs"]), expect=list), count_tokens)
+                       for row in result["checkpoints"]]
+            log = lad.dir / "logs" / f"train_{design.name}_seed{seed}.log"
+            curves[design.name][seed] = {
+                "steps": result["steps"], "proxy": result["steps_mean_proxy"], "golds": dict(zip(names, gold_means)),
+                "proxy_sd": base_proxy_sd(lad.base_dir(seed), result["steps_mean_proxy"][0]),
+                "answers": answers, "answer_tokens": [x["mean_tokens"] for x in answers],
+                "training": ladder.parse_training_log(log.read_text(errors="replace")) if log.is_file() else None,
+                "settings": run_settings(lad, design, seed), "monotonicity": str(path)}
     return curves
+
+
+def token_counter(model: str):
+    """Answer length in the policy's tokens."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def base_proxy_sd(base: Path, base_mean: float) -> float | None:
+    """The SD of a design's proxy over the base policy's answers: eval_monotonicity.py caches each proxy's
+    per-answer scores beside the base answers (scores-proxy-{tag}.json, one file per proxy); the design's is the
+    one whose mean reward is the run's step-0 proxy mean."""
+    for cache in sorted(base.glob("scores-proxy-*.json")):
+        rewards = [row["reward"] for row in read_json(cache)["scores"]]
+        if rewards and math.isclose(statistics.fmean(rewards), base_mean, rel_tol=1e-9, abs_tol=1e-12):
+            return ladder.proxy_sd(rewards)
+    return None
+
+
+def run_settings(lad: Ladder, design: ladder.Design, seed: int) -> dict[str, Any] | None:
+    """The settings the run trained with (steps, batch, learning rate, KL, post-processing, encoder dtype), from
+    its final checkpoint's training_config.json (else its last checkpoint's)."""
+    folder = lad.run_dir(design, seed)
+    for ck in [folder / "policy_final", *(lad.checkpoint(design, seed, s) for s in reversed(lad.steps[1:]))]:
+        if (ck / "training_config.json").is_file():
+            return ladder.training_settings(read_json(ck / "training_config.json"))
+    return None
 
 
 def gold_names(golds: list[str]) -> list[str]:
@@ -508,35 +578,61 @@ def gold_names(golds: list[str]) -> list[str]:
 
 
 def report(lad: Ladder, total: ladder.Work) -> dict[str, Any]:
-    """ladder.json (every number), ladder.md (the table) and ladder.png, from the runs' files alone."""
+    """ladder.json (every number), ladder.md (the tables) and ladder.png, from the runs' files alone."""
     curves = read_curves(lad)
     names = gold_names(lad.golds)
     summaries = {d: {g: ladder.design_summary(runs, g) for g in names} for d, runs in curves.items()}
+    compared = ladder.comparisons(summaries)
     a = lad.a
     settings = {k: v for k, v in vars(a).items() if k != "plan_only"}
+    trained = {d: {seed: run["settings"] for seed, run in runs.items()} for d, runs in curves.items()}
     result = {"settings": {**settings, "model_name": lad.model, "golds": lad.golds, "gold_types": lad.gold_types,
-                           "eval_set": str(lad.eval_path), "eval_size": lad.n_eval, "steps": lad.steps},
+                           "eval_set": str(lad.eval_path), "eval_size": lad.n_eval, "steps": lad.steps,
+                           "trained_with": first_settings(trained)},
               "designs": {d.name: d.record() for d in lad.designs}, "seeds": lad.seeds, "curves": curves,
-              "summary": summaries, "cost": total.record(timing(lad)),
-              "interval": "mean over seeds +/- t(0.975, n-1) x sd / sqrt(n)"}
+              "summary": summaries, "paired": compared, "cost": total.record(timing(lad)),
+              "interval": "mean over seeds +/- t(0.975, n-1) x sd / sqrt(n); p: exact two-sided sign-flip "
+                          "permutation test of a zero mean over seeds",
+              "power": ladder.power_line(len(lad.seeds))}
     write_json(lad.dir / "ladder.json", result)
     title = (f"{Path(lad.model.rstrip('/')).name}, {a.trainer.upper()}, {len(lad.seeds)} seeds, "
              f"{lad.n_eval} eval instructions")
     table = ladder.markdown_table(summaries)
+    pairs = ladder.paired_table(compared) if compared else ""
     widths = ladder.interval_widths(summaries)
     md = [f"# Reward-design ladder: {title}", "",
-          "Change from the base policy (step 0) to the last checkpoint, and Spearman/Kendall of the proxy and gold "
-          "means across checkpoints: mean over seeds [95% t-interval]. hacking: proxy up and gold down, both "
-          "intervals excluding zero.", "", table, "Interval half-widths reached:", "",
-          *[f"- {w}" for w in widths], "", f"Steps: {lad.steps}; figure: ladder.png; every number: ladder.json.", ""]
+          "Change from the base policy (step 0) to the last checkpoint (the proxy also in SDs of the design's proxy "
+          "over the base answers), Spearman/Kendall of the proxy and gold means across checkpoints, the last "
+          "training step's KL and the last checkpoint's mean answer length in tokens: mean over seeds [95% "
+          "t-interval], p = exact sign-flip test. hacking: proxy up and gold down, both intervals excluding zero.",
+          "", table]
+    if pairs:
+        md += ["Paired by seed (the same base answers and answer draws), each design minus the first:", "", pairs]
+    md += [ladder.power_line(len(lad.seeds)), "", "Interval half-widths reached:", "", *[f"- {w}" for w in widths],
+           "", f"Steps: {lad.steps}; trained with: {json.dumps(result['settings']['trained_with'])}; figure: "
+           "ladder.png; every number: ladder.json.", ""]
     atomic_write(lad.dir / "ladder.md", "\n".join(md))
     ladder.plot_ladder(curves, names, lad.dir / "ladder.png", title)
     print("\n" + table)
+    if pairs:
+        print("paired by seed, each design minus the first:\n" + pairs)
+    print(ladder.power_line(len(lad.seeds)))
     print("interval half-widths reached (they shrink about as 1/sqrt(seeds)):")
     for w in widths:
         print(f"  {w}")
     print(f"wrote {lad.dir / 'ladder.json'}, {lad.dir / 'ladder.md'} and {lad.dir / 'ladder.png'}")
     return result
+
+
+def first_settings(trained: dict[str, dict[int, dict[str, Any] | None]]) -> dict[str, Any] | None:
+    """The training settings every run shares (steps, batch, learning rate, KL, post-processing, encoder dtype):
+    the first run's, checked against the others; a run that differs is named in "differs"."""
+    runs = [(d, seed, s) for d, by_seed in trained.items() for seed, s in by_seed.items() if s is not None]
+    if not runs:
+        return None
+    first = runs[0][2]
+    differs = [f"{d} seed {seed}" for d, seed, s in runs[1:] if s != first]
+    return {**first, **({"differs": differs} if differs else {})}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -555,9 +651,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         folder = Path(a.ladder_dir)
         source = eval_source(a)
         records = eval_records(source, a.eval_size)
-        check_ladder_dir(folder, records)
+        check_ladder_dir(folder, records, a)
         golds, gold_types = prepare_gold(a, folder)
-        eval_path = folder / EVAL_SET if a.plan_only else start_ladder_dir(folder, records, source)
+        eval_path = folder / EVAL_SET if a.plan_only else start_ladder_dir(folder, records, source, a)
         lad = Ladder(a, designs, seeds, model, golds, gold_types, eval_path, len(records))
         total, left, lines = plan(lad)
         print(f"ladder: {len(designs)} design(s) ({', '.join(d.name for d in designs)}) x {len(seeds)} seed(s) "
@@ -565,6 +661,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("plan:")
         for line in lines:
             print(f"  {line}")
+        print(ladder.power_line(len(seeds)))
         t = timing(lad)
         for line in ladder.describe_work(total, t, "whole ladder") + ladder.describe_work(left, t, "still to run"):
             print(line)

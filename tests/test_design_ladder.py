@@ -1,6 +1,7 @@
 """scripts/design_ladder.py: a tiny ladder through the real commands (run_ppo.py, evaluation.py,
 eval_monotonicity.py) on tiny random models, CPU; a rerun with one more design and a run killed after a
-checkpoint, computing only what is missing; the intervals against scipy on planted numbers."""
+checkpoint, computing only what is missing; the intervals, sign-flip p-values, paired comparisons, training-log
+reading and recorded settings on planted numbers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import ROOT
 from scipy import stats
@@ -27,7 +29,7 @@ STEPS = [0, 1, 2, 3]
 def run_ladder(args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, "scripts/design_ladder.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=500)
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -102,6 +104,32 @@ def test_tiny_ladder_writes_the_report_the_json_and_the_figure(first):
     assert result["cost"]["runs"] == 4 and result["cost"]["answers"] == 84
 
 
+def test_tiny_ladder_standardizes_pairs_and_records_what_it_trained_with(first):
+    out, result = first["proc"].stdout, first["json"]
+    assert "--sample_seeding=per_prompt" in out  # every answer drawn per prompt, the same draws at every step
+    trained = result["settings"]["trained_with"]
+    assert trained["trainer"] == "ppo" and trained["steps"] == 3 and trained["batch_size"] == 4
+    assert trained["learning_rate"] == 3e-4 and trained["kl"]["init_kl_coef"] == 0.2
+    assert trained["response_postprocess"] == "clean" and trained["encoder_dtype"] == "float32"
+    assert trained["rollout_tokens"] == 8
+    assert "differs" not in trained
+    for design in ("li", "li_rp"):
+        for seed in SEEDS:
+            run = result["curves"][design][str(seed)]
+            assert run["training"]["steps"] == [1, 2, 3] and run["training"]["final_kl"] == run["training"]["kl"][-1]
+            assert len(run["answer_tokens"]) == 4 and all(t >= 0 for t in run["answer_tokens"])
+            per_seed = result["summary"][design]["gold"]["per_seed"][str(seed)]
+            if run["proxy_sd"] is not None:
+                assert per_seed["proxy_change_sd"] == pytest.approx(per_seed["proxy_change"] / run["proxy_sd"])
+            assert per_seed["kl"] == run["training"]["final_kl"] and per_seed["answer_tokens"] == run["answer_tokens"][-1]
+    li, li_rp = (result["summary"][d]["gold"]["per_seed"] for d in ("li", "li_rp"))
+    pair = result["paired"]["li_rp - li"]["gold"]
+    diffs = [li_rp[str(s)]["gold_change"] - li[str(s)]["gold_change"] for s in SEEDS]
+    assert pair["gold_change"]["differences"] == pytest.approx(diffs)
+    assert pair["gold_change"]["p_sign_flip"] in (0.5, 1.0) and pair["gold_change"]["min_p"] == 0.5
+    assert "| li_rp - li | gold | 2 |" in first["md"] and "cannot go below p = 0.5" in out
+
+
 def test_rerun_with_one_more_design_trains_only_that_design(second):
     out, before, after = second["proc"].stdout, second["before"], second["after"]
     for run in ("li seed 2", "li_rp seed 1", "li_rp seed 2"):
@@ -174,20 +202,90 @@ def test_design_summary_on_planted_curves():
     assert "| li | g | 3 | +0.323 [" in table and "| YES |" in table
 
 
-def test_laptop_defaults_are_estimated_under_three_hours():
-    """The laptop defaults (4 designs x 2 seeds, 8 checkpoints every 2 steps, batch 8, 48-token rollouts and
-    answers, 200 instructions, one gold) by the 2-core CPU figures the laptop ladder measured."""
-    work, n_eval = ladder.Work(), 200
-    for _ in range(2):
+def test_defaults_compare_li_and_full_over_six_seeds_with_room_to_finish():
+    """The defaults: li vs full, 6 seeds (an exact sign-flip p down to 0.031), 128-token rollouts and answers,
+    per-prompt seeded answers; by the 2-core CPU figures the laptop ladder measured, about 5 hours."""
+    a = load_script().parse_args([])
+    assert a.designs == "li,full" and a.seeds == "1,2,3,4,5,6" and a.eval_sampling == "per_prompt"
+    assert a.new_tokens >= 128 and a.eval_tokens >= 128
+    work, n_eval, seeds = ladder.Work(), 200, 6
+    for _ in range(seeds):
         work.add_answers(n_eval)  # the base policy, per seed
-    for _ in range(4 * 2):
-        work.add_training(16, 8)
-        for _ in range(8):
+    for _ in range(2 * seeds):
+        work.add_training(a.checkpoints * a.save_every, a.batch_size)
+        for _ in range(a.checkpoints):
             work.add_answers(n_eval)
-        work.add_scoring(9 * n_eval, 1)
-    timing = ladder.default_timing(8, 48, n_eval, 48, 8, 1)
+        work.add_scoring((a.checkpoints + 1) * n_eval, 1)
+    timing = ladder.default_timing(a.batch_size, a.new_tokens, n_eval, a.eval_tokens, a.checkpoints, 1)
     total = sum(work.seconds(timing).values())
-    assert 1.5 * 3600 < total < 3 * 3600, ladder.describe_work(work, timing, "laptop defaults")
+    assert 4 * 3600 < total < 6 * 3600, ladder.describe_work(work, timing, "defaults")
+    assert ladder.power_line(6).endswith("cannot go below p = 0.03125 (all 6 differences of one sign)")
+
+
+def test_sign_flip_p_and_paired_comparison_on_planted_runs():
+    li = {seed: {"proxy": [0.0, 0.1 * seed], "golds": {"g": [1.0, 1.0 - 0.1 * seed]}, "proxy_sd": 0.5,
+                 "training": {"final_kl": 0.1 * seed}, "answer_tokens": [40.0, 50.0 + seed]} for seed in range(1, 7)}
+    full = {seed: {"proxy": [0.0, 0.3], "golds": {"g": [1.0, 1.2 + 0.01 * seed]}, "proxy_sd": 2.0,
+                   "training": {"final_kl": 1.0}, "answer_tokens": [40.0, 45.0]} for seed in range(1, 7)}
+    s_li, s_full = ladder.design_summary(li, "g"), ladder.design_summary(full, "g")
+    assert [v["proxy_change_sd"] for v in s_li["per_seed"].values()] == pytest.approx([0.2 * k for k in range(1, 7)])
+    assert s_li["gold_change"]["p_sign_flip"] == pytest.approx(2 / 64) == s_li["gold_change"]["min_p"]
+    pair = ladder.paired_comparison(s_li, s_full)
+    assert pair["seeds"] == [1, 2, 3, 4, 5, 6]
+    assert pair["gold_change"]["differences"] == pytest.approx([0.2 + 0.11 * k for k in range(1, 7)])
+    assert pair["gold_change"]["p_sign_flip"] == pytest.approx(2 / 64)
+    assert pair["kl"]["mean"] == pytest.approx(1.0 - 0.35)
+    lo, hi = stats.t.interval(0.95, df=5, loc=pair["answer_tokens"]["mean"],
+                              scale=stats.sem(pair["answer_tokens"]["differences"]))
+    assert pair["answer_tokens"]["ci"] == pytest.approx([lo, hi])
+    table = ladder.paired_table(ladder.comparisons({"li": {"g": s_li}, "full": {"g": s_full}}))
+    assert "| full - li | g | 6 | +" in table and "p=0.031" in table
+
+
+def test_training_log_is_read_once_per_step_with_its_trend():
+    line = ("step {s}/4 | reward {r} +/- 0.300 | kl {k} | kl_coef 0.2000 | loss 0.1 | len {n} | 9.5s (gen 1.0, "
+            "reward 0.1, fwd 1.0, update 7.0)")
+    text = "\n".join([line.format(s=1, r=0.10, k=0.0, n=80.0), line.format(s=2, r=0.90, k=0.5, n=85.0),
+                      "resumed from x at step 1", line.format(s=2, r=0.30, k=0.2, n=90.0),
+                      "\rPPO steps: 75%" + line.format(s=3, r=0.45, k=0.3, n=100.0), line.format(s=4, r="nan", k=0.4, n=99.0)])
+    got = ladder.parse_training_log(text)
+    assert got["steps"] == [1, 2, 3, 4] and got["reward"] == [0.1, 0.3, 0.45, None] and got["final_kl"] == 0.4
+    assert got["len"] == [80.0, 90.0, 100.0, 99.0] and got["seconds"] == [9.5] * 4
+    slope, intercept = np.polyfit([1, 2, 3], [0.1, 0.3, 0.45], 1)
+    assert got["reward_trend"]["slope"] == pytest.approx(slope)
+    assert got["reward_trend"]["se"] == pytest.approx(stats.linregress([1, 2, 3], [0.1, 0.3, 0.45]).stderr)
+    grpo = ("step 2/3 | reward 0.500 +/- 0.300 | kl 0.010 | loss 0.0100 | len 100.0 | LI 0.500 RP nan QR nan "
+            "RAR nan | 45.2s")  # run_grpo.py's line
+    got = ladder.parse_training_log(grpo)
+    assert got["steps"] == [2] and got["kl"] == [0.01] and got["len"] == [100.0] and got["seconds"] == [45.2]
+
+
+def test_training_settings_from_a_ppo_and_an_rloo_record():
+    ppo = {"script": {"overall_steps": 16}, "reward": {"response_postprocess": "clean",
+           "relevance_model": "minilm", "reward_dtype": "float32"},
+           "ppo": {"batch_size": 8, "mini_batch_size": 2, "ppo_epochs": 4, "learning_rate": 3e-4, "init_kl_coef": 0.2,
+                   "output_max_length": 128,
+                   "adap_kl_ctrl": True, "kl_target": 6.0, "kl_horizon": 10000.0}, "resolved": {"mixed_precision": "bf16"}}
+    got = ladder.training_settings(ppo)
+    assert got["steps"] == 16 and got["kl"] == {"init_kl_coef": 0.2, "adap_kl_ctrl": True, "kl_target": 6.0,
+                                                 "kl_horizon": 10000.0}
+    assert got["encoder_dtype"] == "float32" and got["response_postprocess"] == "clean" and got["rollout_tokens"] == 128
+    rloo = {"trainer": "rloo", "script": {"overall_steps": 4, "batch_size": 8, "output_max_length": 128},
+            "reward": {"reward_dtype": "float32"}, "resolved": {"precision": "bfloat16", "trl_config": {
+                "num_generations": 2, "beta": 0.2, "num_iterations": 1, "learning_rate": 3e-4}}}
+    got = ladder.training_settings(rloo)
+    assert got["trainer"] == "rloo" and got["kl"] == {"beta": 0.2} and got["num_generations"] == 2
+
+
+def test_a_folder_answered_otherwise_is_refused(tmp_path):
+    module = load_script()
+    a = module.parse_args(["--eval_sampling", "global"])
+    records = [{"instruction": "Say hi.", "input": "", "output": "hi", "qtype": "OPENENDED"}]
+    module.start_ladder_dir(tmp_path / "lad", records, tmp_path / "src.json", a)
+    module.check_ladder_dir(tmp_path / "lad", records, a)  # the same settings resume
+    b = module.parse_args([])
+    with pytest.raises(DataError, match="answered otherwise \\(--eval_sampling global -> per_prompt\\)"):
+        module.check_ladder_dir(tmp_path / "lad", records, b)
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
