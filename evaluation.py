@@ -126,7 +126,7 @@ class EvalArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "the paper's flag; no effect (set HF_HOME)"})
     device: int = field(default=0, metadata={
         "help": "the GPU (an index) the checkpoint is loaded on, whole (device_map={'': device}), as the paper's "
-                "flag; one process per GPU evaluates checkpoints side by side (scripts/launch_runs.sh). The CPU "
+                "flag; one process per GPU evaluates checkpoints side by side (launch_runs.py). The CPU "
                 "when no CUDA device is visible"})
     precision: str = field(
         default="auto", metadata={"help": "auto (bfloat16 where the device runs it natively: a bf16 GPU, a CPU with "

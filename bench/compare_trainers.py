@@ -7,7 +7,7 @@ branching, rar_max_dot=1.0 for MiniLM), the same number of generated samples per
 them with the proxy and the gold stand-in. Prints one table: step time, the proxy reward curve during
 training, proxy/gold means per checkpoint and Spearman of each trainer.
 
-    python scripts/train_reward_model.py --output_dir /tmp/gold_standin      # the gold stand-in, once
+    python train_reward_model.py --output_dir /tmp/gold_standin      # the gold stand-in, once
     python bench/compare_trainers.py --gold /tmp/gold_standin --run_dir runs/compare
 
 Each phase is skipped when its output exists, so a re-run only prints the table (or finishes what is missing).
@@ -52,7 +52,7 @@ def train_flags(o, out: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--gold", required=True, help="gold reward model folder (scripts/train_reward_model.py)")
+    parser.add_argument("--gold", required=True, help="gold reward model folder (train_reward_model.py)")
     parser.add_argument("--run_dir", default="runs/compare")
     parser.add_argument("--trainers", default="ppo,grpo,rloo")
     parser.add_argument("--steps", type=int, default=8)
@@ -115,7 +115,7 @@ def main() -> None:
                      f"--max_new_tokens={o.eval_tokens}", f"--seed={o.seed}"], folder / f"eval_{ckpt.name}.log")
         if not (folder / "monotonicity.json").is_file():
             if not (Path(o.gold) / "config.json").is_file():
-                sys.exit(f"error: --gold {o.gold}: no model there; train it with scripts/train_reward_model.py "
+                sys.exit(f"error: --gold {o.gold}: no model there; train it with train_reward_model.py "
                          f"--output_dir {o.gold}")
             run([py, "eval_monotonicity.py", f"--output_dir={folder}", "--model_prefix=policy",
                  f"--eval_path={eval_path}", f"--gold_model={o.gold}", "--gold_type=classifier",

@@ -42,7 +42,7 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="stand-in folders written by scripts/train_reward_model.py")
+    parser.add_argument("models", nargs="+", help="stand-in folders written by train_reward_model.py")
     parser.add_argument("--data", default=str(ROOT / "data" / "alpacafarm_val.json"),
                         help="instructions with reference answers, not used in training")
     parser.add_argument("--instructions", type=int, default=200, help="the first N instructions of --data")

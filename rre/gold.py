@@ -1,7 +1,7 @@
 """Gold reward models: the black-box judges of the monotonicity check and the offline win rate.
 
 The paper's gold is Starling-RM-34B (`starling`); any one-label sequence classifier (`classifier`) works too,
-such as the offline stand-in that scripts/train_reward_model.py trains. Both score (instruction, response)
+such as the offline stand-in that train_reward_model.py trains. Both score (instruction, response)
 pairs in length-sorted batches: sequences of similar length share a batch, so little compute goes to padding,
 and one forward scores `batch_size` responses (the paper's script scored them one at a time).
 """

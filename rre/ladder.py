@@ -1,4 +1,4 @@
-"""The reward-design ladder's arithmetic (scripts/design_ladder.py drives it): the designs as run_ppo.py flags,
+"""The reward-design ladder's arithmetic (design_ladder.py drives it): the designs as run_ppo.py flags,
 what each (design, seed) run gives (proxy and gold change from base to last checkpoint, the proxy change in units
 of the design's proxy SD on the base answers, their Spearman and Kendall across checkpoints, the training's KL and
 lengths), the t-interval and exact sign-flip p-value of each over seeds, designs compared seed by seed, the

@@ -1,4 +1,4 @@
-"""The gold stand-in's data and scoring, shared by scripts/train_reward_model.py (which trains it) and
+"""The gold stand-in's data and scoring, shared by train_reward_model.py (which trains it) and
 bench/gold_standin_accuracy.py (which measures it): preference pairs built from the annotated references and five
 corruptions of them, their rendering through the chat template, and the pairwise accuracy of a classifier."""
 

@@ -48,7 +48,7 @@ python -m rre.offline_models  # converts the packaged GGUF once; prints both pat
 POLICY=$(python -c 'from rre.offline_models import smollm2_path; print(smollm2_path())' | tail -n 1)
 
 phase "2/7 gold stand-in reward model -> $RUN_DIR/gold_standin"
-python scripts/train_reward_model.py --output_dir "$RUN_DIR/gold_standin" "${GOLD_ARGS[@]}"
+python train_reward_model.py --output_dir "$RUN_DIR/gold_standin" "${GOLD_ARGS[@]}"
 
 phase "3/7 PPO against the white-box reward -> $RUN_DIR/policy_step_N"
 if [ -f "$RUN_DIR/policy_final/training_state.json" ]; then
@@ -83,4 +83,4 @@ python evaluation.py --base_model_name="$POLICY" --peft_model_name="$RUN_DIR/pol
 phase ""  # closes phase 6
 mv "$TIMES.partial" "$TIMES"
 phase "7/7 summary"
-python scripts/summarize_run.py --run_dir "$RUN_DIR" | tee "$RUN_DIR/summary.txt"
+python summarize_run.py --run_dir "$RUN_DIR" | tee "$RUN_DIR/summary.txt"

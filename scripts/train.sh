@@ -3,7 +3,7 @@
 # environment variable; extra arguments are passed on to run_ppo.py (later flags win), e.g.
 #
 #   MODEL_NAME=path/to/sft10k scripts/train.sh                     # the paper's run (data: scripts/get_paper_data.sh)
-#   SEED=1 EXP_NAME=seed1 MODEL_NAME=path/to/sft10k scripts/train.sh  # one of several runs: scripts/launch_runs.py
+#   SEED=1 EXP_NAME=seed1 MODEL_NAME=path/to/sft10k scripts/train.sh  # one of several runs: launch_runs.py
 #   DATASET_PATH=data/train.json DEV_PATH=data/dev.json OVERALL_STEPS=30 scripts/train.sh --relevance_model minilm
 #
 # Checkpoints land in {OUTPUT_DIR}/{EXP_NAME}_step_N (OUTPUT_DIR "." and EXP_NAME alpaca_test, as the paper's
@@ -51,7 +51,7 @@ if [[ "${NUM_MACHINES}" -gt 1 ]]; then  # every node must dial the same fixed po
   launch+=(--machine_rank "${MACHINE_RANK:?set MACHINE_RANK (0 on the main node)}"
            --main_process_ip "${MAIN_PROCESS_IP:?set MAIN_PROCESS_IP (the main node)}"
            --main_process_port "${MAIN_PROCESS_PORT:-29500}")
-elif [[ -n "${MAIN_PROCESS_PORT:-}" ]]; then  # scripts/launch_runs.py gives each run its own
+elif [[ -n "${MAIN_PROCESS_PORT:-}" ]]; then  # launch_runs.py gives each run its own
   launch+=(--main_process_port "${MAIN_PROCESS_PORT}")
 fi
 optional=()

@@ -27,9 +27,9 @@ COMMANDS = [
     ("score_outputs.py", ["score_outputs.py"]),
     ("prescreen.py", ["prescreen.py"]),
     ("annotate.py", ["annotate.py"]),
-    ("scripts/train_reward_model.py", ["scripts/train_reward_model.py"]),
-    ("scripts/summarize_run.py", ["scripts/summarize_run.py"]),
-    ("scripts/design_ladder.py", ["scripts/design_ladder.py"]),
+    ("train_reward_model.py", ["train_reward_model.py"]),
+    ("summarize_run.py", ["summarize_run.py"]),
+    ("design_ladder.py", ["design_ladder.py"]),
     ("python -m rre.offline_models", ["-m", "rre.offline_models"]),
     ("python -m rre.checkpoints", ["-m", "rre.checkpoints"]),
 ]

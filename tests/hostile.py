@@ -22,7 +22,6 @@ from typing import Callable
 import pytest
 from helpers import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))  # the commands under scripts/: train_reward_model, summarize_run
 
 Fixture = dict[str, str | bytes | None]  # relative path -> file content (None: a folder)
 

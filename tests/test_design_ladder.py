@@ -1,4 +1,4 @@
-"""scripts/design_ladder.py: a tiny ladder through the real commands (run_ppo.py, evaluation.py,
+"""design_ladder.py: a tiny ladder through the real commands (run_ppo.py, evaluation.py,
 eval_monotonicity.py) on tiny random models, CPU; a rerun with one more design and a run killed after a
 checkpoint, computing only what is missing; the intervals, sign-flip p-values, paired comparisons, training-log
 reading and recorded settings on planted numbers."""
@@ -28,15 +28,15 @@ STEPS = [0, 1, 2, 3]
 
 def run_ladder(args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, "scripts/design_ladder.py", *args], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "design_ladder.py", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 
 
 def load_script():
-    """scripts/design_ladder.py as a module (it is a script, not a package member)."""
-    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "scripts/design_ladder.py")
+    """design_ladder.py as a module (it is a script, not a package member)."""
+    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "design_ladder.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,4 @@
-"""Hostile inputs to scripts/summarize_run.py: the run's artefacts, missing, corrupt or holding the wrong types. The
+"""Hostile inputs to summarize_run.py: the run's artefacts, missing, corrupt or holding the wrong types. The
 runner and shared fixtures: hostile.py."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hostile import Case, Fixture, assert_fails_in_one_line, case_ids, make
 
 
 def summary_run(mean_proxy=0.4, rouge=12.5, checkpoints=None) -> Fixture:
-    """The three artefacts scripts/summarize_run.py reads, with one field planted."""
+    """The three artefacts summarize_run.py reads, with one field planted."""
     rows = [{"step": 1, "mean_proxy": 0.3, "mean_gold": 0.1}, {"step": 2, "mean_proxy": mean_proxy, "mean_gold": 0.2}]
     mono = {"checkpoints": rows if checkpoints is None else checkpoints, "spearman": {"statistic": 1, "pvalue": 0},
             "kendall": {"statistic": 1, "pvalue": 0}}

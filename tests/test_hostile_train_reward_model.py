@@ -1,4 +1,4 @@
-"""Hostile inputs to scripts/train_reward_model.py: its output folder, the base model, the stand-in's own record.
+"""Hostile inputs to train_reward_model.py: its output folder, the base model, the stand-in's own record.
 The runner and shared fixtures: hostile.py."""
 
 from __future__ import annotations

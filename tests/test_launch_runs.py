@@ -1,4 +1,4 @@
-"""scripts/launch_runs.py: independent runs side by side, one per (stand-in) GPU, each with its own free port."""
+"""launch_runs.py: independent runs side by side, one per (stand-in) GPU, each with its own free port."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ with socket.socket() as s:
 
 def launch(tmp_path: Path, runs: str, *flags: str) -> subprocess.CompletedProcess:
     (tmp_path / "runs.txt").write_text(runs)
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "launch_runs.py"), "runs.txt",
+    return subprocess.run([sys.executable, str(ROOT / "launch_runs.py"), "runs.txt",
                            "--log_dir", "logs", *flags], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                           timeout=600)
 
@@ -134,7 +134,7 @@ def test_train_sh_runs_get_their_gpu_and_port(tmp_path):
     runs = "".join(f"seed{s}: OUTPUT_DIR=runs/seed{s} SEED={s} DATASET_PATH=data/train.json DEV_PATH=data/dev.json "
                    f"ACCELERATE_CONFIG=configs/zero2-bf16.yaml bash scripts/train.sh\n" for s in (1, 2))
     (tmp_path / "runs.txt").write_text(runs)
-    proc = subprocess.run([sys.executable, "scripts/launch_runs.py", str(tmp_path / "runs.txt"), "--gpus", "0,1",
+    proc = subprocess.run([sys.executable, "launch_runs.py", str(tmp_path / "runs.txt"), "--gpus", "0,1",
                            "--log_dir", str(tmp_path / "logs")], cwd=ROOT, capture_output=True, text=True,
                           env={**ENV, "PATH": f"{bin_}:{os.environ['PATH']}"}, timeout=120)
     assert proc.returncode == 0, proc.stderr

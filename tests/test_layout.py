@@ -13,8 +13,12 @@ PACKAGE = "rre"
 PAPER_MODULE = "reward_model"  # the paper's module at the root: the white-box proxy, imported by the scripts
 
 
+# scripts/ holds shell chains and maintenance tools; every Python command a user runs is at the root.
+MAINTENANCE_SCRIPTS = {"write_flag_docs"}
+
+
 def entry_scripts() -> dict[str, Path]:
-    """Commands a user runs: the root's .py files except the paper's reward module, and scripts/*.py."""
+    """Commands a user runs (the root's .py files except the paper's reward module) and the maintenance tools."""
     found = {p.stem: p for p in ROOT.glob("*.py") if p.stem != PAPER_MODULE}
     found.update({p.stem: p for p in (ROOT / "scripts").glob("*.py")})
     return found
@@ -176,3 +180,7 @@ def test_the_room_rule_sees_a_planted_breach(tmp_path):
     f = tmp_path / "x.py"
     f.write_text("import json\n\nclass Oops(ValueError):\n    pass\n\n\ndef f(t):\n    return json.loads(t)\n")
     assert room_breaches(f) == ["x.py:3 defines exception Oops", "x.py:8 calls json.loads"]
+
+
+def test_user_commands_are_at_the_root():
+    assert {p.stem for p in (ROOT / "scripts").glob("*.py")} <= MAINTENANCE_SCRIPTS

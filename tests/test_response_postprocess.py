@@ -188,7 +188,7 @@ def test_quickstart_and_ladder_pass_their_mode_to_every_stage(tmp_path):
         command = next(line for line in joined.splitlines() if stage in line and not line.startswith("#"))
         assert "--response_postprocess=$POSTPROCESS" in command, stage
 
-    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "scripts" / "design_ladder.py")
+    spec = importlib.util.spec_from_file_location("design_ladder", ROOT / "design_ladder.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for argv, mode in (([], "clean"), (["--response_postprocess", "paper"], "paper")):

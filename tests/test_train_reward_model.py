@@ -12,8 +12,7 @@ import pytest
 import torch
 from helpers import ROOT
 
-SCRIPT = ROOT / "scripts" / "train_reward_model.py"
-sys.path.insert(0, str(ROOT / "scripts"))
+SCRIPT = ROOT / "train_reward_model.py"
 
 import train_reward_model as trm  # noqa: E402
 

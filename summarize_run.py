@@ -9,14 +9,12 @@ phase comes from {run_dir}/phase_times.tsv (written by quickstart.sh: the latest
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python scripts/summarize_run.py`
 
-from rre import validation  # noqa: E402
-from rre.files import read_json, read_text, require_key  # noqa: E402
+from rre import validation
+from rre.files import read_json, read_text, require_key
 from rre.errors import DataError, exit_on_data_error
 
 

@@ -8,8 +8,8 @@ and MASTER_PORT (scripts/train.sh hands it to `accelerate launch`); its output g
 GPU group finishes a run it takes the next one from the file. All runs are waited for; then one line names every
 run that failed (exit 1), or all succeeded (exit 0).
 
-    python scripts/launch_runs.py --gpus 0,1,2,3 runs.txt
-    python scripts/launch_runs.py --gpus 0,1,2,3,4,5,6,7 --gpus_per_run 2 golds.txt   # 4 runs of 2 GPUs each
+    python launch_runs.py --gpus 0,1,2,3 runs.txt
+    python launch_runs.py --gpus 0,1,2,3,4,5,6,7 --gpus_per_run 2 golds.txt   # 4 runs of 2 GPUs each
 
 RUNS_FILE holds one run a line, `NAME: COMMAND` (COMMAND runs under bash from the current folder; blank lines and
 lines starting with # are skipped), for instance:
@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as `python scripts/launch_runs.py`
+from rre.errors import DataError, exit_on_data_error
 
-from rre.errors import DataError, exit_on_data_error  # noqa: E402
+ROOT = Path(__file__).resolve().parent  # the checkout: default paths are relative to it
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -8,8 +8,8 @@ writes {ladder_dir}/ladder.json, ladder.md and ladder.png. Each of those is a ph
 complete: rerunning with one more design or seed computes only what is new, and a killed ladder resumes
 (training from its latest checkpoint, answering from evaluation.py's partial file).
 
-    python scripts/design_ladder.py --relevance_model minilm            # laptop defaults (docs/ladder.md)
-    python scripts/design_ladder.py --relevance_model minilm --plan_only   # print the plan and the cost, run nothing
+    python design_ladder.py --relevance_model minilm            # laptop defaults (docs/ladder.md)
+    python design_ladder.py --relevance_model minilm --plan_only   # print the plan and the cost, run nothing
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as `python scripts/design_ladder.py`
-
-from reward_model import RewardConfig, check_reward_flags  # noqa: E402
-from rre import ladder, validation  # noqa: E402
-from rre.checkpoints import is_complete, latest_checkpoint  # noqa: E402
-from rre.data import load_examples  # noqa: E402
+from reward_model import RewardConfig, check_reward_flags
+from rre import ladder, validation
+from rre.checkpoints import is_complete, latest_checkpoint
+from rre.data import load_examples
 from rre.errors import DataError, exit_on_data_error
-from rre.files import LADDER, atomic_write, mark_dir, read_json, replaceable, write_json  # noqa: E402
-from rre.gold import GOLD_TYPES  # noqa: E402
-from rre.offline_models import smollm2_folder, smollm2_path  # noqa: E402
+from rre.files import LADDER, atomic_write, mark_dir, read_json, replaceable, write_json
+from rre.gold import GOLD_TYPES
+from rre.offline_models import smollm2_folder, smollm2_path
+
+ROOT = Path(__file__).resolve().parent  # the checkout: default paths are relative to it
 
 ENV = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
        "PYTHONUNBUFFERED": "1"}
@@ -100,7 +99,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval_batch_size", type=int, default=16, help="prompts per generate call" + d)
     p.add_argument("--gold", action="append", default=[],
                    help="gold reward model; repeat for several (default: the offline stand-in, trained by "
-                        "scripts/train_reward_model.py into {ladder_dir}/gold_standin)")
+                        "train_reward_model.py into {ladder_dir}/gold_standin)")
     p.add_argument("--gold_type", action="append", default=[],
                    help=f"{' | '.join(GOLD_TYPES)}: one for all golds or one each (default: classifier)")
     p.add_argument("--gold_device", default="auto", help="auto | cuda | cpu" + d)
@@ -462,8 +461,8 @@ def train_standin(folder: Path) -> None:
     standin = folder / "gold_standin"
     if (standin / "config.json").is_file():
         return
-    print("gold stand-in: training it (scripts/train_reward_model.py)", flush=True)
-    run([sys.executable, "scripts/train_reward_model.py", f"--output_dir={standin}"], folder / "logs" /
+    print("gold stand-in: training it (train_reward_model.py)", flush=True)
+    run([sys.executable, "train_reward_model.py", f"--output_dir={standin}"], folder / "logs" /
         "gold_standin.log", "gold stand-in")
 
 

@@ -19,8 +19,8 @@ Pairs come from `--pairs_path` (your preference data: `prompt` or `instruction` 
 `rejected`), or, by default, are built from the project's own instruction data: chosen = the reference
 answer, rejected = a deterministic corruption of it (see CORRUPTIONS).
 
-    python scripts/train_reward_model.py                      # offline stand-in -> runs/gold_standin
-    python scripts/train_reward_model.py --pairs_path prefs.jsonl --output_dir runs/my_rm
+    python train_reward_model.py                      # offline stand-in -> runs/gold_standin
+    python train_reward_model.py --pairs_path prefs.jsonl --output_dir runs/my_rm
 
 The output folder loads with `AutoModelForSequenceClassification.from_pretrained(output_dir)`.
 """
@@ -34,20 +34,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as `python scripts/train_reward_model.py` from anywhere
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
-
-from rre import validation  # noqa: E402
-from rre.attention import cache_argument, sdpa_attention  # noqa: E402
-from rre.batching import length_batches, right_pad  # noqa: E402
-from rre.data import load_examples  # noqa: E402
-from rre.errors import DataError, exit_on_data_error, load_errors  # noqa: E402
-from rre.files import (  # noqa: E402
+from rre import validation
+from rre.attention import cache_argument, sdpa_attention
+from rre.batching import length_batches, right_pad
+from rre.data import load_examples
+from rre.errors import DataError, exit_on_data_error, load_errors
+from rre.files import (
     GOLD_STANDIN,
     atomic_dir,
     read_json,
@@ -56,9 +53,9 @@ from rre.files import (  # noqa: E402
     require_key,
     write_json,
 )
-from rre.offline_models import smollm2_folder, smollm2_path  # noqa: E402
-from rre.precision import announce, resolve_device, resolve_dtype  # noqa: E402  (not via reward_model: nltk, 1.5 s)
-from rre.standin import (  # noqa: E402
+from rre.offline_models import smollm2_folder, smollm2_path
+from rre.precision import announce, resolve_device, resolve_dtype  # not via reward_model: nltk, 1.5 s
+from rre.standin import (
     CORRUPTIONS,
     Pair,
     TextPair,
@@ -69,6 +66,8 @@ from rre.standin import (  # noqa: E402
     rewards_of,
     split_by_prompt,
 )
+
+ROOT = Path(__file__).resolve().parent  # the checkout: default paths are relative to it
 
 INFO_FILE = "standin_info.json"  # written last inside the temp folder: its presence marks a complete model
 
