@@ -64,8 +64,18 @@ EVASIVE_ANSWERS = (
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def corrupt(kind: str, i: int, examples: list[Example], rng: random.Random) -> str | None:
-    """A worse answer to examples[i] of the given kind, or None where the kind does not apply to it."""
+def corrupt(kind: str, i: int, examples: list[Example], rng: random.Random, finished: bool = False) -> str | None:
+    """A worse answer to examples[i] of the given kind, or None where the kind does not apply to it. `finished`:
+    a shuffled or repeated answer ends with the reference's closing punctuation, as a finished answer does (so that
+    an answer that stops mid-sentence is not by itself the worse one)."""
+    text = _corrupt(kind, i, examples, rng)
+    end = examples[i].reference.rstrip()[-1:]
+    if finished and text is not None and kind in ("shuffled", "repetition") and end in ".!?":
+        text = text.rstrip(" .,;:!?") + end
+    return text
+
+
+def _corrupt(kind: str, i: int, examples: list[Example], rng: random.Random) -> str | None:
     reference = examples[i].reference
     words = reference.split()
     if kind == "off_topic":  # a fluent answer to another instruction
@@ -96,7 +106,7 @@ def corrupt(kind: str, i: int, examples: list[Example], rng: random.Random) -> s
 
 
 def build_pairs(examples: list[Example], pairs_per_example: int, seed: int,
-                kinds: tuple[str, ...] = CORRUPTIONS) -> list[Pair]:
+                kinds: tuple[str, ...] = CORRUPTIONS, finished: bool = False) -> list[Pair]:
     """(reference, corruption) pairs; each example gets distinct kinds, drawn in a seeded random order."""
     rng = random.Random(seed)
     pairs = []
@@ -109,7 +119,7 @@ def build_pairs(examples: list[Example], pairs_per_example: int, seed: int,
         for kind in order:
             if made == pairs_per_example:
                 break
-            rejected = corrupt(kind, i, examples, rng)
+            rejected = corrupt(kind, i, examples, rng, finished)
             if rejected is None or rejected.strip() == ex.reference.strip():
                 continue
             pairs.append(Pair(ex.user_turn, ex.reference, rejected, kind))
@@ -167,7 +177,7 @@ def build_recipe_pairs(recipe: str, examples: list[Example], pairs_per_example: 
         return build_pairs(examples, pairs_per_example, seed)
     if recipe != "truncation_neutral":
         raise ValueError(f"unknown recipe {recipe!r} (expected one of {', '.join(RECIPES)})")
-    base = build_pairs(examples, pairs_per_example, seed, kinds=NEUTRAL_CORRUPTIONS)
+    base = build_pairs(examples, pairs_per_example, seed, kinds=NEUTRAL_CORRUPTIONS, finished=True)
     rng = random.Random(f"{seed}-cuts")
     return [form for pair in base for form in four_forms(pair, rng)]
 

@@ -116,6 +116,11 @@ def test_truncation_neutral_pairs_say_nothing_by_being_cut():
         if p.form == "both_cut":
             assert len(p.chosen.split()) == len(p.rejected.split())
     assert len(lengths) > 3  # drawn, not fixed
+    # A whole shuffled or repeated answer ends as the reference does, so stopping mid-sentence marks neither side.
+    for w in whole.values():
+        if w.kind in ("shuffled", "repetition") and w.chosen[-1] in ".!?":
+            assert w.rejected.endswith(w.chosen[-1]) and w.rejected[-2:-1] not in ".,;:!?"
+    assert standin.build_pairs(examples, 3, 0) == standin.build_recipe_pairs("corruptions", examples, 3, 0)
 
 
 def test_cut_words_keeps_the_answers_own_spacing():
