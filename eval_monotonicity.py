@@ -32,6 +32,7 @@ from reward_model import (ReversedEngineeredRewardForInference, RewardConfig, ch
                           resolve_rar_max_dot)
 from rre import paper_data, validation
 from rre.checkpoints import PAPER_STEPS, find_outputs_file, is_complete, list_checkpoints
+from rre.cutoff import CUT_FIELD, cut_flags, fallback_note, split_by_cut
 from rre.data import Example, join_outputs, load_examples, load_outputs
 from rre.files import (
     adapter_base_model,
@@ -78,8 +79,13 @@ class MonotonicityArguments(GoldArguments):
     )
     tokenizer_name: str | None = field(
         default=None,
-        metadata={"help": "policy tokenizer for the chat stop strings (default: the checkpoint's own, else its base)"},
+        metadata={"help": "policy tokenizer for the chat stop strings and for counting answer tokens (default: the "
+                  "checkpoint's own, else its base)"},
     )
+    max_new_tokens: int = field(
+        default=512, metadata={"help": "answer token cap the outputs were generated with (evaluation.py's "
+                               "--max_new_tokens); only for outputs files without the 'truncated' field, where an "
+                               "answer counts as cut when its token count reaches it"})
     win_rate: bool = field(default=True, metadata={"help": "offline win rate: gold(model) vs gold(reference)"})
     features_module: str | None = field(
         default=None, metadata={"help": "features module of the proxy (EXTRA_FEATURES, combine): its features join the "
@@ -106,6 +112,7 @@ class Checkpoint:
     outputs_path: Path
     examples: list[Example]  # the annotated example of each output, in the outputs file's order
     responses: list[str]
+    records: list[dict[str, Any]]  # the outputs file's records, in the same order (their cut flags: rre.cutoff)
 
 
 def evaluated(folder: Path) -> bool:
@@ -143,7 +150,8 @@ def load_checkpoints(found: list[tuple[int, Path]], examples: list[Example], sto
         responses = [clean_response(o["output"], tuple(stop_strings)) if do_strip else o["output"] for o in outputs]
         # One fixed order (the eval set's) for every checkpoint, so column j is the same instruction everywhere.
         order = sorted(range(len(joined)), key=lambda i: position[id(joined[i])])
-        checkpoints.append(Checkpoint(step, folder, path, [joined[i] for i in order], [responses[i] for i in order]))
+        checkpoints.append(Checkpoint(step, folder, path, [joined[i] for i in order], [responses[i] for i in order],
+                                      [outputs[i] for i in order]))
     first = checkpoints[0]
     for ck in checkpoints[1:]:
         if [e.seed_input for e in ck.examples] != [e.seed_input for e in first.examples]:
@@ -152,16 +160,23 @@ def load_checkpoints(found: list[tuple[int, Path]], examples: list[Example], sto
     return checkpoints
 
 
+def policy_tokenizer_source(args: MonotonicityArguments, checkpoint: Path) -> str | None:
+    """Where the policy tokenizer is, found as evaluation.py finds it: --tokenizer_name, the adapter folder's own,
+    else the adapter's base model (None when none is named)."""
+    source = args.tokenizer_name
+    if source is None and (checkpoint / "tokenizer_config.json").is_file():
+        source = str(checkpoint)
+    if source is None and (checkpoint / "adapter_config.json").is_file():
+        source = adapter_base_model(checkpoint, required=False)
+    return source
+
+
 def resolve_stop_strings(args: MonotonicityArguments, first_checkpoint: Path) -> tuple[str, tuple[str, ...]]:
     """The prompt format evaluation.py used: `auto` resolves against the policy tokenizer, found as
     evaluation.py finds it (the adapter folder's own, else the adapter's base model)."""
     tokenizer = None
     if args.prompt_format in ("auto", "chat"):
-        source = args.tokenizer_name
-        if source is None and (first_checkpoint / "tokenizer_config.json").is_file():
-            source = str(first_checkpoint)
-        if source is None and (first_checkpoint / "adapter_config.json").is_file():
-            source = adapter_base_model(first_checkpoint, required=False)
+        source = policy_tokenizer_source(args, first_checkpoint)
         if source is None and args.prompt_format == "chat":
             raise DataError("--prompt_format=chat: no tokenizer found; pass --tokenizer_name")
         if source is not None:
@@ -228,6 +243,35 @@ def resolve_proxy(args: MonotonicityArguments, config: RewardConfig, explicit: s
     return proxy
 
 
+def checkpoint_cut_flags(args: MonotonicityArguments, checkpoints: list[Checkpoint]) -> list[list[bool] | None]:
+    """Per checkpoint, whether each answer was cut at the token cap: the outputs file's own field, else (an older
+    file) its token count under the policy tokenizer reached --max_new_tokens, said in one line."""
+    tokenizers: dict[str, Any] = {}
+
+    def counter(ck: Checkpoint) -> Callable[[list[str]], list[int]] | None:
+        source = policy_tokenizer_source(args, ck.folder)
+        if source is None:
+            return None
+        if source not in tokenizers:
+            from transformers import AutoTokenizer
+
+            with load_errors("tokenizer_name", source, "counting answer tokens needs it; pass --tokenizer_name"):
+                tokenizers[source] = AutoTokenizer.from_pretrained(source)
+        tok = tokenizers[source]
+        return lambda texts: [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+
+    out, fell_back, total, files = [], 0, 0, 0
+    for ck in checkpoints:
+        missing = sum(not isinstance(r.get(CUT_FIELD), bool) for r in ck.records)
+        flags, n_fallback = cut_flags(ck.records, args.max_new_tokens, counter(ck) if missing else None)
+        fell_back, total, files = fell_back + n_fallback, total + len(ck.records), files + bool(n_fallback)
+        out.append(flags)
+    if fell_back:
+        known = all(flags is not None for flags in out)
+        print(fallback_note(fell_back, total, f"{files} outputs file(s)", args.max_new_tokens if known else None))
+    return out
+
+
 def score_checkpoint(ck: Checkpoint, scorers: LazyScorers, proxy_tag: str) -> list[dict[str, float | None]]:
     """Per-sample proxy features (the reward among them), cached beside the outputs file."""
     proxy_inputs = [[e.query, r, e.reference, e.qtype] for e, r in zip(ck.examples, ck.responses)]
@@ -270,12 +314,21 @@ def print_table(rows: list[dict[str, Any]], qtypes: list[str], with_win_rate: bo
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="proxy vs gold reward per checkpoint (mean; per qtype: OPEN = OPENENDED, CONS = CONSTRAINED)")
-    for col in ["step", "n", "proxy", "gold"] + [f"{k} {q[:4]}" for q in qtypes for k in ("proxy", "gold")] + (
-            ["win rate %"] if with_win_rate else []):
+    table = Table(title="proxy vs gold reward per checkpoint (mean; gold of cut answers, stopped at the token cap, "
+                        "and of finished ones; per qtype: OPEN = OPENENDED, CONS = CONSTRAINED)")
+    for col in ["step", "n", "proxy", "gold", "cut %", "gold cut", "gold fin"] + [
+            f"{k} {q[:4]}" for q in qtypes for k in ("proxy", "gold")] + (["win rate %"] if with_win_rate else []):
         table.add_column(col, justify="right")
+
+    def f(x: float | None, fmt: str = ".4f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
     for r in rows:
-        cells = [str(r["step"]), str(r["n"]), f"{r['mean_proxy']:.4f}", f"{r['mean_gold']:.4f}"]
+        split = r.get("cut") or {}
+        share = split.get("share_cut")
+        cells = [str(r["step"]), str(r["n"]), f"{r['mean_proxy']:.4f}", f"{r['mean_gold']:.4f}",
+                 f(None if share is None else 100 * share, ".1f"), f(split.get("mean_cut")),
+                 f(split.get("mean_finished"))]
         for q in qtypes:
             cells += [f"{r['per_qtype'][q]['proxy']:.4f}", f"{r['per_qtype'][q]['gold']:.4f}"]
         if with_win_rate:
@@ -361,7 +414,8 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     feature_rows = [score_checkpoint(ck, scorers, tag) for ck in checkpoints]
     P = np.array([[f["reward"] for f in row] for row in feature_rows], dtype=float)  # (steps, instructions)
     gold_matrices, reference_scores = gold_scores(args, golds, checkpoints, scorers)
-    rows, qtypes = step_rows(checkpoints, P, golds, gold_matrices, reference_scores)
+    cut = checkpoint_cut_flags(args, checkpoints)
+    rows, qtypes = step_rows(checkpoints, P, golds, gold_matrices, reference_scores, cut)
     stats = print_statistics(rows, qtypes, P, gold_matrices[0], args, reference_scores is not None)
     several = golds_summary(golds, gold_matrices, P, args) if len(golds) > 1 else None
     # Which feature drove the gold, per gold.
@@ -419,9 +473,10 @@ def gold_scores(args: MonotonicityArguments, golds: Sequence[GoldSpec], checkpoi
 
 
 def step_rows(checkpoints: list[Checkpoint], P: np.ndarray, golds: Sequence[GoldSpec],
-              gold_matrices: list[np.ndarray], reference_scores: list[float] | None
-              ) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per checkpoint: mean proxy and gold, overall and per qtype, and the offline win rate."""
+              gold_matrices: list[np.ndarray], reference_scores: list[float] | None,
+              cut: Sequence[list[bool] | None] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per checkpoint: mean proxy and gold, overall and per qtype, the offline win rate, and each gold
+    split by cut vs finished answers (rre.cutoff.split_by_cut; None where the flags are unknown)."""
     G = gold_matrices[0]
     qtypes = sorted({e.qtype or "unknown" for e in checkpoints[0].examples})
     rows = []
@@ -431,6 +486,11 @@ def step_rows(checkpoints: list[Checkpoint], P: np.ndarray, golds: Sequence[Gold
                                "mean_gold": float(G[k].mean()), "per_qtype": {}}
         if len(golds) > 1:
             row["mean_golds"] = {spec.short: float(M[k].mean()) for spec, M in zip(golds, gold_matrices)}
+        flags = cut[k] if cut is not None else None
+        row["cut"] = split_by_cut(G[k].tolist(), flags) if flags is not None else None
+        if len(golds) > 1:
+            row["cut_golds"] = {spec.short: split_by_cut(M[k].tolist(), flags) if flags is not None else None
+                                for spec, M in zip(golds, gold_matrices)}
         for q in qtypes:
             cols = [j for j, e in enumerate(ck.examples) if (e.qtype or "unknown") == q]
             row["per_qtype"][q] = {"n": len(cols), "proxy": float(P[k, cols].mean()), "gold": float(G[k, cols].mean())}

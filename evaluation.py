@@ -36,6 +36,7 @@ from transformers import set_seed
 
 from rre import paper_data, validation
 from rre.batching import sorted_batches
+from rre.cutoff import CUT_FIELD, was_cut
 from rre.data import Example, load_examples
 from rre.decode import PromptSeededSampling, Sampling, decode, extra_processors, prompt_seed
 from rre.errors import DataError, exit_on_data_error, load_errors
@@ -227,8 +228,9 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
     (cut only at the template's own stop string). `"clean"`: a row also stops, checked every few tokens, once its
     text holds a stop string, and `fmt.clean` strips the answer and cuts it at the first stop string.
     `seeds` (one per prompt): each prompt samples from its own random stream (`PromptSeededSampling`).
-    `on_batch(positions, responses)` runs after every batch with the batch's positions in `prompts` (the alpaca
-    evaluation appends them to its partial file).
+    `on_batch(positions, responses, cut)` runs after every batch with the batch's positions in `prompts` and
+    whether each answer was cut at the token cap (`rre.cutoff.was_cut`; the alpaca evaluation appends them to its
+    partial file).
     """
     # The chat template already contains its special tokens; a named template is plain text.
     add_special = fmt.add_special_tokens
@@ -250,6 +252,9 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
         print(f"note: the model's generation config sets {', '.join(others)}; answering with HF generate, which "
               "applies them (slower)", file=sys.stderr)
     stops = tuple(fmt.stop_strings) if postprocess == "clean" else ()
+    # An answer that ends at a stop string finished (rre.cutoff): under paper, only the template's own one cuts it.
+    paper_stop = fmt.template.answer_stop if fmt.template is not None else None
+    answer_stops = stops if postprocess == "clean" else tuple(s for s in (paper_stop,) if s)
     generate_kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample \
         else {"do_sample": False}
 
@@ -272,17 +277,16 @@ def generate_responses(model, tokenizer, fmt: PromptFormat, prompts: Sequence[st
                 new_tokens = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, sorted(eos_ids),
                                     tokenizer.pad_token_id, draw, stop=stopped if stops else None,
                                     observe=None if seeds is None else draw.observe)
-            texts = []
+            texts, cut_rows = [], []
             for row in new_tokens.tolist():
-                cut = next((k for k, t in enumerate(row) if t in eos_ids), len(row))  # the rest is EOS/padding
-                if postprocess == "clean":
-                    texts.append(fmt.clean(tokenizer.decode(row[:cut], skip_special_tokens=False)))
-                else:
-                    texts.append(fmt.paper_answer(tokenizer.decode(row[:cut], skip_special_tokens=True)))
+                end = next((k for k, t in enumerate(row) if t in eos_ids), len(row))  # the rest is EOS/padding
+                raw = tokenizer.decode(row[:end], skip_special_tokens=postprocess != "clean")
+                texts.append(fmt.clean(raw) if postprocess == "clean" else fmt.paper_answer(raw))
+                cut_rows.append(was_cut(end, end < len(row), max_new_tokens, raw, answer_stops))
             for i, text in zip(idx, texts):
                 responses[i] = text
             if on_batch is not None:
-                on_batch(idx, texts)
+                on_batch(idx, texts, cut_rows)
             bar.update(len(idx))
     return responses
 
@@ -295,10 +299,17 @@ def alpaca_paths(out_dir: Path, name: str) -> tuple[Path, Path]:
     return out_dir / f"alpaca-eval-{name}.json", out_dir / f"alpaca-eval-{name}.partial.jsonl"
 
 
-def output_record(example: Example, output: str, generator: str, dataset: str) -> dict[str, str]:
+def output_record(example: Example, output: str, generator: str, dataset: str,
+                  truncated: bool | None = None) -> dict[str, Any]:
     """One alpaca_eval record. The instruction is the example's seed form, which `data.join_outputs` maps back
-    to the annotated example (qtype, reference) and alpaca_eval matches against the reference outputs."""
-    return {"instruction": example.seed_input, "output": output, "generator": generator, "dataset": dataset}
+    to the annotated example (qtype, reference) and alpaca_eval matches against the reference outputs.
+    `truncated` (rre.cutoff.CUT_FIELD: decoding stopped at the token cap) sits beside `output`; alpaca_eval reads
+    instruction/output/generator/dataset and carries other fields along unread."""
+    record: dict[str, Any] = {"instruction": example.seed_input, "output": output, "generator": generator,
+                              "dataset": dataset}
+    if truncated is not None:
+        record[CUT_FIELD] = truncated
+    return record
 
 
 def read_partial(partial: Path, examples: Sequence[Example]) -> dict[int, dict[str, str]]:
@@ -335,12 +346,12 @@ def run_alpaca(model, tokenizer, fmt: PromptFormat, args: EvalArguments, out_dir
         remove_file(partial)
     opened: list[Any] = []  # the partial file, opened for appending at the first answered batch
 
-    def append(positions: list[int], texts: list[str]) -> None:
+    def append(positions: list[int], texts: list[str], cut: list[bool] | None = None) -> None:
         if not opened:
             opened.append(partial.open("a", encoding="utf-8"))
-        for j, text in zip(positions, texts):  # positions in `todo`
+        for k, (j, text) in enumerate(zip(positions, texts)):  # positions in `todo`
             i = todo[j]
-            done[i] = output_record(examples[i], text, name, dataset)
+            done[i] = output_record(examples[i], text, name, dataset, None if cut is None else cut[k])
             opened[0].write(jsonl_line({"index": i, **done[i]}))
         opened[0].flush()
 

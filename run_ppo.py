@@ -471,7 +471,8 @@ def tracker_config(record: dict) -> dict:
 def format_step_line(step: int, total: int, s: dict[str, float]) -> str:
     return (f"step {step}/{total} | reward {s['env/reward_mean']:.3f} +/- {s['env/reward_std']:.3f} | "
             f"kl {s.get('objective/kl', float('nan')):.3f} | kl_coef {s['objective/kl_coef']:.4f} | "
-            f"loss {s.get('ppo/loss/total', float('nan')):.4f} | len {s['tokens/responses_len_mean']:.1f} | "
+            f"loss {s.get('ppo/loss/total', float('nan')):.4f} | len {s['tokens/responses_len_mean']:.1f} "
+            f"(cut {s.get('env/cut_share', float('nan')):.2f}) | "
             f"{s['time/step']:.1f}s (gen {s['time/generation']:.1f}, reward {s['time/reward']:.1f}, "
             f"fwd {s['time/forward']:.1f}, update {s['time/update']:.1f})"
             + (f" | skipped {int(s['ppo/skipped_steps'])} steps" if s["ppo/skipped_steps"] else ""))

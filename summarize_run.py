@@ -60,16 +60,23 @@ def report(run: Path, mono: dict, superni: dict, gold: dict) -> list[str]:
     """The summary's lines, built whole before any is printed (a bad file prints no half summary)."""
     m, sn = run / "monotonicity.json", run / "superni_eval.json (of the final policy)"
     accuracy = num(gold['heldout']['accuracy'], '.3f', f"{run / 'gold_standin' / 'standin_info.json'}: heldout.accuracy")
+    recipe = (gold.get("settings") or {}).get("recipe")
     out = [f"run folder: {run}",
-           f"gold stand-in: {run / 'gold_standin'} (held-out pair accuracy {accuracy}); the "
-           "paper's gold is Starling-RM-34B",
-           f"{'step':>6} {'proxy':>8} {'gold':>8} {'win rate %':>11}"]
+           f"gold stand-in: {run / 'gold_standin'} ({f'{recipe} recipe, ' if recipe else ''}held-out pair accuracy "
+           f"{accuracy}); the paper's gold is Starling-RM-34B",
+           "cut = the answer stopped at the token cap; gold cut / gold fin = mean gold of cut / finished answers",
+           f"{'step':>6} {'proxy':>8} {'gold':>8} {'cut %':>6} {'gold cut':>9} {'gold fin':>9} {'win rate %':>11}"]
     for k, row in enumerate(require_key(mono, "checkpoints", str(m), list)):
         require_key(row, "step", f"{m}: checkpoints[{k}]")
         where = f"{m}: checkpoints[{k}]"
         win = (row.get("win_rate") or {}).get("win_rate")
+        cut = row.get("cut") or {}
+        share = cut.get("share_cut")
         out.append(f"{num(row['step'], '', f'{where}.step'):>6} {num(row['mean_proxy'], '.3f', f'{where}.mean_proxy'):>8} "
                    f"{num(row['mean_gold'], '.3f', f'{where}.mean_gold'):>8} "
+                   f"{num(None if share is None else 100 * share, '.1f', f'{where}.cut.share_cut'):>6} "
+                   f"{num(cut.get('mean_cut'), '.3f', f'{where}.cut.mean_cut'):>9} "
+                   f"{num(cut.get('mean_finished'), '.3f', f'{where}.cut.mean_finished'):>9} "
                    f"{'' if win is None else num(win, '.1f', f'{where}.win_rate'):>11}")
     s, k = mono["spearman"], mono["kendall"]
     out.append(f"Spearman (proxy vs gold means across checkpoints): statistic={s['statistic']}, pvalue={s['pvalue']}")

@@ -17,9 +17,15 @@ measure pairwise accuracy (chosen scored above rejected).
 
 Pairs come from `--pairs_path` (your preference data: `prompt` or `instruction` [+ `input`], `chosen`,
 `rejected`), or, by default, are built from the project's own instruction data: chosen = the reference
-answer, rejected = a deterministic corruption of it (see CORRUPTIONS).
+answer, rejected = a deterministic corruption of it, by one of two recipes (`--recipe`, rre/standin.py):
+truncation_neutral (default) shows every pair whole, both cut at one word count, only the chosen cut and only
+the rejected cut, and never uses a truncated reference as the worse answer, so that a policy's answer stopped at
+the token cap is judged on what it says; corruptions uses the five corruption kinds, a truncated reference among
+them, whole answers only (a gold that reads "cut = worse"). Instructions also found in the eval files
+(`--keep_apart_from`) are dropped from the built pairs.
 
     python train_reward_model.py                      # offline stand-in -> runs/gold_standin
+    python train_reward_model.py --recipe corruptions --output_dir runs/gold_corruptions
     python train_reward_model.py --pairs_path prefs.jsonl --output_dir runs/my_rm
 
 The output folder loads with `AutoModelForSequenceClassification.from_pretrained(output_dir)`.
@@ -42,7 +48,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from rre import validation
 from rre.attention import cache_argument, sdpa_attention
 from rre.batching import length_batches, right_pad
-from rre.data import load_examples
+from rre.data import Example, load_examples
 from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.files import (
     GOLD_STANDIN,
@@ -57,9 +63,11 @@ from rre.offline_models import smollm2_folder, smollm2_path
 from rre.precision import announce, resolve_device, resolve_dtype  # not via reward_model: nltk, 1.5 s
 from rre.standin import (
     CORRUPTIONS,
+    NEUTRAL_CORRUPTIONS,
+    RECIPES,
     Pair,
     TextPair,
-    build_pairs,
+    build_recipe_pairs,
     evaluate_pairs,
     load_pairs,
     render,
@@ -78,8 +86,17 @@ class TrainRewardModelConfig:
         default="", metadata={"help": "JSON/JSONL preference pairs {prompt|instruction, chosen, rejected}; "
                               "empty: build pairs from --data_path"})
     data_path: str = field(default="data/train.json", metadata={"help": "instruction data for the built pairs"})
+    recipe: str = field(
+        default="truncation_neutral", metadata={"help": "built pairs: truncation_neutral (every pair whole, both cut, "
+                                                "only chosen cut, only rejected cut; no truncated rejected answers) | "
+                                                "corruptions (whole pairs, a truncated reference among the rejected)"})
+    keep_apart_from: list[str] = field(
+        default_factory=lambda: ["data/eval.json", "data/dev.json"],
+        metadata={"help": "eval files whose instructions are dropped from --data_path before pairs are built (with "
+                  "the paper's validation file as --data_path, add the eval subset, e.g. a ladder's eval_set.json)"})
     pairs_per_example: int = field(
-        default=3, metadata={"help": "built pairs per instruction, each with a different corruption kind"})
+        default=3, metadata={"help": "built pairs per instruction, each with a different corruption kind (under "
+                             "truncation_neutral each is shown in four forms)"})
     model_name: str = field(
         default="", metadata={"help": "base model folder or hub name; empty: the offline SmolLM2-135M-Instruct"})
     output_dir: str = field(
@@ -310,9 +327,14 @@ def settings_of(cfg: TrainRewardModelConfig, model_name: str) -> dict:
     s["model_name"] = model_name
     for name in ("pairs_path", "data_path"):
         s[name] = str(Path(s[name]).resolve()) if s[name] else ""
+    s["keep_apart_from"] = [str(Path(p).resolve()) for p in cfg.keep_apart_from]
     if cfg.pairs_path:  # built-pair flags do not matter for user pairs
-        s.pop("data_path"), s.pop("pairs_per_example")
+        for name in BUILT_PAIR_FLAGS:
+            s.pop(name)
     return s
+
+
+BUILT_PAIR_FLAGS = ("data_path", "pairs_per_example", "recipe", "keep_apart_from")
 
 
 def check_args(cfg: TrainRewardModelConfig) -> None:
@@ -329,10 +351,14 @@ def check_args(cfg: TrainRewardModelConfig) -> None:
     validation.non_negative("trainable_layers", cfg.trainable_layers)
     validation.positive("num_threads", cfg.num_threads)
     use_bf16(cfg)
+    if cfg.recipe not in RECIPES:
+        raise DataError(f"--recipe={cfg.recipe}: expected one of {', '.join(RECIPES)}")
     if cfg.pairs_path:
         validation.input_data("pairs_path", cfg.pairs_path)
     else:
         validation.input_data("data_path", cfg.data_path)
+        for path in cfg.keep_apart_from:
+            validation.input_data("keep_apart_from", path)
     validation.output_folder("output_dir", cfg.output_dir)
     if cfg.model_name:
         validation.model("model_name", cfg.model_name)
@@ -346,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     (cfg,) = validation.parse_flags([TrainRewardModelConfig], argv, __doc__.splitlines()[0])
     # With your own pairs nothing is built: the flags of built pairs say so instead of being silently ignored.
-    validation.note_without([f for f in ("data_path", "pairs_per_example")
+    validation.note_without([f for f in BUILT_PAIR_FLAGS
                              if any(a == f"--{f}" or a.startswith(f"--{f}=") for a in argv)],
                             "an empty --pairs_path (they build the pairs)", not cfg.pairs_path)
     with exit_on_data_error():
@@ -374,7 +400,8 @@ def train(cfg: TrainRewardModelConfig) -> None:
     info = {
         "what": "Bradley-Terry reward model (AutoModelForSequenceClassification, num_labels=1)",
         "training_data": source,
-        "pairs": {"total": len(pairs), "train": len(train_pairs), "heldout": len(heldout_pairs), "by_kind": kinds},
+        "pairs": {"total": len(pairs), "train": len(train_pairs), "heldout": len(heldout_pairs), "by_kind": kinds,
+                  "by_form": {f: sum(p.form == f for p in pairs) for f in dict.fromkeys(p.form for p in pairs)}},
         "heldout": heldout,
         "base_model": model_name,
         "trainable_layers": cfg.trainable_layers,
@@ -420,14 +447,20 @@ def prepare_pairs(cfg: TrainRewardModelConfig) -> tuple[list[Pair], list[Pair], 
         pairs, ties = load_pairs(cfg.pairs_path)
         source = f"user preference pairs from {cfg.pairs_path} ({ties} ties with chosen == rejected dropped)"
     else:
-        examples = load_examples(cfg.data_path)
-        pairs = build_pairs(examples, cfg.pairs_per_example, cfg.seed)
-        short = cfg.pairs_per_example * len(examples) - len(pairs)
+        examples = kept_apart(load_examples(cfg.data_path), cfg.keep_apart_from)
+        pairs = build_recipe_pairs(cfg.recipe, examples, cfg.pairs_per_example, cfg.seed)
+        whole = [p for p in pairs if p.form == "whole"]
+        short = cfg.pairs_per_example * len(examples) - len(whole)
         if short:  # empty references, or short answers where fewer corruption kinds apply
             print(f"note: {short} fewer pairs than {cfg.pairs_per_example} per instruction (empty references or "
                   "answers too short for some corruptions)")
-        source = (f"built from {cfg.data_path} ({len(examples)} instructions): chosen = reference answer, "
-                  f"rejected = one of {', '.join(CORRUPTIONS)}; {cfg.pairs_per_example} per instruction")
+        kinds = NEUTRAL_CORRUPTIONS if cfg.recipe == "truncation_neutral" else CORRUPTIONS
+        source = (f"built from {cfg.data_path} ({len(examples)} instructions) by the {cfg.recipe} recipe: chosen = "
+                  f"reference answer, rejected = one of {', '.join(kinds)}; {cfg.pairs_per_example} per instruction")
+        if cfg.recipe == "truncation_neutral":
+            n_cut = len(pairs) - len(whole)
+            source += (f", each whole and, where both answers have 4+ words, both cut / only chosen cut / only "
+                       f"rejected cut ({n_cut} cut pairs)")
     if cfg.max_pairs:
         random.Random(cfg.seed).shuffle(pairs)
         pairs = pairs[: cfg.max_pairs]
@@ -436,6 +469,19 @@ def prepare_pairs(cfg: TrainRewardModelConfig) -> tuple[list[Pair], list[Pair], 
         raise DataError(f"no training pairs left (from {len(pairs)} pairs)")
     print(f"pairs: {len(pairs)} ({len(train_pairs)} train, {len(heldout_pairs)} held out); {source}")
     return pairs, train_pairs, heldout_pairs, source
+
+
+def kept_apart(examples: list[Example], eval_paths: list[str]) -> list[Example]:
+    """`examples` without the instructions found in any eval file (the gold must not have seen the prompts it
+    judges); how many were dropped is printed."""
+    held = {ex.user_turn.strip() for path in eval_paths for ex in load_examples(path)}
+    kept = [ex for ex in examples if ex.user_turn.strip() not in held]
+    if len(kept) < len(examples):
+        print(f"note: {len(examples) - len(kept)} of {len(examples)} instructions are in --keep_apart_from "
+              f"({', '.join(eval_paths)}) and are left out of the pairs")
+    if not kept:
+        raise DataError(f"--data_path: every instruction is in --keep_apart_from ({', '.join(eval_paths)})")
+    return kept
 
 
 def load_classifier(cfg: TrainRewardModelConfig, model_name: str, device: str, bf16: bool):
@@ -552,8 +598,9 @@ def heldout_accuracy(model, tokenizer, heldout_pairs: list[TextPair], max_length
         heldout = evaluate_pairs(model, tokenizer, heldout_pairs, max_length, bf16)
     if heldout["pairs"]:
         per_kind = ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in heldout["by_kind"].items())
+        per_form = "".join(f"; {k} {v['accuracy']:.2f}" for k, v in heldout["by_form"].items() if len(heldout["by_form"]) > 1)
         print(f"held-out pairs: {heldout['pairs']}  accuracy {heldout['accuracy']:.3f}  "
-              f"mean margin {heldout['mean_margin']:.3f}  ({per_kind})")
+              f"mean margin {heldout['mean_margin']:.3f}  ({per_kind}{per_form})")
     else:
         print("held-out pairs: 0 (no accuracy measured)")
     return heldout

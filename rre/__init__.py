@@ -18,6 +18,7 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     stats           JSON-safe correlations and the bootstrap interval of a Spearman over instructions
     batching        length-sorted batches (every encoder, gold, generation loop) and right padding
     standin         the gold stand-in's preference pairs, rendering and pair accuracy
+    cutoff          cut vs finished answers: the one definition of "cut" and the split of gold scores by it
     proxy_settings  the proxy a run trained with, recorded and read back
     checkpoints     which {prefix}_step_N checkpoints are complete
     ppo             TRL 0.7.4's PPO, reproduced: GAE, clipped losses, KL control, the trainer

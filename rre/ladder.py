@@ -187,9 +187,10 @@ def proxy_sd(rewards: Sequence[float]) -> float | None:
     return sd if sd > 0 else None
 
 
-# run_ppo.py's and run_grpo.py's per-step lines: "step N/T | reward R +/- S | kl K | ... | len L | ... Ts".
-TRAIN_LINE = re.compile(r"step (\d+)/\d+ \| reward (\S+) \+/- (\S+) \| kl (\S+) \|.*?\| len (\S+) \|(?:.*\|)? ([\d.]+)s"
-                        r"(?: \(|\s*$)")
+# run_ppo.py's and run_grpo.py's per-step lines: "step N/T | reward R +/- S | kl K | ... | len L (cut C) | ... Ts"
+# (run_ppo.py gives the share of rollouts cut at the token cap beside the length; run_grpo.py does not).
+TRAIN_LINE = re.compile(r"step (?P<step>\d+)/\d+ \| reward (?P<reward>\S+) \+/- (?P<reward_sd>\S+) \| kl (?P<kl>\S+) \|"
+                        r".*?\| len (?P<len>\S+)(?: \(cut (?P<cut>\S+)\))? \|(?:.*\|)? (?P<seconds>[\d.]+)s(?: \(|\s*$)")
 
 
 def _float(text: str) -> float | None:
@@ -208,11 +209,11 @@ def parse_training_log(text: str) -> dict[str, Any]:
     for line in text.replace("\r", "\n").splitlines():
         m = TRAIN_LINE.search(line)
         if m:
-            rows[int(m.group(1))] = {"reward": _float(m.group(2)), "reward_sd": _float(m.group(3)),
-                                     "kl": _float(m.group(4)), "len": _float(m.group(5)), "seconds": float(m.group(6))}
+            rows[int(m["step"])] = {**{k: _float(m[k]) for k in ("reward", "reward_sd", "kl", "len")},
+                                    "cut": _float(m["cut"]) if m["cut"] else None, "seconds": float(m["seconds"])}
     steps = sorted(rows)
     out: dict[str, Any] = {"steps": steps, **{k: [rows[s][k] for s in steps]
-                                              for k in ("reward", "reward_sd", "kl", "len", "seconds")}}
+                                              for k in ("reward", "reward_sd", "kl", "len", "cut", "seconds")}}
     out["reward_trend"] = trend(steps, out["reward"])
     out["final_kl"] = out["kl"][-1] if steps else None
     return out

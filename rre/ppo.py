@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rre.cutoff import CUT_SHARE_STAT, was_cut
 from rre.decode import decode, lora_merged
 
 ROLLOUT_SAMPLERS = ("loop", "generate")
@@ -516,6 +517,7 @@ class PPOTrainer:
         # `paper`: the rollouts the policy generated are the ones it is trained on, as in the paper's run (its
         # clean-up raised inside a blanket except and returned them unchanged); `clean`: cut and ended with EOS.
         self.cut_rollouts = config.rollout_postprocessing and response_postprocess == "clean"
+        self.rollout_cut: list[bool] = []  # of the last generate(): stopped at the token cap (rre.cutoff)
         self.config, self.accelerator, self.model, self.optimizer = config, accelerator, model, optimizer
         # Mini-batches per optimizer step: --gradient_accumulation_steps unless the launch decided otherwise
         # (see run_ppo.optimizer_accumulation: the paper's launch made it 1).
@@ -569,12 +571,13 @@ class PPOTrainer:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[str]]:
-        """Sample responses (batched, left padding, KV cache) and post-process them."""
+        """Sample responses (batched, left padding, KV cache) and post-process them; `rollout_cut` says which
+        stopped at the token cap."""
         self.model.eval()
         policy, lm = self.unwrapped.policy, self.unwrapped.causal_lm
         pad_id = self.tokenizer.pad_token_id
         size = self.config.generation_batch_size or self.config.batch_size
-        responses, ended = [], []
+        responses, ended, n_tokens = [], [], []
         for start in range(0, len(prompts), size):
             ids, mask = left_pad(prompts[start:start + size], pad_id)
             ids, mask = ids.to(self.device), mask.to(self.device)
@@ -590,6 +593,13 @@ class PPOTrainer:
             lengths, done = response_lengths(generated, self.tokenizer.eos_token_id)
             responses += [generated[i, :max(n, 1)] for i, n in enumerate(lengths)]
             ended += done
+            n_tokens += lengths
+        # Which rollouts stopped at the token cap (rre.cutoff): a stop string ends one only where rollouts are cut
+        # at stop strings.
+        stops = self.prompt_format.stop_strings if self.cut_rollouts else ()
+        raw = self.tokenizer.batch_decode(responses, skip_special_tokens=True) if stops else [""] * len(responses)
+        self.rollout_cut = [was_cut(n, done, self.config.output_max_length, text.strip(), stops)
+                            for n, done, text in zip(n_tokens, ended, raw)]
         if self.cut_rollouts:
             return postprocess_responses(responses, ended, self.tokenizer, self.prompt_format.clean,
                                          self.prompt_format.stop_strings, self.config.output_max_length)
@@ -724,6 +734,7 @@ class PPOTrainer:
             "env/reward_mean": raw.mean().item() if torch.isfinite(raw).all() else float("nan"),
             "env/reward_std": raw.std().item() if len(raw) > 1 and torch.isfinite(raw).all() else 0.0,
             "tokens/responses_len_mean": batch.response_lengths.float().mean().item(),
+            CUT_SHARE_STAT: sum(self.rollout_cut) / len(self.rollout_cut),
             "tokens/queries_len_mean": batch.prompt_lengths.float().mean().item(),
         })
         stats.update(timing)

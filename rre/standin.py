@@ -1,6 +1,7 @@
 """The gold stand-in's data and scoring, shared by train_reward_model.py (which trains it) and
-bench/gold_standin_accuracy.py (which measures it): preference pairs built from the annotated references and five
-corruptions of them, their rendering through the chat template, and the pairwise accuracy of a classifier."""
+bench/gold_standin_accuracy.py (which measures it): preference pairs built from the annotated references and
+corruptions of them (two recipes, RECIPES), their rendering through the chat template, and the pairwise accuracy
+of a classifier."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Pair:
     chosen: str
     rejected: str
     kind: str  # the corruption that made `rejected`, or "user" for --pairs_path data
+    form: str = "whole"  # which side is cut short (FORMS); "whole": both answers as they are
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,18 @@ EVASIVE_ANSWERS = (
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def corrupt(kind: str, i: int, examples: list[Example], rng: random.Random) -> str | None:
-    """A worse answer to examples[i] of the given kind, or None where the kind does not apply to it."""
+def corrupt(kind: str, i: int, examples: list[Example], rng: random.Random, finished: bool = False) -> str | None:
+    """A worse answer to examples[i] of the given kind, or None where the kind does not apply to it. `finished`:
+    a shuffled or repeated answer ends with the reference's closing punctuation, as a finished answer does (so that
+    an answer that stops mid-sentence is not by itself the worse one)."""
+    text = _corrupt(kind, i, examples, rng)
+    end = examples[i].reference.rstrip()[-1:]
+    if finished and text is not None and kind in ("shuffled", "repetition") and end in ".!?":
+        text = text.rstrip(" .,;:!?") + end
+    return text
+
+
+def _corrupt(kind: str, i: int, examples: list[Example], rng: random.Random) -> str | None:
     reference = examples[i].reference
     words = reference.split()
     if kind == "off_topic":  # a fluent answer to another instruction
@@ -94,25 +106,81 @@ def corrupt(kind: str, i: int, examples: list[Example], rng: random.Random) -> s
     raise ValueError(f"unknown corruption kind {kind!r}")
 
 
-def build_pairs(examples: list[Example], pairs_per_example: int, seed: int) -> list[Pair]:
+def build_pairs(examples: list[Example], pairs_per_example: int, seed: int,
+                kinds: tuple[str, ...] = CORRUPTIONS, finished: bool = False) -> list[Pair]:
     """(reference, corruption) pairs; each example gets distinct kinds, drawn in a seeded random order."""
     rng = random.Random(seed)
     pairs = []
     for i, ex in enumerate(examples):
         if not ex.reference.strip():
             continue  # no reference to prefer (the caller reports how many pairs are short)
-        kinds = list(CORRUPTIONS)
-        rng.shuffle(kinds)
+        order = list(kinds)
+        rng.shuffle(order)
         made = 0
-        for kind in kinds:
+        for kind in order:
             if made == pairs_per_example:
                 break
-            rejected = corrupt(kind, i, examples, rng)
+            rejected = corrupt(kind, i, examples, rng, finished)
             if rejected is None or rejected.strip() == ex.reference.strip():
                 continue
             pairs.append(Pair(ex.user_turn, ex.reference, rejected, kind))
             made += 1
     return pairs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recipes. "corruptions": one pair per corruption kind, the truncated reference among the rejected answers, so
+# every chosen answer is finished and a cut answer is always the worse one; a gold trained so learns "cut = bad"
+# and then scores a policy's answers by whether they hit the token cap. "truncation_neutral": no truncated
+# rejected answers, and every pair is shown in four forms (FORMS) that cut the chosen side exactly as often as the
+# rejected side, so being cut says nothing about being preferred and the gold has to judge content.
+
+RECIPES = ("truncation_neutral", "corruptions")
+NEUTRAL_CORRUPTIONS = tuple(k for k in CORRUPTIONS if k != "truncated")
+FORMS = ("whole", "both_cut", "chosen_cut", "rejected_cut")
+MIN_CUT_WORDS = 3  # a cut answer keeps at least this many words
+_WORD = re.compile(r"\S+")
+
+
+def cut_words(text: str, n_words: int) -> str:
+    """The first `n_words` whitespace-separated words of `text`, with its own spacing and line breaks kept (what a
+    decoder stopped mid-answer leaves)."""
+    ends = [m.end() for m in _WORD.finditer(text)]
+    if n_words >= len(ends):
+        return text
+    return text[: ends[n_words - 1]] if n_words > 0 else ""
+
+
+def draw_cut(rng: random.Random, n_words: int) -> int | None:
+    """A whole-word cut length between MIN_CUT_WORDS and one less than `n_words`, or None if there is none."""
+    return rng.randint(MIN_CUT_WORDS, n_words - 1) if n_words - 1 >= MIN_CUT_WORDS else None
+
+
+def four_forms(pair: Pair, rng: random.Random) -> list[Pair]:
+    """`pair` whole, both sides cut at one drawn word count, only the chosen cut, only the rejected cut. A pair whose
+    shorter side has fewer than MIN_CUT_WORDS + 1 words is shown whole only, so every cut form comes with the other
+    two and the chosen side is cut exactly as often as the rejected one."""
+    n_chosen, n_rejected = len(pair.chosen.split()), len(pair.rejected.split())
+    both = draw_cut(rng, min(n_chosen, n_rejected))
+    if both is None:
+        return [pair]
+    chosen_at, rejected_at = draw_cut(rng, n_chosen), draw_cut(rng, n_rejected)
+    return [pair,
+            Pair(pair.prompt, cut_words(pair.chosen, both), cut_words(pair.rejected, both), pair.kind, "both_cut"),
+            Pair(pair.prompt, cut_words(pair.chosen, chosen_at), pair.rejected, pair.kind, "chosen_cut"),
+            Pair(pair.prompt, pair.chosen, cut_words(pair.rejected, rejected_at), pair.kind, "rejected_cut")]
+
+
+def build_recipe_pairs(recipe: str, examples: list[Example], pairs_per_example: int, seed: int) -> list[Pair]:
+    """The built pairs of a recipe (RECIPES): `pairs_per_example` corruption pairs per instruction, and under
+    truncation_neutral each of them in its four forms (the cut lengths drawn from the same seeded stream)."""
+    if recipe == "corruptions":
+        return build_pairs(examples, pairs_per_example, seed)
+    if recipe != "truncation_neutral":
+        raise ValueError(f"unknown recipe {recipe!r} (expected one of {', '.join(RECIPES)})")
+    base = build_pairs(examples, pairs_per_example, seed, kinds=NEUTRAL_CORRUPTIONS, finished=True)
+    rng = random.Random(f"{seed}-cuts")
+    return [form for pair in base for form in four_forms(pair, rng)]
 
 
 def load_pairs(path: str) -> tuple[list[Pair], int]:
@@ -190,7 +258,7 @@ def score_texts(model, tokenizer, texts: list[str], max_length: int, bf16: bool,
 def evaluate_pairs(model, tokenizer, pairs: list[TextPair], max_length: int, bf16: bool) -> dict:
     """Pairwise accuracy (chosen scored above rejected) and mean margin, overall and per kind."""
     if not pairs:
-        return {"pairs": 0, "accuracy": None, "mean_margin": None, "by_kind": {}}
+        return {"pairs": 0, "accuracy": None, "mean_margin": None, "by_kind": {}, "by_form": {}}
     texts = list(dict.fromkeys(t for p in pairs for t in (p.chosen_text, p.rejected_text)))
     score = dict(zip(texts, score_texts(model, tokenizer, texts, max_length, bf16)))
     margins = [score[p.chosen_text] - score[p.rejected_text] for p in pairs]
@@ -200,9 +268,12 @@ def evaluate_pairs(model, tokenizer, pairs: list[TextPair], max_length: int, bf1
 
     by_kind = {k: summary([m for m, p in zip(margins, pairs) if p.kind == k])
                for k in dict.fromkeys(p.kind for p in pairs)}
-    return {**summary(margins), "by_kind": by_kind}
+    by_form = {f: summary([m for m, p in zip(margins, pairs) if p.form == f])
+               for f in dict.fromkeys(p.form for p in pairs)}
+    return {**summary(margins), "by_kind": by_kind, "by_form": by_form}
 
 
 def render(pairs: list[Pair], tokenizer) -> list[TextPair]:
-    return [TextPair(p.prompt, p.chosen, p.rejected, p.kind, format_for_classifier(tokenizer, p.prompt, p.chosen),
-                     format_for_classifier(tokenizer, p.prompt, p.rejected)) for p in pairs]
+    return [TextPair(p.prompt, p.chosen, p.rejected, p.kind, p.form,
+                     chosen_text=format_for_classifier(tokenizer, p.prompt, p.chosen),
+                     rejected_text=format_for_classifier(tokenizer, p.prompt, p.rejected)) for p in pairs]

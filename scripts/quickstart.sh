@@ -73,7 +73,8 @@ python evaluation.py --base_model_name="$POLICY" --peft_model_name "${CKPTS[@]}"
 
 phase "5/7 monotonicity: proxy vs gold across checkpoints"
 python eval_monotonicity.py --output_dir="$RUN_DIR" --model_prefix=policy --eval_path data/eval.json \
-  --gold_model "$RUN_DIR/gold_standin" --gold_type classifier --all_steps --response_postprocess=$POSTPROCESS
+  --gold_model "$RUN_DIR/gold_standin" --gold_type classifier --all_steps --response_postprocess=$POSTPROCESS \
+  --max_new_tokens=$EVAL_TOKENS
 
 phase "6/7 SuperNI ROUGE-L of the final policy (shipped fixture)"
 python evaluation.py --base_model_name="$POLICY" --peft_model_name="$RUN_DIR/policy_final" --batch_size=16 \

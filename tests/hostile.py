@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -121,7 +121,10 @@ def test_outputs_are_alpaca_eval_files(evaluated):
         final, partial = alpaca_paths(evaluated / name, name)
         assert final.is_file() and not partial.exists()
         df = load_or_convert_to_dataframe(final)  # alpaca_eval's own loader, as `--model_outputs` reads it
-        assert list(df.columns) == ["instruction", "output", "generator", "dataset"]
+        # Beside alpaca_eval's four fields, whether decoding stopped at the token cap (rre.cutoff); alpaca_eval
+        # keeps the extra column and reads only its own.
+        assert list(df.columns) == ["instruction", "output", "generator", "dataset", "truncated"]
+        assert df["truncated"].map(lambda c: isinstance(c, bool)).all()
         assert len(df) == len(EVAL) and set(df["generator"]) == {name} and set(df["dataset"]) == {"eval"}
         assert df["output"].map(lambda o: isinstance(o, str)).all()
         # Every instruction maps back to its annotated example, in order.

@@ -227,3 +227,37 @@ def test_outputs_must_match_the_eval_set(planted, gold_dir, smollm2_dir, capsys)
         eval_monotonicity.main(cli_args(planted, gold_dir, smollm2_dir, "--relevance_scaling=false"))
     assert exit_info.value.code == 2
     assert "same eval set" in capsys.readouterr().err
+
+
+def test_every_gold_figure_is_split_by_cut_and_older_files_fall_back(planted, gold_dir, smollm2_dir):
+    """Step 100's outputs file records which answers were cut; the other three were written without the field,
+    so an answer counts as cut when its token count reached --max_new_tokens, and one line says so. Each
+    checkpoint's row carries the share of cut answers and the mean gold of cut and of finished ones."""
+    from transformers import AutoTokenizer
+
+    from rre.cutoff import split_by_cut
+
+    path = planted / "alpaca_test_step_100" / "alpaca-eval-alpaca_test_step_100.json"
+    records = json.loads(path.read_text())
+    recorded = [True, False, True, False, False, False]
+    path.write_text(json.dumps([{**r, "truncated": c} for r, c in zip(records, recorded)]))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval_monotonicity.py"),
+         *cli_args(planted, gold_dir, smollm2_dir, "--relevance_scaling=false", "--prompt_format", "alpaca",
+                   "--tokenizer_name", smollm2_dir, "--max_new_tokens", "30")],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=ROOT, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("note: 3 outputs file(s): 18 of 24 answers carry no 'truncated' field; for them cut = the answer's "
+            "token count reached the cap of 30") in proc.stdout
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    result = json.loads((planted / "monotonicity.json").read_text())
+    seen = set()
+    for row, step in zip(result["checkpoints"], LENGTHS):
+        (cache,) = Path(row["folder"]).glob("scores-gold-*.json")
+        scores = json.loads(cache.read_text())["scores"]
+        flags = recorded if step == 100 else [
+            len(tok(response(step, n), add_special_tokens=False)["input_ids"]) >= 30 for n in LENGTHS[step]]
+        assert row["cut"] == split_by_cut(scores, flags)
+        seen.add(row["cut"]["n_cut"])
+    assert len(seen) > 1  # the planted lengths put different shares of answers at the cap

@@ -39,6 +39,8 @@ def test_quickstart_smoke_produces_every_artefact_and_reuses_them(tmp_path):
 
     mono = json.loads((run_dir / "monotonicity.json").read_text())
     assert mono["steps"] == steps and len(mono["steps_mean_proxy"]) == len(mono["steps_mean_gold"]) == 2
+    # Every checkpoint's answers carry their cut flags (evaluation.py), so the split is recorded, not inferred.
+    assert all(row["cut"] and 0 <= row["cut"]["share_cut"] <= 1 for row in mono["checkpoints"])
     assert "statistic" in mono["spearman"] and all("win_rate" in c for c in mono["checkpoints"])
     with Image.open(run_dir / "monotonicity.png") as img:
         assert img.size[0] > 100 and img.size[1] > 100
@@ -46,7 +48,7 @@ def test_quickstart_smoke_produces_every_artefact_and_reuses_them(tmp_path):
     assert 0.0 <= superni["rougeL"] <= 100.0 and superni["n_tasks"] >= 1
 
     summary = (run_dir / "summary.txt").read_text()
-    for needle in ("Spearman", "pvalue", "SuperNI ROUGE-L", "monotonicity.png", "win rate"):
+    for needle in ("Spearman", "pvalue", "SuperNI ROUGE-L", "monotonicity.png", "win rate", "cut %", "gold fin"):
         assert needle in summary
     assert summary.strip() in proc.stdout
     # Each phase's wall time, from phase_times.tsv (the run's own times, so they are not compared below).

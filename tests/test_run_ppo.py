@@ -275,6 +275,9 @@ def test_both_rollout_samplers_run_in_the_trainer(tiny_llama_dir, tmp_path):
         t.config.rollout_sampler = sampler
         responses, texts = t.generate(prompts)
         assert len(responses) == len(texts) == 4 and all(1 <= len(r) <= 8 for r in responses), sampler
+        # A rollout is cut (rre.cutoff) exactly when it used all 8 tokens without ending in EOS.
+        eos = run.tokenizer.eos_token_id
+        assert t.rollout_cut == [len(r) == 8 and r[-1].item() != eos for r in responses], sampler
     assert t.unwrapped.causal_lm.config._attn_implementation == "eager"
 
 

@@ -79,6 +79,102 @@ def test_corruptions_do_what_they_say():
     assert standin.corrupt("truncated", 2, examples, rng) is None  # "Yes2." is too short to truncate
 
 
+def test_truncation_neutral_pairs_say_nothing_by_being_cut():
+    """No truncated reference is ever the rejected answer; every pair comes whole and, where both answers have 4+
+    words, cut on both sides at one length, on the chosen side only and on the rejected side only, each cut a
+    whole-word prefix of 3 .. length-1 words. So the chosen side is cut exactly as often as the rejected one."""
+    examples = make_examples(30)
+    pairs = standin.build_recipe_pairs("truncation_neutral", examples, pairs_per_example=3, seed=0)
+    assert pairs == standin.build_recipe_pairs("truncation_neutral", examples, pairs_per_example=3, seed=0)
+    assert pairs != standin.build_recipe_pairs("truncation_neutral", examples, pairs_per_example=3, seed=1)
+    assert "truncated" not in {p.kind for p in pairs}
+    assert {p.kind for p in pairs} == set(standin.NEUTRAL_CORRUPTIONS)
+    whole = {(p.prompt, p.kind): p for p in pairs if p.form == "whole"}
+    counts = {f: sum(p.form == f for p in pairs) for f in standin.FORMS}
+    assert counts["both_cut"] == counts["chosen_cut"] == counts["rejected_cut"] > 0
+    assert counts["whole"] == len(whole) > counts["both_cut"]  # "Yes2."-style answers are too short to cut
+    assert sum(p.chosen != whole[p.prompt, p.kind].chosen for p in pairs) == \
+        sum(p.rejected != whole[p.prompt, p.kind].rejected for p in pairs)
+
+    def is_cut_of(part: str, full: str) -> bool:
+        n = len(part.split())
+        return full.startswith(part) and part.split() == full.split()[:n] and 3 <= n <= len(full.split()) - 1
+
+    lengths = set()
+    for p in pairs:
+        w = whole[p.prompt, p.kind]
+        if p.form in ("both_cut", "chosen_cut"):
+            assert is_cut_of(p.chosen, w.chosen)
+            lengths.add(len(p.chosen.split()))
+        else:
+            assert p.chosen == w.chosen
+        if p.form in ("both_cut", "rejected_cut"):
+            assert is_cut_of(p.rejected, w.rejected)
+        else:
+            assert p.rejected == w.rejected
+        if p.form == "both_cut":
+            assert len(p.chosen.split()) == len(p.rejected.split())
+    assert len(lengths) > 3  # drawn, not fixed
+    # A whole shuffled or repeated answer ends as the reference does, so stopping mid-sentence marks neither side.
+    for w in whole.values():
+        if w.kind in ("shuffled", "repetition") and w.chosen[-1] in ".!?":
+            assert w.rejected.endswith(w.chosen[-1]) and w.rejected[-2:-1] not in ".,;:!?"
+    assert standin.build_pairs(examples, 3, 0) == standin.build_recipe_pairs("corruptions", examples, 3, 0)
+
+
+def test_cut_words_keeps_the_answers_own_spacing():
+    assert standin.cut_words("One two\n\nthree  four five.", 3) == "One two\n\nthree"
+    assert standin.cut_words("a b", 5) == "a b"
+    rng = __import__("random").Random(0)
+    assert {standin.draw_cut(rng, 5) for _ in range(50)} == {3, 4} and standin.draw_cut(rng, 3) is None
+
+
+def test_corruptions_recipe_is_the_five_kind_pairs():
+    examples = make_examples(12)
+    assert standin.build_recipe_pairs("corruptions", examples, 3, 0) == standin.build_pairs(examples, 3, 0)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        standin.build_recipe_pairs("other", examples, 3, 0)
+
+
+def test_shipped_training_prompts_are_apart_from_every_eval_set():
+    """data/train.json (the offline stand-in's prompts) shares no instruction with data/eval.json, data/dev.json
+    or the AlpacaFarm validation file the ladder and the accuracy bench answer from."""
+    from rre.data import load_examples
+
+    train = {ex.user_turn.strip() for ex in load_examples(ROOT / "data" / "train.json")}
+    for name in ("eval.json", "dev.json"):
+        held = {ex.user_turn.strip() for ex in load_examples(ROOT / "data" / name)}
+        assert held and not train & held, name
+    val = ROOT.parent / "shared" / "data" / "alpacafarm_val.json"
+    if not val.is_file():
+        pytest.skip(f"{val} is absent (the paper's validation set, read in place)")
+    held = {ex.user_turn.strip() for ex in load_examples(val)}
+    assert len(held) > 1900 and not train & held
+    # And the script's default keeps the shipped eval files apart.
+    cfg = trm.TrainRewardModelConfig()
+    assert cfg.recipe == "truncation_neutral" and cfg.keep_apart_from == ["data/eval.json", "data/dev.json"]
+
+
+def test_keep_apart_from_drops_eval_instructions(tmp_path, capsys):
+    examples = make_examples(6)
+    held = tmp_path / "eval.json"
+    held.write_text(json.dumps([{"input": examples[1].instruction, "output": "x"},
+                                {"input": "Not in training?", "output": "y"}]))
+    kept = trm.kept_apart(examples, [str(held)])
+    assert [ex.instruction for ex in kept] == [ex.instruction for i, ex in enumerate(examples) if i != 1]
+    assert "1 of 6 instructions are in --keep_apart_from" in capsys.readouterr().out
+    with pytest.raises(DataError, match="every instruction is in --keep_apart_from"):
+        trm.kept_apart(examples[1:2], [str(held)])
+
+
+def test_unknown_recipe_exits_2(tmp_path, tiny_llama_dir):
+    result = run_script("--model_name", tiny_llama_dir, "--output_dir", str(tmp_path / "rm"), "--recipe", "old")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == \
+        "error: --recipe=old: expected one of truncation_neutral, corruptions"
+    assert not (tmp_path / "rm").exists()
+
+
 def test_split_by_prompt_keeps_prompts_apart():
     pairs = standin.build_pairs(make_examples(20), pairs_per_example=2, seed=0)
     train, held = standin.split_by_prompt(pairs, 0.15, seed=0)
@@ -159,6 +255,7 @@ def test_train_save_load_and_reuse(tmp_path, tiny_llama_dir):
     assert info["pairs"]["total"] == 20 and info["pairs"]["train"] + info["pairs"]["heldout"] == 20
     assert info["pairs"]["heldout"] > 0 and 0.0 <= info["heldout"]["accuracy"] <= 1.0
     assert info["base_model"] == tiny_llama_dir and info["trainable_layers"] == 1
+    assert info["settings"]["recipe"] == "truncation_neutral" and set(info["pairs"]["by_form"]) <= set(standin.FORMS)
     assert info["frozen_cache"] is True  # a Llama: the frozen layers ran once per text
     assert (out / "model.safetensors").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".standin-")]  # temp folder renamed away
