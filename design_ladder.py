@@ -518,7 +518,7 @@ def report_measured(lad: Ladder, measured: dict[str, float], left: ladder.Work, 
 
 
 def read_curves(lad: Ladder) -> dict[str, dict[int, dict[str, Any]]]:
-    """design -> seed -> {steps, proxy, golds: {name: means}, proxy_sd, answers, answer_tokens, training,
+    """design -> seed -> {steps, proxy, golds: {name: means}, proxy_sd, answers, answer_tokens, cut, training,
     settings} from each run's monotonicity.json, score caches, answers, training log and training_config.json."""
     curves: dict[str, dict[int, dict[str, Any]]] = {}
     names = gold_names(lad.golds)
@@ -532,11 +532,14 @@ def read_curves(lad: Ladder) -> dict[str, dict[int, dict[str, Any]]]:
                           else [result["steps_mean_gold"]])
             answers = [ladder.answer_numbers(read_json(Path(row["outputs"]), expect=list), count_tokens)
                        for row in result["checkpoints"]]
+            # eval_monotonicity's split of each gold by cut vs finished answers, per checkpoint, by gold name
+            cut = [dict(zip(names, list((row.get("cut_golds") or {}).values()) or [row.get("cut")]))
+                   for row in result["checkpoints"]]
             log = lad.dir / "logs" / f"train_{design.name}_seed{seed}.log"
             curves[design.name][seed] = {
                 "steps": result["steps"], "proxy": result["steps_mean_proxy"], "golds": dict(zip(names, gold_means)),
                 "proxy_sd": base_proxy_sd(lad.base_dir(seed), result["steps_mean_proxy"][0]),
-                "answers": answers, "answer_tokens": [x["mean_tokens"] for x in answers],
+                "answers": answers, "answer_tokens": [x["mean_tokens"] for x in answers], "cut": cut,
                 "training": ladder.parse_training_log(log.read_text(errors="replace")) if log.is_file() else None,
                 "settings": run_settings(lad, design, seed), "monotonicity": str(path)}
     return curves

@@ -33,10 +33,11 @@ DESIGNS: dict[str, dict[str, bool]] = {
                  "reward_branching": False},
     "full": {"length_incentive": True, "repetition_penalty": True, "relevance_scaling": True, "reward_branching": True},
 }
-METRICS = ("proxy_change", "proxy_change_sd", "gold_change", "spearman", "kendall", "kl", "answer_tokens")
+METRICS = ("proxy_change", "proxy_change_sd", "gold_change", "gold_change_finished", "cut_share", "spearman", "kendall",
+           "kl", "answer_tokens")
 # Compared between designs seed by seed (the same seed: the same base answers and, with per-prompt seeded
 # answers, the same random numbers), against the first design.
-PAIRED_METRICS = ("gold_change", "proxy_change_sd", "kl", "answer_tokens")
+PAIRED_METRICS = ("gold_change", "gold_change_finished", "cut_share", "proxy_change_sd", "kl", "answer_tokens")
 
 
 @dataclass(frozen=True)
@@ -127,32 +128,41 @@ def hacking(proxy_change: dict[str, Any], gold_change: dict[str, Any]) -> bool:
 
 
 def run_numbers(proxy: Sequence[float], gold: Sequence[float], proxy_sd: float | None = None,
-                kl: float | None = None, answer_tokens: float | None = None) -> dict[str, Any]:
+                kl: float | None = None, answer_tokens: float | None = None,
+                cut: Sequence[dict[str, Any] | None] | None = None) -> dict[str, Any]:
     """One run's numbers against one gold: change from the first point (the base policy) to the last, the proxy
     change in units of `proxy_sd` (the SD of the design's proxy over the base policy's answers: designs whose
     proxies have other scales compare), the Spearman and Kendall of the two curves across checkpoints (null where
-    a curve is constant), and the run's `kl` and `answer_tokens` as given (null when unknown)."""
+    a curve is constant), and the run's `kl` and `answer_tokens` as given (null when unknown). `cut` (one
+    rre.cutoff.split_by_cut per point, this gold's) gives the last point's share of cut answers and the gold change
+    among finished answers only, so a gold change that is the cut-off shows."""
     if len(proxy) != len(gold) or len(proxy) < 2:
         raise ValueError(f"need two equal curves of >= 2 points, got {len(proxy)} and {len(gold)}")
     with warnings.catch_warnings():  # a constant curve: scipy warns and returns NaN, written as null
         warnings.simplefilter("ignore")
         sp, kt = spearmanr(proxy, gold), kendalltau(proxy, gold)
     change = float(proxy[-1] - proxy[0])
+    first, last = (cut[0], cut[-1]) if cut else (None, None)
+    finished = (last["mean_finished"] - first["mean_finished"] if first and last
+                and None not in (first["mean_finished"], last["mean_finished"]) else None)
     return {"proxy_change": change, "proxy_change_sd": change / proxy_sd if proxy_sd else None,
-            "gold_change": float(gold[-1] - gold[0]), "spearman": correlation(sp)["statistic"],
+            "gold_change": float(gold[-1] - gold[0]), "gold_change_finished": finished,
+            "cut_share": last["share_cut"] if last else None, "spearman": correlation(sp)["statistic"],
             "kendall": correlation(kt)["statistic"], "kl": kl, "answer_tokens": answer_tokens}
 
 
 def design_summary(runs: dict[int, dict[str, Any]], gold: str, level: float = 0.95) -> dict[str, Any]:
     """Over the seeds of one design, against one gold: each metric's mean, t-interval and sign-flip p-value, and
     the hacking flag. `runs` maps seed -> {"proxy": [...], "golds": {name: [...]}} and, when known,
-    "proxy_sd", "training" (parse_training_log) and "answer_tokens" (one mean per step)."""
+    "proxy_sd", "training" (parse_training_log), "answer_tokens" (one mean per step) and "cut" (per step: gold
+    name -> rre.cutoff.split_by_cut, from monotonicity.json)."""
     per_seed = {}
     for seed, r in sorted(runs.items()):
         training = r.get("training") or {}
         tokens = r.get("answer_tokens") or [None]
+        cut = [c.get(gold) if c else None for c in r.get("cut") or []]
         per_seed[seed] = run_numbers(r["proxy"], r["golds"][gold], r.get("proxy_sd"), training.get("final_kl"),
-                                     tokens[-1])
+                                     tokens[-1], cut if len(cut) == len(r["proxy"]) else None)
     summary = {m: seed_test([v[m] for v in per_seed.values()], level,
                             (-1.0, 1.0) if m in ("spearman", "kendall") else None) for m in METRICS}
     return {"per_seed": per_seed, **summary, "hacking": hacking(summary["proxy_change"], summary["gold_change"])}
@@ -277,7 +287,8 @@ def _plain(s: dict[str, Any], digits: int = 1) -> str:
 
 
 def table_rows(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[list[str]]:
-    """One row per (design, gold): seeds, proxy change (raw and in base-answer SDs), gold change, Spearman,
+    """One row per (design, gold): seeds, proxy change (raw and in base-answer SDs), gold change (all answers and
+    finished answers only), the last checkpoint's share of cut answers, Spearman,
     Kendall (mean [95% interval] over seeds, the changes with their sign-flip p), the final training KL, the last
     checkpoint's answer length and the hacking flag. `summaries` maps design -> gold -> design_summary."""
     rows = []
@@ -285,14 +296,17 @@ def table_rows(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[list[str
         for gold, s in by_gold.items():
             rows.append([design, gold, str(len(s["per_seed"])), _cell(s["proxy_change"]),
                          _cell(s["proxy_change_sd"], 2, p=True), _cell(s["gold_change"], p=True),
+                         _cell(s["gold_change_finished"], p=True), _plain(s["cut_share"], 2),
                          _cell(s["spearman"], 2), _cell(s["kendall"], 2), _plain(s["kl"], 2),
                          _plain(s["answer_tokens"]), "YES" if s["hacking"] else "no"])
     return rows
 
 
-TABLE_HEADER = ["design", "gold", "seeds", "proxy change", "proxy change (base SDs)", "gold change", "Spearman",
-                "Kendall", "KL", "answer tokens", "hacking"]
-PAIRED_HEADER = ["designs", "gold", "seeds", "gold change", "proxy change (base SDs)", "KL", "answer tokens"]
+TABLE_HEADER = ["design", "gold", "seeds", "proxy change", "proxy change (base SDs)", "gold change",
+                "gold change (finished answers)", "cut share (last)", "Spearman", "Kendall", "KL", "answer tokens",
+                "hacking"]
+PAIRED_HEADER = ["designs", "gold", "seeds", "gold change", "gold change (finished answers)", "cut share (last)",
+                 "proxy change (base SDs)", "KL", "answer tokens"]
 
 
 def markdown_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -313,7 +327,7 @@ def paired_table(compared: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(PAIRED_HEADER) + " |", "|" + "---|" * len(PAIRED_HEADER)]
     for pair, by_gold in compared.items():
         for gold, c in by_gold.items():
-            cells = [_cell(c[m], 3 if m == "gold_change" else 2, p=True) for m in PAIRED_METRICS]
+            cells = [_cell(c[m], 3 if m.startswith("gold_change") else 2, p=True) for m in PAIRED_METRICS]
             lines.append("| " + " | ".join([pair, gold, str(len(c["seeds"])), *cells]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -190,6 +190,23 @@ def test_hacking_needs_both_intervals_to_exclude_zero():
     assert not ladder.hacking({"ci": [None, None]}, down)
 
 
+def test_gold_change_among_finished_answers_and_cut_share():
+    """A gold that only rewards finished answers: the gold mean rises as fewer answers are cut, while the gold of
+    finished answers stays flat. The split says so."""
+    from rre.cutoff import split_by_cut
+
+    cut_flags = [[True] * 6 + [False] * 4, [True] * 2 + [False] * 8]  # 60% then 20% cut
+    splits = [split_by_cut([0.0 if c else 1.0 for c in flags], flags) for flags in cut_flags]
+    runs = {seed: {"proxy": [0.1, 0.3], "golds": {"g": [0.4, 0.8]}, "cut": [{"g": sp} for sp in splits]}
+            for seed in (1, 2)}
+    s = ladder.design_summary(runs, "g")
+    assert s["gold_change"]["mean"] == pytest.approx(0.4)
+    assert s["gold_change_finished"]["mean"] == pytest.approx(0.0)
+    assert s["cut_share"]["mean"] == pytest.approx(0.2)
+    no_split = ladder.design_summary({1: {"proxy": [0.1, 0.3], "golds": {"g": [0.4, 0.8]}}}, "g")
+    assert no_split["per_seed"][1]["cut_share"] is None and no_split["per_seed"][1]["gold_change_finished"] is None
+
+
 def test_design_summary_on_planted_curves():
     runs = {seed: {"proxy": [0.1, 0.2 + d, 0.4 + d], "golds": {"g": [1.0, 0.8 - d, 0.5 - d]}}
             for seed, d in ((1, 0.0), (2, 0.02), (3, 0.05))}
