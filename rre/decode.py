@@ -44,20 +44,23 @@ COMPACT_WHEN_ENDED = 0.25  # share of the batch's rows that must have ended befo
 # Sampling: what one step draws from the last position's logits.
 
 
-def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
+def sample_categorical(probs: torch.Tensor, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row of `probs` [b, vocab] (rows need not sum to 1), by inverse-CDF sampling.
 
     The distribution of `torch.multinomial(probs, 1)` (another random stream, the same global torch RNG, so
     seeding and checkpointed RNG state cover it) at a fraction of its CPU cost: multinomial's kernel draws an
     exponential per vocabulary entry, this draws one uniform per row. The cumulative sum runs in float64 so
     a 49k-token vocabulary's tail keeps its probabilities; token i is drawn when cdf[i-1] <= u < cdf[i], an
-    empty interval for a zero-probability token, so one is never drawn.
+    empty interval for a zero-probability token, so one is never drawn. `uniforms` [b] in [0, 1), when given,
+    are the draws instead of the global RNG's (best_of_n.py gives each row its own generator).
     """
     cdf = probs.double().cumsum(-1)
     total = cdf[:, -1:]
     if not bool(((total > 0) & torch.isfinite(total)).all()):
         raise RuntimeError("probability rows must have a finite, positive sum")  # as multinomial refuses them
-    u = torch.rand_like(total) * total  # [0, total): float64 uniforms stay below 1, so u stays below total
+    if uniforms is None:
+        uniforms = torch.rand_like(total)
+    u = uniforms.to(total).reshape(total.shape) * total  # [0, total): float64 uniforms below 1 keep u below total
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # clamp: defensive
 
 
