@@ -259,3 +259,32 @@ def test_given_uniforms_pick_the_token_whose_interval_holds_them():
     probs = torch.tensor([[0.2, 0.3, 0.5]] * 4)
     tokens = sample_categorical(probs, torch.tensor([0.0, 0.1, 0.25, 0.9], dtype=torch.float64))
     assert tokens.tolist() == [0, 0, 1, 2]
+
+
+def test_each_designs_proxy_is_its_own_reward(tmp_path, minilm_encoder):
+    """The features computed once with every flag on, then each design's rule, give what that design's reward
+    scores directly."""
+    from dataclasses import replace
+
+    import best_of_n
+    from reward_model import ReversedEngineeredRewardForInference, RewardConfig
+    from rre.data import load_examples
+    from rre.ladder import DESIGNS
+    from rre.prompts import get_prompt_format
+
+    every = load_examples(EVAL, require_qtype=True)
+    examples = [e for e in every if e.qtype == "CONSTRAINED"][:3] + [e for e in every if e.qtype == "OPENENDED"][:3]
+    assert {e.qtype for e in examples} == {"OPENENDED", "CONSTRAINED"}
+    answers = ["Paris is the capital.", "word word word word", "", "### Instruction: more",
+               "A long and careful answer that goes on.", "No."]
+    config = RewardConfig(relevance_model="minilm")
+    fmt = get_prompt_format("alpaca")
+    args = best_of_n.BestOfNArguments(designs=list(DESIGNS))
+    (tmp_path / bon.SCORES_DIR).mkdir()
+    got = best_of_n.proxy_scores(args, config, fmt, examples, answers, tmp_path)
+    for d, flags in DESIGNS.items():
+        direct = ReversedEngineeredRewardForInference(replace(config, **flags), stop_strings=fmt.stop_strings,
+                                                      encoder=minilm_encoder)
+        want = direct([e.query for e in examples], answers, [e.reference for e in examples],
+                      [e.qtype for e in examples])
+        assert got[d] == pytest.approx(want, rel=1e-5, abs=1e-6), d
