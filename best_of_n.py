@@ -42,7 +42,7 @@ from rre.loading import load_errors
 from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, RESPONSE_POSTPROCESS, resolve_prompt_format
 from rre.relevance import RelevanceEncoder
-from rre.score_cache import cached_scores, content_hash
+from rre.score_cache import content_hash
 from rre.validation import merge_repeated_flags
 
 BEST_OF_N = OutputKind("best_of_n.py", "a best_of_n.py folder")
@@ -155,24 +155,32 @@ def prompt_format_of(a: BestOfNArguments):
     return resolve_prompt_format(a.prompt_format, tokenizer)
 
 
+def answer_chunks(a: BestOfNArguments, n_prompts: int) -> list[list[int]]:
+    """The answers of each chunk of prompts (answer i*n + j is draw j of prompt i): scores are cached per chunk."""
+    return [[i * a.n + j for i in rows for j in range(a.n)] for rows in bon.prompt_chunks(n_prompts, a.chunk_size)]
+
+
 def proxy_scores(a: BestOfNArguments, config: RewardConfig, fmt, examples: list[Example], answers: list[str],
                  folder: Path) -> dict[str, np.ndarray]:
-    """Each design's proxy score of every answer: the features once (every flag on, one encoder pass, cached),
-    then each design's rule on them (as prescreen.py scores designs)."""
+    """Each design's proxy score of every answer: the features once (every flag on, one encoder pass, cached per
+    chunk), then each design's rule on them (as prescreen.py scores designs)."""
     every = replace(config, **{k: True for k in REWARD_FLAGS})
-    key = [[e.query, r, e.reference, e.qtype] for e, r in zip(examples, answers)]
     encoder_state: dict[str, Any] = {}
 
-    def features() -> list[dict[str, float | None]]:
+    def features(items: list[int]) -> list[dict[str, float | None]]:
         encoder = RelevanceEncoder(every.relevance_model, every.relevance_model_type, every.reward_model_batch_size,
                                    every.reward_device, dtype=every.reward_dtype, backend=every.relevance_backend)
         encoder_state["encoder"] = encoder
         reward = ReversedEngineeredRewardForInference(every, stop_strings=fmt.stop_strings, encoder=encoder)
-        _, feats = reward.score_examples(examples, answers, return_features=True, desc="proxy features")
+        _, feats = reward.score_examples([examples[i] for i in items], [answers[i] for i in items],
+                                         return_features=True, desc="proxy features")
         return [numeric_features(f) for f in feats]
 
     tag = content_hash([asdict(every), list(fmt.stop_strings), "features"])[:12]
-    feats = cached_scores(folder / bon.SCORES_DIR / f"proxy-features-{tag}.json", key, features)
+    feats = bon.chunked_scores(
+        folder / bon.SCORES_DIR / f"proxy-features-{tag}", answer_chunks(a, len(answers) // a.n),
+        lambda items: [[examples[i].query, answers[i], examples[i].reference, examples[i].qtype] for i in items],
+        features)
     out = {}
     for d in a.designs:
         cfg = resolve_rar_max_dot(replace(config, **DESIGNS[d]), encoder_state.get("encoder"))
@@ -184,14 +192,20 @@ def proxy_scores(a: BestOfNArguments, config: RewardConfig, fmt, examples: list[
 
 def gold_scores(a: BestOfNArguments, examples: list[Example], answers: list[str], folder: Path
                 ) -> dict[str, np.ndarray]:
-    """Each gold's score of every answer (cached per gold, keyed by exactly what it reads)."""
+    """Each gold's score of every answer (cached per gold and chunk, keyed by exactly what it reads); a gold is
+    loaded only when some chunk is not cached yet."""
     out = {}
     for spec in gold_specs_from_flags(a, a.gold_model):
         instructions = [getattr(e, spec.instruction_form) for e in examples]
-        scores = cached_scores(
-            folder / bon.SCORES_DIR / f"gold-{spec.slug}.json", [instructions, answers],
-            lambda: load_gold(spec, a.gold_batch_size, a.gold_device, a.trust_remote_code).score(
-                instructions, answers, desc=f"gold {spec.short}"))
+
+        def score(items: list[int], spec=spec, instructions=instructions) -> list[float]:
+            gold = load_gold(spec, a.gold_batch_size, a.gold_device, a.trust_remote_code)
+            return gold.score([instructions[i] for i in items], [answers[i] for i in items],
+                              desc=f"gold {spec.short}")
+
+        scores = bon.chunked_scores(folder / bon.SCORES_DIR / f"gold-{spec.slug}",
+                                    answer_chunks(a, len(answers) // a.n),
+                                    lambda items: [[instructions[i], answers[i]] for i in items], score)
         out[spec.short] = np.array(scores, dtype=float)
     return out
 

@@ -34,7 +34,7 @@ from rre.decode import Sampling, decode, sample_categorical
 from rre.files import save_figure, write_json
 from rre.prompts import PromptFormat
 from rre.records import read_json, require_key
-from rre.score_cache import content_hash
+from rre.score_cache import content_hash, stored_scores
 from rre.stats import bootstrap_spearman, number
 
 SAMPLES_DIR = "samples"
@@ -142,6 +142,35 @@ def draw_answers(model, tokenizer, fmt: PromptFormat, prompts: Sequence[str], se
     return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
+def prompt_chunks(n_prompts: int, chunk_size: int) -> list[range]:
+    """The prompts of each chunk: consecutive runs of `chunk_size` (the last may be shorter)."""
+    return [range(s, min(s + chunk_size, n_prompts)) for s in range(0, n_prompts, chunk_size)]
+
+
+def chunked_scores(folder: Path, chunks: Sequence[Sequence[int]], key: Callable[[Sequence[int]], Any],
+                   compute: Callable[[list[int]], list]) -> list:
+    """Scores of items 0..N-1 cached chunk by chunk in `folder` (`chunk-0000.json`, ...), each keyed by a hash of
+    exactly what its items are (`key(items)`): a re-run, or a run over more prompts, computes only the chunks it
+    does not find, all of them in one `compute(items)` call (one model load)."""
+    out: dict[int, Any] = {}
+    missing: list[tuple[int, Sequence[int]]] = []
+    for c, items in enumerate(chunks):
+        stored = stored_scores(folder / f"chunk-{c:04d}.json", key(items))
+        if stored is not None and len(stored) == len(items):
+            out.update(zip(items, stored))
+        else:
+            missing.append((c, items))
+    if missing:
+        todo = [i for _, items in missing for i in items]
+        got = dict(zip(todo, compute(todo)))
+        folder.mkdir(parents=True, exist_ok=True)
+        for c, items in missing:
+            write_json(folder / f"chunk-{c:04d}.json",
+                       {"key": content_hash(key(items)), "scores": [got[i] for i in items]}, indent=None)
+        out.update(got)
+    return [out[i] for i in range(len(out))]
+
+
 def chunk_file(folder: Path, c: int) -> Path:
     return folder / SAMPLES_DIR / f"chunk-{c:04d}.json"
 
@@ -173,7 +202,7 @@ def draw_all(folder: Path, indices: Sequence[int], prompts: Sequence[str], seeds
     """Every prompt's answers: saved chunks whose key matches are reused, the rest drawn (the policy loaded by
     `load` only when something is left to draw) and saved chunk by chunk. Returns the answers, the seconds spent
     drawing in this call and the number of chunks drawn."""
-    chunks = [range(s, min(s + chunk_size, len(indices))) for s in range(0, len(indices), chunk_size)]
+    chunks = prompt_chunks(len(indices), chunk_size)
     answers: list[list[dict[str, Any]] | None] = [None] * len(indices)
     todo = []
     for c, rows in enumerate(chunks):

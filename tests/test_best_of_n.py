@@ -168,9 +168,10 @@ def test_tiny_run_end_to_end_and_resume(tiny_llama_dir, golds, tmp_path, capsys)
     assert "| gold | design |" in printed
 
     # A re-run scores nothing again: the caches hold every score, and the report is the same.
-    caches = {p: p.read_text() for p in (out / bon.SCORES_DIR).iterdir()}
+    caches = {p: p.read_text() for p in (out / bon.SCORES_DIR).rglob("*.json")}
+    assert len(caches) == 3 * 3  # proxy features and two golds, 3 chunks each
     again = best_of_n.main(cli(tiny_llama_dir, out, golds))
-    assert {p: p.read_text() for p in (out / bon.SCORES_DIR).iterdir()} == caches
+    assert {p: p.read_text() for p in (out / bon.SCORES_DIR).rglob("*.json")} == caches
     assert again["designs"] == result["designs"] and again["differences"] == result["differences"]
 
     # A larger --n_prompts extends the run: its full chunks are reused; the last, now with another prompt in it,
@@ -179,6 +180,11 @@ def test_tiny_run_end_to_end_and_resume(tiny_llama_dir, golds, tmp_path, capsys)
     best_of_n.main(cli(tiny_llama_dir, out, [], "--phase", "draw", "--n_prompts", "6"))
     assert "drawing 4 answers to each of 2 prompt(s) (4 reused)" in capsys.readouterr().out
     assert json.loads(chunks[2].read_text())["answers"][0] == json.loads(drawn[2])["answers"][0]
+    # ... and its scores: the chunks of prompts already scored are read, not scored again.
+    mtimes = {p: p.stat().st_mtime_ns for p in caches if not p.name.endswith("0002.json")}
+    grown = best_of_n.main(cli(tiny_llama_dir, out, golds, "--n_prompts", "6"))
+    assert grown["n_prompts"] == 6
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
 
 
 def test_a_broken_saved_chunk_is_one_line(tiny_llama_dir, tmp_path, capsys):
@@ -279,8 +285,7 @@ def test_each_designs_proxy_is_its_own_reward(tmp_path, minilm_encoder):
                "A long and careful answer that goes on.", "No."]
     config = RewardConfig(relevance_model="minilm")
     fmt = get_prompt_format("alpaca")
-    args = best_of_n.BestOfNArguments(designs=list(DESIGNS))
-    (tmp_path / bon.SCORES_DIR).mkdir()
+    args = best_of_n.BestOfNArguments(designs=list(DESIGNS), n=3, chunk_size=1)  # 2 prompts x 3 answers
     got = best_of_n.proxy_scores(args, config, fmt, examples, answers, tmp_path)
     for d, flags in DESIGNS.items():
         direct = ReversedEngineeredRewardForInference(replace(config, **flags), stop_strings=fmt.stop_strings,
