@@ -251,7 +251,7 @@ def run(a: BestOfNArguments, config: RewardConfig) -> dict[str, Any] | None:
         golds = {g: s.reshape(len(indices), a.n) for g, s in gold_scores(a, flat_examples, flat_answers, folder).items()}
         times["gold_s"] = time.monotonic() - start
         start = time.monotonic()
-        result = bon.build_result(chosen, proxies, golds, cut, bon.powers_of_two(a.n), a.bootstrap_samples,
+        result = bon.build_result(chosen, proxies, golds, cut, list(range(1, a.n + 1)), a.bootstrap_samples,
                                   a.bootstrap_seed, a.baseline)
         times["report_s"] = time.monotonic() - start
         result.update({
@@ -263,6 +263,9 @@ def run(a: BestOfNArguments, config: RewardConfig) -> dict[str, Any] | None:
         write_json(folder / bon.RESULT, result)
         bon.plot(result, folder / bon.FIGURE)
     print(bon.markdown_table(result))
+    by_cut = "; ".join(f"{g}: cut {v['cut']:+.2f}, finished {v['finished']:+.2f}" for g, v in result["gold_by_cut"].items()
+                       if v["cut"] is not None and v["finished"] is not None)
+    print(f"mean gold of all draws by whether they were cut: {by_cut or 'n/a'}")
     print(f"cut at the cap: {result['cut_share']:.0%} of all {len(indices) * a.n} answers; wall time: "
           + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     print(f"wrote {folder / bon.RESULT} and {folder / bon.FIGURE}")

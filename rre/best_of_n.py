@@ -401,8 +401,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax_gain.axhline(0, color="grey", linewidth=0.8)
         for ax in axes[r]:
             ax.set_xscale("log", base=2)
-            ax.set_xticks(ks)
-            ax.set_xticklabels([str(k) for k in ks])
+            ax.set_xticks(powers_of_two(ks[-1]))
+            ax.set_xticklabels([str(k) for k in powers_of_two(ks[-1])])
             ax.set_xlabel("n (answers the proxy picks from)")
         ax_gain.set_ylabel(f"gold gain over n=1\n(gold: {g})")
         ax_diff.set_ylabel(f"paired gold difference from {base}")
@@ -433,5 +433,9 @@ def build_result(examples: Sequence[Example], proxies: dict[str, np.ndarray], go
     for rep in reports.values():
         rep.pop("per_prompt")
     return {"ks": list(ks), "baseline": baseline, "golds": list(golds), "designs": reports, "differences": diffs,
-            "cut_share": float(cut.mean()), "bootstrap": {"n_resamples": n_resamples, "seed": seed,
+            "cut_share": float(cut.mean()),
+            "gold_by_cut": {g: {"cut": number(v[cut].mean()) if cut.any() else None,
+                                "finished": number(v[~cut].mean()) if (~cut).any() else None}
+                            for g, v in golds.items()},
+            "bootstrap": {"n_resamples": n_resamples, "seed": seed,
                                                           "unit": "prompt", "interval": "percentile, 95%"}}

@@ -148,7 +148,7 @@ def test_tiny_run_end_to_end_and_resume(tiny_llama_dir, golds, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "reused" in printed and "drawing" not in printed
     assert [c.read_text() for c in chunks] == drawn  # nothing drawn again
-    assert result["ks"] == [1, 2, 4] and result["n_prompts"] == 5
+    assert result["ks"] == [1, 2, 3, 4] and result["n_prompts"] == 5
     assert set(result["designs"]) == {"li", "li_rp", "li_qr_rp", "full"}
     assert len(result["golds"]) == 2
     for rep in result["designs"].values():
