@@ -43,7 +43,7 @@ from rre.precision import announce, resolve_dtype
 from rre.prompts import PROMPT_FORMATS, RESPONSE_POSTPROCESS, resolve_prompt_format
 from rre.relevance import RelevanceEncoder
 from rre.score_cache import content_hash
-from rre.validation import merge_repeated_flags
+from rre.validation import given_flags, merge_repeated_flags
 
 BEST_OF_N = OutputKind("best_of_n.py", "a best_of_n.py folder")
 PHASES = ("all", "draw")
@@ -279,7 +279,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BestOfNArguments, Rew
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, config = parse_args(argv)
+    ignored = sorted(given_flags(argv, REWARD_FLAGS))
+    if ignored:
+        print(f"note: {', '.join('--' + f for f in ignored)} ha{'s' if len(ignored) == 1 else 've'} no effect here: "
+              "each design of --designs sets its own reward flags", file=sys.stderr)
     with exit_on_data_error():
         validation.finite_flags(args, config)
         return run(args, config)
