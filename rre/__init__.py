@@ -29,6 +29,8 @@ Entry scripts at the root import from here; nothing here imports them. One idea 
     training        what run_ppo.py and run_grpo.py share: flags, tokenizer and prompt format, prompts
     feature_view    per-feature Spearman against the gold, table and plot
     ladder          the reward-design ladder's designs, seed intervals, hacking flag, report and cost
+    best_of_n       best-of-n design comparison: per-row seeded draws, the exact best-of-k expectation, paired
+                    bootstrap over prompts, report and figure
     offline_models  the offline default models (SmolLM2 from a packaged GGUF, MiniLM)
     qtype           query-type labels for new prompts: a trained classifier or an LM judge (annotate.py)
     paper_data      the paper's data files, fetched at a pinned commit and checked

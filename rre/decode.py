@@ -47,7 +47,8 @@ COMPACT_WHEN_ENDED = 0.25  # share of the batch's rows that must have ended befo
 
 def sample_categorical(probs: torch.Tensor, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row of `probs` [b, vocab] (rows need not sum to 1), by inverse-CDF sampling; `uniforms`
-    [b, 1] float64 in [0, 1), when given, are the rows' draws (PromptSeededSampling), else the global RNG's.
+    ([b] or [b, 1], float64 in [0, 1)), when given, are the rows' draws (each row's own generator: evaluation.py's
+    per-prompt seeding, best_of_n.py), else the global RNG's.
 
     The distribution of `torch.multinomial(probs, 1)` (another random stream, the same global torch RNG, so
     seeding and checkpointed RNG state cover it) at a fraction of its CPU cost: multinomial's kernel draws an
@@ -61,7 +62,7 @@ def sample_categorical(probs: torch.Tensor, uniforms: torch.Tensor | None = None
         raise RuntimeError("probability rows must have a finite, positive sum")  # as multinomial refuses them
     if uniforms is None:
         uniforms = torch.rand_like(total)
-    u = uniforms.to(total) * total  # [0, total): float64 uniforms stay below 1, so u stays below total
+    u = uniforms.to(total).reshape(total.shape) * total  # [0, total): float64 uniforms below 1 keep u below total
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # clamp: defensive
 
 

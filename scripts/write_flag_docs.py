@@ -26,6 +26,7 @@ COMMANDS = [
     ("eval_monotonicity.py", ["eval_monotonicity.py"]),
     ("score_outputs.py", ["score_outputs.py"]),
     ("prescreen.py", ["prescreen.py"]),
+    ("best_of_n.py", ["best_of_n.py"]),
     ("annotate.py", ["annotate.py"]),
     ("train_reward_model.py", ["train_reward_model.py"]),
     ("summarize_run.py", ["summarize_run.py"]),
