@@ -48,7 +48,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from rre import validation
 from rre.attention import cache_argument, sdpa_attention
 from rre.batching import length_batches, right_pad
-from rre.data import Example, load_examples
+from rre.data import REPO, Example, load_examples
 from rre.errors import DataError, exit_on_data_error, load_errors
 from rre.files import (
     GOLD_STANDIN,
@@ -91,7 +91,7 @@ class TrainRewardModelConfig:
                                                 "only chosen cut, only rejected cut; no truncated rejected answers) | "
                                                 "corruptions (whole pairs, a truncated reference among the rejected)"})
     keep_apart_from: list[str] = field(
-        default_factory=lambda: ["data/eval.json", "data/dev.json"],
+        default_factory=lambda: [str(REPO / "data" / "eval.json"), str(REPO / "data" / "dev.json")],
         metadata={"help": "eval files whose instructions are dropped from --data_path before pairs are built (with "
                   "the paper's validation file as --data_path, add the eval subset, e.g. a ladder's eval_set.json)"})
     pairs_per_example: int = field(
