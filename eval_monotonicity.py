@@ -412,16 +412,16 @@ def run(args: MonotonicityArguments, config: RewardConfig, encoder: RelevanceEnc
     scorers = proxy_scorers(args, proxy, encoder)
     tag = proxy_tag(proxy, encoder)
     feature_rows = [score_checkpoint(ck, scorers, tag) for ck in checkpoints]
-    P = np.array([[f["reward"] for f in row] for row in feature_rows], dtype=float)  # (steps, instructions)
+    proxy_scores = np.array([[f["reward"] for f in row] for row in feature_rows], dtype=float)  # (steps, instructions)
     gold_matrices, reference_scores = gold_scores(args, golds, checkpoints, scorers)
     cut = checkpoint_cut_flags(args, checkpoints)
-    rows, qtypes = step_rows(checkpoints, P, golds, gold_matrices, reference_scores, cut)
-    stats = print_statistics(rows, qtypes, P, gold_matrices[0], args, reference_scores is not None)
-    several = golds_summary(golds, gold_matrices, P, args) if len(golds) > 1 else None
+    rows, qtypes = step_rows(checkpoints, proxy_scores, golds, gold_matrices, reference_scores, cut)
+    stats = print_statistics(rows, qtypes, proxy_scores, gold_matrices[0], args, reference_scores is not None)
+    several = golds_summary(golds, gold_matrices, proxy_scores, args) if len(golds) > 1 else None
     # Which feature drove the gold, per gold.
     example_qtypes = [e.qtype or "unknown" for e in checkpoints[0].examples]
-    views = {spec.short: feature_view([r["step"] for r in rows], feature_rows, M, example_qtypes)
-             for spec, M in zip(golds, gold_matrices)}
+    views = {spec.short: feature_view([r["step"] for r in rows], feature_rows, gold_matrix, example_qtypes)
+             for spec, gold_matrix in zip(golds, gold_matrices)}
     for name, view in views.items():
         print_feature_view(view, name)
     return write_outputs(args, proxy, golds, gold_matrices, rows, stats, several, views)
@@ -472,35 +472,42 @@ def gold_scores(args: MonotonicityArguments, golds: Sequence[GoldSpec], checkpoi
     return gold_matrices, reference_scores
 
 
-def step_rows(checkpoints: list[Checkpoint], P: np.ndarray, golds: Sequence[GoldSpec],
+def spread(values: np.ndarray) -> float | None:
+    """The SD over instructions (ddof 1) of one checkpoint's scores: with n, the noise band of its mean."""
+    return float(values.std(ddof=1)) if len(values) > 1 else None
+
+
+def step_rows(checkpoints: list[Checkpoint], proxy_scores: np.ndarray, golds: Sequence[GoldSpec],
               gold_matrices: list[np.ndarray], reference_scores: list[float] | None,
               cut: Sequence[list[bool] | None] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per checkpoint: mean proxy and gold, overall and per qtype, the offline win rate, and each gold
     split by cut vs finished answers (rre.cutoff.split_by_cut; None where the flags are unknown)."""
-    G = gold_matrices[0]
+    primary_gold = gold_matrices[0]
     qtypes = sorted({e.qtype or "unknown" for e in checkpoints[0].examples})
     rows = []
     for k, ck in enumerate(checkpoints):
         row: dict[str, Any] = {"step": ck.step, "folder": str(ck.folder), "outputs": str(ck.outputs_path),
-                               "n": len(ck.responses), "mean_proxy": float(P[k].mean()),
-                               "mean_gold": float(G[k].mean()), "per_qtype": {}}
+                               "n": len(ck.responses), "mean_proxy": float(proxy_scores[k].mean()),
+                               "mean_gold": float(primary_gold[k].mean()),
+                               "sd_proxy": spread(proxy_scores[k]), "sd_gold": spread(primary_gold[k]), "per_qtype": {}}
         if len(golds) > 1:
-            row["mean_golds"] = {spec.short: float(M[k].mean()) for spec, M in zip(golds, gold_matrices)}
+            row["mean_golds"] = {spec.short: float(matrix[k].mean()) for spec, matrix in zip(golds, gold_matrices)}
         flags = cut[k] if cut is not None else None
-        row["cut"] = split_by_cut(G[k].tolist(), flags) if flags is not None else None
+        row["cut"] = split_by_cut(primary_gold[k].tolist(), flags) if flags is not None else None
         if len(golds) > 1:
-            row["cut_golds"] = {spec.short: split_by_cut(M[k].tolist(), flags) if flags is not None else None
-                                for spec, M in zip(golds, gold_matrices)}
+            row["cut_golds"] = {spec.short: split_by_cut(gold_matrix[k].tolist(), flags) if flags is not None else None
+                                for spec, gold_matrix in zip(golds, gold_matrices)}
         for q in qtypes:
             cols = [j for j, e in enumerate(ck.examples) if (e.qtype or "unknown") == q]
-            row["per_qtype"][q] = {"n": len(cols), "proxy": float(P[k, cols].mean()), "gold": float(G[k, cols].mean())}
+            row["per_qtype"][q] = {"n": len(cols), "proxy": float(proxy_scores[k, cols].mean()),
+                                   "gold": float(primary_gold[k, cols].mean())}
         if reference_scores is not None:
-            row["win_rate"] = offline_win_rate(G[k].tolist(), reference_scores)
+            row["win_rate"] = offline_win_rate(primary_gold[k].tolist(), reference_scores)
         rows.append(row)
     return rows, qtypes
 
 
-def print_statistics(rows: list[dict[str, Any]], qtypes: list[str], P: np.ndarray, G: np.ndarray,
+def print_statistics(rows: list[dict[str, Any]], qtypes: list[str], proxy_scores: np.ndarray, primary_gold: np.ndarray,
                      args: MonotonicityArguments, with_win_rate: bool) -> dict[str, Any]:
     """The table, the paper's Spearman (as scipy prints it), Kendall, the bootstrap interval and the win rates."""
     steps_mean_proxy = [r["mean_proxy"] for r in rows]
@@ -510,7 +517,7 @@ def print_statistics(rows: list[dict[str, Any]], qtypes: list[str], P: np.ndarra
     print(spearman)  # exactly as scipy returns it, as the paper's script prints it
     kendall = kendalltau(steps_mean_proxy, steps_mean_gold)
     print(kendall)
-    boot = bootstrap_spearman(P, G, args.bootstrap_samples, args.bootstrap_seed)
+    boot = bootstrap_spearman(proxy_scores, primary_gold, args.bootstrap_samples, args.bootstrap_seed)
     lo, hi = boot["ci95"]
     print(f"bootstrap 95% CI of Spearman over instructions ({boot['n_valid']}/{boot['n_resamples']} resamples): "
           + (f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "undefined"))
@@ -548,7 +555,7 @@ def write_outputs(args: MonotonicityArguments, proxy: ScoringProxy, golds: Seque
     out = Path(args.output_dir)
     write_json(out / "monotonicity.json", result)
     title = f"{args.model_prefix}: Spearman {spearman.statistic:.2f}, Kendall {kendall.statistic:.2f}"
-    extra_golds = {spec.short: M.mean(1).tolist() for spec, M in zip(golds[1:], gold_matrices[1:])}
+    extra_golds = {spec.short: gold_matrix.mean(1).tolist() for spec, gold_matrix in zip(golds[1:], gold_matrices[1:])}
     plot(steps, steps_mean_proxy, steps_mean_gold, title, out / "monotonicity.png", golds[0].short, extra_golds)
     plot_feature_view(views, f"{args.model_prefix}: each feature beside the gold", out / "monotonicity_features.png")
     print(f"wrote {out / 'monotonicity.json'}, {out / 'monotonicity.png'} and {out / 'monotonicity_features.png'}")
@@ -566,17 +573,17 @@ def base_checkpoint(args: MonotonicityArguments, found: list[tuple[int, Path]]) 
     return 0, folder
 
 
-def golds_summary(golds: Sequence[GoldSpec], matrices: Sequence[np.ndarray], P: np.ndarray,
+def golds_summary(golds: Sequence[GoldSpec], matrices: Sequence[np.ndarray], proxy_scores: np.ndarray,
                   args: MonotonicityArguments) -> list[dict[str, Any]]:
     """Each gold's own Spearman/Kendall with the proxy, and how far the golds agree with each other: the proxy can
     hardly track "the" gold better than two golds track each other."""
-    proxy_means = P.mean(1)
+    proxy_means = proxy_scores.mean(1)
     out = []
     print("several golds (the first judges the win rate):")
-    for spec, M in zip(golds, matrices):
-        s, k = spearmanr(proxy_means, M.mean(1)), kendalltau(proxy_means, M.mean(1))
-        boot = bootstrap_spearman(P, M, args.bootstrap_samples, args.bootstrap_seed)
-        out.append({"gold_model": spec.model, "gold_type": spec.type, "steps_mean_gold": M.mean(1).tolist(),
+    for spec, gold_matrix in zip(golds, matrices):
+        s, k = spearmanr(proxy_means, gold_matrix.mean(1)), kendalltau(proxy_means, gold_matrix.mean(1))
+        boot = bootstrap_spearman(proxy_scores, gold_matrix, args.bootstrap_samples, args.bootstrap_seed)
+        out.append({"gold_model": spec.model, "gold_type": spec.type, "steps_mean_gold": gold_matrix.mean(1).tolist(),
                     "spearman": correlation(s), "kendall": correlation(k), "bootstrap": boot,
                     "agreement": {}})
         print(f"  proxy vs {spec.short}: Spearman {s.statistic:.3f} (p={s.pvalue:.3f}), Kendall {k.statistic:.3f}")

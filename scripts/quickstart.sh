@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole reverse-reward-engineering loop, offline, on a laptop CPU, in one command:
 #   1. prepare the offline default models (SmolLM2-135M-Instruct policy, all-MiniLM-L6-v2 encoder)
-#   2. train the offline gold stand-in (a Bradley-Terry reward model; the paper's gold is Starling-RM-34B)
-#   3. PPO against the full white-box reward (LI, RP, relevance, branching), CPU accelerate config,
-#      saving {run}/policy_step_N every SAVE_FREQ steps
+#   2. train two offline gold stand-ins (Bradley-Terry reward models; the paper's gold is Starling-RM-34B): the
+#      truncation-neutral default, and the `corruptions` recipe, which reads whether an answer was cut off
+#   3. PPO against the full white-box reward (LI, RP, relevance, branching), CPU accelerate config, saving
+#      {run}/policy_step_N every SAVE_FREQ steps: a short run that shows the loop works end to end
 #   4. answer the eval set with every checkpoint (AlpacaEval-format outputs)
-#   5. monotonicity: proxy vs gold per checkpoint, Spearman, offline win rate, plot
+#   5. monotonicity: proxy vs gold per checkpoint, split by cut vs finished answers, plot
 #   6. SuperNI ROUGE-L of the final policy on the shipped fixture
-#   7. print a summary
+#   7. the measurement: best-of-n on the held-out eval prompts (n answers drawn once; each design's proxy picks
+#      its best; both golds score the picks), full vs li paired by prompt, with intervals
+#   8. print a summary
 # Every artefact lands under RUN_DIR; a re-run reuses finished phases and resumes an interrupted one.
 #
 #   bash scripts/quickstart.sh                     # default: about 15 min on a 2-core CPU
@@ -19,10 +22,10 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PROFILE=${PROFILE:-default}
 RUN_DIR=${RUN_DIR:-runs/quickstart}
 case "$PROFILE" in
-  default) STEPS=24 SAVE_FREQ=6 BATCH=8 MINI_BATCH=2 GRAD_ACC=2 NEW_TOKENS=64 EVAL_TOKENS=128 LR=3e-4
-           GOLD_ARGS=() SUPERNI_INSTANCES=100 ;;
+  default) STEPS=8 SAVE_FREQ=4 BATCH=8 MINI_BATCH=2 GRAD_ACC=2 NEW_TOKENS=64 EVAL_TOKENS=128 LR=3e-4
+           GOLD_ARGS=() SUPERNI_INSTANCES=100 BON_PROMPTS=30 BON_N=8 ;;
   smoke)   STEPS=2 SAVE_FREQ=1 BATCH=4 MINI_BATCH=2 GRAD_ACC=1 NEW_TOKENS=16 EVAL_TOKENS=16 LR=1e-4
-           GOLD_ARGS=(--max_pairs 64 --max_length 128) SUPERNI_INSTANCES=2 ;;
+           GOLD_ARGS=(--max_pairs 64 --max_length 128) SUPERNI_INSTANCES=2 BON_PROMPTS=4 BON_N=2 ;;
   *) echo "error: PROFILE must be default or smoke, got '$PROFILE'" >&2; exit 2 ;;
 esac
 # What is done with a response after it is generated (--response_postprocess of run_ppo.py, evaluation.py and
@@ -42,15 +45,16 @@ phase() {
   if [ -n "$CURRENT" ]; then printf '\n=== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; fi
 }
 
-phase "1/7 offline default models"
+phase "1/8 offline default models"
 python -m rre.offline_models  # converts the packaged GGUF once; prints both paths
 # Only the last line: importing DeepSpeed may log to stdout on the first conversion.
 POLICY=$(python -c 'from rre.offline_models import smollm2_path; print(smollm2_path())' | tail -n 1)
 
-phase "2/7 gold stand-in reward model -> $RUN_DIR/gold_standin"
+phase "2/8 gold stand-ins -> $RUN_DIR/gold_standin (truncation-neutral), $RUN_DIR/gold_standin_corruptions"
 python train_reward_model.py --output_dir "$RUN_DIR/gold_standin" "${GOLD_ARGS[@]}"
+python train_reward_model.py --recipe corruptions --output_dir "$RUN_DIR/gold_standin_corruptions" "${GOLD_ARGS[@]}"
 
-phase "3/7 PPO against the white-box reward -> $RUN_DIR/policy_step_N"
+phase "3/8 PPO against the white-box reward -> $RUN_DIR/policy_step_N"
 if [ -f "$RUN_DIR/policy_final/training_state.json" ]; then
   echo "reusing the finished run in $RUN_DIR/policy_final"
 else
@@ -63,7 +67,7 @@ else
     --relevance_model minilm --rar_max_dot=1.0 --response_postprocess=$POSTPROCESS --resume_from_checkpoint=latest
 fi
 
-phase "4/7 answer the eval set with every checkpoint"
+phase "4/8 answer the eval set with every checkpoint"
 LISTED="$(python -m rre.checkpoints "$RUN_DIR/policy")"  # complete checkpoints, by step (none: one error line, stop)
 mapfile -t CKPTS <<< "$LISTED"
 # One process answers them all in turn, each exactly as a process of its own would.
@@ -71,17 +75,24 @@ python evaluation.py --base_model_name="$POLICY" --peft_model_name "${CKPTS[@]}"
   --evaluations alpaca --eval_path data/eval.json --max_new_tokens=$EVAL_TOKENS --seed=42 \
   --response_postprocess=$POSTPROCESS
 
-phase "5/7 monotonicity: proxy vs gold across checkpoints"
+phase "5/8 monotonicity: proxy vs gold across checkpoints"
 python eval_monotonicity.py --output_dir="$RUN_DIR" --model_prefix=policy --eval_path data/eval.json \
   --gold_model "$RUN_DIR/gold_standin" --gold_type classifier --all_steps --response_postprocess=$POSTPROCESS \
   --max_new_tokens=$EVAL_TOKENS
 
-phase "6/7 SuperNI ROUGE-L of the final policy (shipped fixture)"
+phase "6/8 SuperNI ROUGE-L of the final policy (shipped fixture)"
 python evaluation.py --base_model_name="$POLICY" --peft_model_name="$RUN_DIR/policy_final" --batch_size=16 \
   --evaluations superni --superni_dir data/superni-fixture --superni_max_instances=$SUPERNI_INSTANCES --seed=42 \
   --response_postprocess=$POSTPROCESS
 
-phase ""  # closes phase 6
+phase "7/8 best-of-n: li vs full on the held-out eval prompts, judged by both golds"
+python best_of_n.py --base_model_name="$POLICY" --eval_path data/eval.json --n_prompts=$BON_PROMPTS --n=$BON_N \
+  --max_new_tokens=$EVAL_TOKENS --seed=42 --relevance_model minilm --rar_max_dot=1.0 \
+  --response_postprocess=$POSTPROCESS --designs li full --gold_type classifier \
+  --gold_model "$RUN_DIR/gold_standin" --gold_model "$RUN_DIR/gold_standin_corruptions" \
+  --output_dir "$RUN_DIR/best_of_n"
+
+phase ""  # closes phase 7
 mv "$TIMES.partial" "$TIMES"
-phase "7/7 summary"
+phase "8/8 summary"
 python summarize_run.py --run_dir "$RUN_DIR" | tee "$RUN_DIR/summary.txt"

@@ -36,6 +36,11 @@ def test_quickstart_smoke_produces_every_artefact_and_reuses_them(tmp_path):
         assert {"instruction", "output", "generator", "dataset"} <= set(outputs[0])
     assert (run_dir / "policy_final" / "adapter_config.json").is_file()
     assert (run_dir / "gold_standin" / "standin_info.json").is_file()
+    corruptions = json.loads((run_dir / "gold_standin_corruptions" / "standin_info.json").read_text())
+    assert corruptions["settings"]["recipe"] == "corruptions"
+    bon = json.loads((run_dir / "best_of_n" / "best_of_n.json").read_text())
+    assert list(bon["designs"]) == ["li", "full"] and bon["golds"] == ["gold_standin", "gold_standin_corruptions"]
+    assert "full - li" in bon["differences"] and bon["n"] == 2
 
     mono = json.loads((run_dir / "monotonicity.json").read_text())
     assert mono["steps"] == steps and len(mono["steps_mean_proxy"]) == len(mono["steps_mean_gold"]) == 2
@@ -48,19 +53,20 @@ def test_quickstart_smoke_produces_every_artefact_and_reuses_them(tmp_path):
     assert 0.0 <= superni["rougeL"] <= 100.0 and superni["n_tasks"] >= 1
 
     summary = (run_dir / "summary.txt").read_text()
-    for needle in ("Spearman", "pvalue", "SuperNI ROUGE-L", "monotonicity.png", "win rate", "cut %", "gold fin"):
+    for needle in ("Spearman", "pvalue", "SuperNI ROUGE-L", "monotonicity.png", "win rate", "cut %", "gold fin",
+                   "smallest two-sided p", "noise band", "best-of-n", "full - li at n=2", "gold_standin_corruptions"):
         assert needle in summary
     assert summary.strip() in proc.stdout
     # Each phase's wall time, from phase_times.tsv (the run's own times, so they are not compared below).
     results, times = summary.split("wall time per phase")
-    for phase in ("1/7 offline default models", "2/7 gold stand-in reward model", "3/7 PPO", "6/7 SuperNI"):
+    for phase in ("1/8 offline default models", "2/8 gold stand-ins", "3/8 PPO", "6/8 SuperNI", "7/8 best-of-n"):
         assert phase in times
-    assert len((run_dir / "phase_times.tsv").read_text().splitlines()) == 6
+    assert len((run_dir / "phase_times.tsv").read_text().splitlines()) == 7
 
     # A second run reuses every finished phase: no training, no generation, no scoring.
     mtimes = {p: p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file() and p.name != "summary.txt"
               and p.name not in ("monotonicity.json", "monotonicity.png", "monotonicity_features.png",
-                                 "phase_times.tsv")}
+                                 "best_of_n.json", "best_of_n.png", "phase_times.tsv")}
     again, _ = run_quickstart(run_dir)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "reusing the finished run" in again.stdout
