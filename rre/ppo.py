@@ -756,7 +756,8 @@ class PPOTrainer:
                                      f"(last at step {self.current_step}); stopping")
         return stats
 
-    def _train(self, r: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> tuple[dict[str, float], bool]:
+    def _train(self, rollout: Rollout, advantages: torch.Tensor,
+               returns: torch.Tensor) -> tuple[dict[str, float], bool]:
         """ppo_epochs passes over shuffled mini-batches, an optimizer step every `accumulation_steps` of them.
         Returns (mean statistics, step skipped).
 
@@ -783,7 +784,7 @@ class PPOTrainer:
                 for c_start in range(0, len(group_idx), chunk):
                     with self.accelerator.accumulate(self.model):
                         idx = group_idx[c_start:c_start + chunk]
-                        loss, mb_stats = self._chunk_loss(r, advantages, returns, idx)
+                        loss, mb_stats = self._chunk_loss(rollout, advantages, returns, idx)
                         if self._any(not bool(torch.isfinite(loss))):
                             loss = self._zero_loss()  # every process still runs the same backward passes
                             group_nonfinite = True
@@ -824,19 +825,20 @@ class PPOTrainer:
         out["ppo/optimizer_steps"] = float(self.optimizer_steps_last)
         return out, nonfinite
 
-    def _chunk_loss(self, r: Rollout, advantages: torch.Tensor, returns: torch.Tensor,
+    def _chunk_loss(self, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor,
                     idx: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """One forward over `idx` (whole mini-batches); the loss is the mean of each mini-batch's own
         masked-mean loss, so it equals accumulating the mini-batches' gradients one by one."""
         cfg = self.config
-        sub = r.batch.select(idx)
+        sub = rollout.batch.select(idx)
         n = int(sub.response_lengths.max())
         labels = sub.response_ids.to(self.device)
         with self.accelerator.autocast():
             logits, vpreds = self._forward(sub)
         logprobs = logprobs_from_logits(logits, labels)
         dev = self.device
-        mask, old_logprobs, old_values = r.mask[idx, :n].to(dev), r.logprobs[idx, :n].to(dev), r.values[idx, :n].to(dev)
+        mask, old_logprobs = rollout.mask[idx, :n].to(dev), rollout.logprobs[idx, :n].to(dev)
+        old_values = rollout.values[idx, :n].to(dev)
         adv, ret = advantages[idx, :n].to(dev), returns[idx, :n].to(dev)
         losses, stats = [], []
         for m in range(0, len(idx), cfg.mini_batch_size):
