@@ -38,5 +38,6 @@ def test_onnx_dot_products_match_float32(exact, backend, tolerance):
 
 
 def test_config_flag_builds_the_backend():
-    white_box_reward = ReversedEngineeredRewardForInference(RewardConfig(relevance_model="minilm", relevance_backend="onnx"))
+    white_box_reward = ReversedEngineeredRewardForInference(
+        RewardConfig(relevance_model="minilm", relevance_backend="onnx"))
     assert white_box_reward.encoder.onnx is not None and white_box_reward.encoder.backend == "onnx"
