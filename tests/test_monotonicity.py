@@ -171,9 +171,8 @@ def test_cache_scores_only_new_checkpoints(tmp_path, gold_dir, smollm2_dir, mini
     mtimes = {p: p.stat().st_mtime_ns for p in caches}
 
     # Proxy means with the default flags equal the reward computed directly on the joined examples.
-    white_box_reward = ReversedEngineeredRewardForInference(RewardConfig(),
-                                                            stop_strings=get_prompt_format("alpaca").stop_strings,
-                                               encoder=minilm_encoder)
+    stops = get_prompt_format("alpaca").stop_strings
+    white_box_reward = ReversedEngineeredRewardForInference(RewardConfig(), stop_strings=stops, encoder=minilm_encoder)
     examples = load_examples(tmp_path / "eval.json")
     for step, mean in zip(first["steps"], first["steps_mean_proxy"]):
         direct = real_proxy(white_box_reward, examples, [response(step, n) for n in LENGTHS[step]],
