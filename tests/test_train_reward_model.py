@@ -152,7 +152,8 @@ def test_shipped_training_prompts_are_apart_from_every_eval_set():
     assert len(held) > 1900 and not train & held
     # And the script's default keeps the shipped eval files apart.
     cfg = trm.TrainRewardModelConfig()
-    assert cfg.recipe == "truncation_neutral" and cfg.keep_apart_from == ["data/eval.json", "data/dev.json"]
+    assert cfg.recipe == "truncation_neutral" and cfg.keep_apart_from == [str(ROOT / "data" / "eval.json"),
+                                                                      str(ROOT / "data" / "dev.json")]
 
 
 def test_keep_apart_from_drops_eval_instructions(tmp_path, capsys):
