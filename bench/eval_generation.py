@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as run_ppo.py: brief spinning at OpenMP barriers
+import rre.openmp  # noqa: E402,F401  (before torch: OpenMP's barrier wait, as the training scripts set it)
 
 from arithmetic import forward_flops, layer_and_head_params, matmul_rate  # noqa: E402
 
